@@ -1,0 +1,118 @@
+"""pytest glue: fixtures that start lab programs, a per-test wall-clock limit, and failure
+reports that show the steps that ran and what every started program printed.
+
+Fixtures:
+  steps     Steps: `with steps.step("..."):` names what the test is doing
+  lab       start(name, *args) -> LabProcess; every program started is stopped after the test
+Markers:
+  limit(seconds)   the test's wall-clock limit (default 60 s; x3 under sanitizers)
+  slow             long tests (e.g. waiting out TIME_WAIT); CTest runs them as their own entry
+  tsan             this lab's tests also run under the tsan preset
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+from .process import LabProcess, become_subreaper, stop_all
+from .steps import Steps, wall_clock_limit
+
+DEFAULT_LIMIT = 60.0
+
+
+def slowdown() -> float:
+    """Sanitized builds run several times slower: stretch limits (never tighten them)."""
+    return 3.0 if os.environ.get("SOCKLAB_SANITIZE") else 1.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "limit(seconds): wall-clock limit of one test")
+    config.addinivalue_line("markers", "slow: a long test; CTest runs slow tests as their own entry")
+    config.addinivalue_line("markers", "tsan: the lab's tests also run under the tsan preset")
+    become_subreaper()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stop_all()
+
+
+class Lab:
+    """Starts lab programs for one test and remembers them, so teardown stops every one."""
+
+    def __init__(self) -> None:
+        self.started: list[LabProcess] = []
+
+    def start(self, name: str, *args: str | int, **kw) -> LabProcess:
+        proc = LabProcess.start(name, *args, **kw)
+        self.started.append(proc)
+        return proc
+
+    def server(self, name: str, *args: str | int, **kw) -> LabProcess:
+        """Start a server and wait for its ready line (proc.ready has host and port)."""
+        proc = self.start(name, *args, **kw)
+        proc.wait_ready(timeout=10 * slowdown())
+        return proc
+
+    def run(self, name: str, *args: str | int, input: bytes | str | None = None,
+            timeout: float = 10.0, **kw) -> LabProcess:
+        """Run a program to completion (stdin gets `input`, then EOF); proc.popen.returncode is set."""
+        proc = self.start(name, *args, **kw)
+        if input is not None:
+            data = input.encode() if isinstance(input, str) else input
+            try:
+                assert proc.popen.stdin is not None
+                proc.popen.stdin.write(data)
+                proc.popen.stdin.flush()
+            except BrokenPipeError:
+                pass
+        proc.close_stdin()
+        proc.wait_exit(timeout * slowdown())
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            proc.stop()
+
+
+@pytest.fixture
+def steps() -> Steps:
+    return Steps()
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    started = Lab()
+    request.node.stash[_LAB] = started
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+_LAB = pytest.StashKey[Lab]()
+_STEPS = pytest.StashKey[Steps]()
+
+
+@pytest.fixture(autouse=True)
+def per_test_limit(request: pytest.FixtureRequest, steps: Steps) -> Iterator[None]:
+    marker = request.node.get_closest_marker("limit")
+    seconds = (marker.args[0] if marker else DEFAULT_LIMIT) * slowdown()
+    request.node.stash[_STEPS] = steps
+    with wall_clock_limit(seconds, steps):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    steps = item.stash.get(_STEPS, None)
+    if steps is not None:
+        report.sections.append(("steps that ran", steps.describe()))
+    started = item.stash.get(_LAB, None)
+    if started is not None and started.started:
+        report.sections.append(("programs started by the test", "\n".join(p.report() for p in started.started)))

@@ -1,0 +1,84 @@
+"""Lab 01 socket-basics: socket_info creates sockets and prints what the kernel says they are.
+
+Every claim of labs/01-socket-basics/README.md is checked here against the kernel's own view
+(/proc/PID/fd, /proc/net/udp), never against the program's word alone.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+
+import pytest
+
+from harness import probes
+from harness.contract import assert_cli_contract, occupy_udp
+
+LINE = re.compile(r"^socket fd=(\d+) domain=(\w+) type=(\w+) protocol=(\d+)")
+BOUND = re.compile(r"^bound fd=(\d+) to \S+ host=(\S+) port=(\d+)", re.M)
+
+
+def sockets_of(proc) -> list[tuple[int, str, str, int]]:
+    return [(int(m[1]), m[2], m[3], int(m[4])) for m in map(LINE.match, proc.stdout.splitlines()) if m]
+
+
+def test_prints_domain_type_protocol_as_the_kernel_reports(lab, steps):
+    with steps.step("run socket_info"):
+        proc = lab.run("socket_info")
+    assert proc.popen.returncode == 0, proc.report()
+    found = sockets_of(proc)
+    assert [(d, t, p) for _, d, t, p in found] == [
+        ("AF_INET", "SOCK_STREAM", socket.IPPROTO_TCP),   # protocol 0 means the default: TCP
+        ("AF_INET", "SOCK_DGRAM", socket.IPPROTO_UDP),    # ...and UDP for datagrams
+        ("AF_INET6", "SOCK_STREAM", socket.IPPROTO_TCP),
+        ("AF_UNIX", "SOCK_STREAM", 0),
+    ], proc.report()
+
+
+@pytest.mark.limit(20)
+def test_fds_are_small_ints_the_kernel_lists_as_sockets(lab, steps):
+    with steps.step("start socket_info --hold"):
+        proc = lab.start("socket_info", "--hold")
+        proc.expect("holding the sockets open")
+    with steps.step("compare printed fds with /proc/PID/fd"):
+        fds = [fd for fd, *_ in sockets_of(proc)]
+        bound_fd = int(BOUND.search(proc.stdout)[1])
+        # The lowest free numbers, in order: 0-2 are stdin/stdout/stderr, so 3, 4, 5, 6, then 7.
+        assert fds + [bound_fd] == list(range(fds[0], fds[0] + 5)), proc.report()
+        for fd in fds + [bound_fd]:
+            target = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+            assert target.startswith("socket:["), f"fd {fd} is {target}, not a socket"
+    with steps.step("stdin EOF ends it with status 0"):
+        proc.close_stdin()
+        assert proc.wait_exit(5) == 0, proc.report()
+
+
+@pytest.mark.limit(20)
+def test_port_zero_binds_an_ephemeral_port_that_is_really_bound(lab, steps):
+    with steps.step("start socket_info --hold (port 0)"):
+        proc = lab.start("socket_info", "--hold")
+        proc.expect("holding the sockets open")
+    m = BOUND.search(proc.stdout)
+    fd, host, port = int(m[1]), m[2], int(m[3])
+    low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    assert host == "127.0.0.1"
+    assert low <= port <= high, f"port {port} is outside ip_local_port_range {low}-{high}"
+    with steps.step("find the printed port in /proc/net/udp, owned by that fd"):
+        inode = int(os.readlink(f"/proc/{proc.pid}/fd/{fd}")[8:-1])
+        rows = [line.split() for line in open("/proc/net/udp").read().splitlines()[1:]]
+        owners = [int(r[9]) for r in rows if int(r[1].split(":")[1], 16) == port]
+        assert inode in owners, f"no UDP socket on port {port} with the inode of fd {fd} ({inode})"
+    with steps.step("a second bind to that port fails"):
+        with pytest.raises(OSError):
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("127.0.0.1", port))
+
+
+def test_ipv6_host(lab):
+    proc = lab.run("socket_info", "--host", "::1")
+    assert proc.popen.returncode == 0, proc.report()
+    assert BOUND.search(proc.stdout)[2] == "::1"
+
+
+def test_cli_contract(lab):
+    with occupy_udp() as port:
+        assert_cli_contract(lab, "socket_info", taken_port=port)
