@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 TCP_STATES = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
@@ -166,8 +167,8 @@ class TcpSocket:
     remote: tuple[str, int]
     state: str
     inode: int
-    send_q: int   # for a listener: the backlog; otherwise bytes not yet acknowledged
-    recv_q: int   # for a listener: connections waiting in the accept queue
+    send_q: int   # for a listener: the effective backlog (as `ss -ltn` shows); else unacknowledged bytes
+    recv_q: int   # for a listener: connections waiting in the accept queue; else unread bytes
 
 
 def _decode(hex_addr: str) -> tuple[str, int]:
@@ -178,6 +179,24 @@ def _decode(hex_addr: str) -> tuple[str, int]:
     else:  # four little-endian 32-bit words
         ip = socket.inet_ntop(socket.AF_INET6, b"".join(struct.pack(">I", w) for w in struct.unpack("<4I", raw)))
     return ip, int(port_hex, 16)
+
+
+def _listen_backlogs(pid: int | None) -> dict[tuple[str, int], int]:
+    """Effective backlog of each listener, from `ss -ltn` (Send-Q); /proc/net/tcp does not show it."""
+    argv = ["ss", "-Hltn"]
+    if pid:
+        argv = ["nsenter", f"--net=/proc/{pid}/ns/net", *argv]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    backlogs = {}
+    for row in out.splitlines():
+        f = row.split()
+        if len(f) >= 4:
+            host, _, port = f[3].rpartition(":")
+            backlogs[(host.strip("[]").split("%")[0], int(port))] = int(f[2])
+    return backlogs
 
 
 def tcp_sockets(port: int | None = None, pid: int | None = None) -> list[TcpSocket]:
@@ -196,6 +215,10 @@ def tcp_sockets(port: int | None = None, pid: int | None = None) -> list[TcpSock
                 continue
             tx, rx = (int(x, 16) for x in f[4].split(":"))
             out.append(TcpSocket(local, remote, TCP_STATES.get(int(f[3], 16), f[3]), int(f[9]), tx, rx))
+    if any(s.state == "LISTEN" for s in out):
+        backlogs = _listen_backlogs(pid)
+        out = [replace(s, send_q=backlogs.get(s.local, backlogs.get(("*", s.local[1]), s.send_q)))
+               if s.state == "LISTEN" else s for s in out]
     return out
 
 

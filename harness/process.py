@@ -52,6 +52,7 @@ class LabProcess:
         self.argv = [os.fspath(a) for a in argv]
         self.name = Path(self.argv[0]).name
         self._lines: "queue.Queue[str | None]" = queue.Queue()
+        self._unread: list[str] = []   # lines wait_ready() passed over, still to be read
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self.ready: Ready | None = None
@@ -104,10 +105,15 @@ class LabProcess:
         return HarnessError(f"{what}\n{self.report()}")
 
     # ---- reading lines ----
+    def _next(self, timeout: float) -> str | None:
+        if self._unread:
+            return self._unread.pop(0)
+        return self._lines.get(timeout=timeout)
+
     def read_line(self, timeout: float = 5.0) -> str | None:
         """The next stdout line, or None at EOF; HarnessError if none comes within timeout."""
         try:
-            line = self._lines.get(timeout=timeout)
+            line = self._next(timeout)
         except queue.Empty:
             raise self._fail(f"{self.name} printed no line within {timeout:g}s") from None
         if line is None:
@@ -123,7 +129,7 @@ class LabProcess:
             if left <= 0:
                 raise self._fail(f"{self.name} printed no line matching /{rx.pattern}/ within {timeout:g}s")
             try:
-                line = self._lines.get(timeout=left)
+                line = self._next(left)
             except queue.Empty:
                 continue
             if line is None:
@@ -134,7 +140,8 @@ class LabProcess:
                 return m
 
     def wait_ready(self, timeout: float = 10.0) -> Ready:
-        """Wait for the ready line `READY <proto> <host> <port>` and return it."""
+        """Wait for the ready line `READY <proto> <host> <port>` and return it. Lines printed before
+        it stay unread, for read_line() and expect()."""
         deadline = time.monotonic() + timeout
         while self.ready is None:
             left = deadline - time.monotonic()
@@ -150,6 +157,8 @@ class LabProcess:
                 self.popen.wait(timeout=2)
                 raise self._fail(f"{self.name} ended before printing its ready line")
             self.ready = parse_ready(line)
+            if self.ready is None:
+                self._unread.append(line)
         return self.ready
 
     # ---- stdin ----
