@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import codecs
 import re
-import socket
-
 import pytest
 
 from harness.clients import free_udp_port
@@ -113,6 +111,14 @@ def test_ipv6_loopback(lab):
     send(lab, receiver.ready.port, "--message", "over v6", host="::1")
     got = next_datagram(receiver)
     assert (got.host, got.data) == ("::1", b"over v6")
+
+
+def test_ipv6_limit_is_65527(lab):
+    receiver = lab.server("udp_recv", "--host", "::1", "--port", "0", "--bufsize", "65536")
+    send(lab, receiver.ready.port, "--size", "65527", host="::1")
+    assert next_datagram(receiver).real == 65527
+    too_big = lab.run("udp_send", "--host", "::1", "--port", str(receiver.ready.port), "--size", "65528")
+    assert too_big.popen.returncode == 1 and "[EMSGSIZE]" in too_big.stderr, too_big.report()
 
 
 def test_sigterm_exits_zero(lab):

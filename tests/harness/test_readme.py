@@ -1,0 +1,46 @@
+"""README.md agrees with the lab manifest, and every available lab is complete."""
+from __future__ import annotations
+
+import re
+
+from harness import manifest, readme_table
+from harness.programs import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def test_reading_order_table_matches_the_manifest():
+    assert readme_table.rewrite(README) == README, \
+        "README.md's reading-order table is stale: run /usr/bin/python3 -m harness.readme_table --write"
+
+
+def test_every_available_lab_has_readme_programs_and_spec():
+    for lab in manifest.load():
+        if not lab.available:
+            continue
+        folder = REPO / "labs" / lab.dir
+        assert (folder / "README.md").is_file(), f"lab {lab.id}: no README.md"
+        assert lab.programs, f"lab {lab.id}: the manifest lists no programs"
+        cmake = (folder / "CMakeLists.txt").read_text()
+        for prog in lab.programs:
+            assert re.search(rf"socklab_program\({prog}\b", cmake), f"lab {lab.id}: {prog} is not built"
+        assert lab.spec.is_file(), f"lab {lab.id}: no tests/labs/test_{lab.id}_*.py"
+        text = (folder / "README.md").read_text()
+        for section in ("## The notes", "## 术语 Glossary", "## Build and run", "## What to observe",
+                        "## What the notes get wrong", "## Claims and the tests that prove them",
+                        "## Check your work", "## Exercises", "## Next lab"):
+            assert section in text, f"lab {lab.id}: README.md lacks the section '{section}'"
+        assert f"check_{lab.id}" in text, f"lab {lab.id}: README.md does not say how to check the lab"
+
+
+def test_claims_tables_name_tests_that_exist():
+    for lab in manifest.load():
+        if not lab.available:
+            continue
+        text = (REPO / "labs" / lab.dir / "README.md").read_text()
+        claims = text.split("## Claims and the tests that prove them", 1)[1].split("\n## ", 1)[0]
+        named = set(re.findall(r"`(test_\w+)`", claims))
+        assert named, f"lab {lab.id}: the claims table names no tests"
+        spec = lab.spec.read_text()
+        for name in named:
+            assert re.search(rf"^def {name}\(", spec, re.M), f"lab {lab.id}: README cites {name}, which {lab.spec.name} lacks"
