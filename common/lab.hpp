@@ -5,7 +5,6 @@
 // teaches stay raw in the lab, wrapped only by check().
 // Contract: README.md "The contract for your own programs". Tests: tests/unit/test_lab.cpp.
 #pragma once
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,7 +15,6 @@
 #include <cerrno>
 #include <charconv>
 #include <concepts>
-#include <cstddef>
 #include <cstring>
 #include <iostream>
 #include <optional>
@@ -29,8 +27,6 @@
 #include <vector>
 
 namespace lab {
-
-// ---- Errors: throw where it fails, report once in run() ----------------------------------
 
 // A bad command line. run() prints it with the usage text and exits 2.
 struct usage_error : std::runtime_error { using std::runtime_error::runtime_error; };
@@ -47,7 +43,7 @@ inline const std::error_category& gai_category() {
         const char* name() const noexcept override { return "getaddrinfo"; }
         std::string message(int code) const override { return ::gai_strerror(code); }
     };
-    static const category instance;
+    static const category instance;  // error categories are compared by address: one instance
     return instance;
 }
 inline void check_gai(int rc, std::string_view what) {
@@ -89,8 +85,6 @@ inline std::string error_message(std::string_view prog, const std::exception& e)
     return line;
 }
 
-// ---- File descriptors and output ----------------------------------------------------------
-
 // Owns one fd; move-only; closes it once. Closing keeps errno so error paths stay truthful.
 class Fd {
 public:
@@ -99,7 +93,6 @@ public:
     Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
     Fd& operator=(Fd&& other) noexcept { if (this != &other) reset(std::exchange(other.fd_, -1)); return *this; }
     Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
     ~Fd() { reset(); }
     int get() const noexcept { return fd_; }
     int release() noexcept { return std::exchange(fd_, -1); }
@@ -159,8 +152,6 @@ inline void exit_on_signals() {
     check(::sigaction(SIGINT, &action, nullptr), "sigaction(SIGINT)");
     check(::sigaction(SIGTERM, &action, nullptr), "sigaction(SIGTERM)");
 }
-
-// ---- Numbers and addresses ----------------------------------------------------------------
 
 // A whole number in [lo, hi], or a usage_error that names the option and the bad text.
 template <std::integral T> T parse_number(std::string_view text, std::string_view name, T lo, T hi) {
@@ -224,8 +215,6 @@ inline void announce_ready(int fd) {
     const auto [host, port] = host_port(local_address(fd));
     say("READY ", type == SOCK_STREAM ? "tcp" : "udp", ' ', host, ' ', port);
 }
-
-// ---- Command line and main ------------------------------------------------------------------
 
 // One option: "--port" with arg "P", or a flag when arg is empty.
 struct Option { std::string_view name, arg, help; };
