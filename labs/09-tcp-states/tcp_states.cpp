@@ -61,10 +61,10 @@ void step(Connection& c, const std::string& what, bool wait_for_change = false) 
 }
 
 // A listener and an unconnected client, in a private namespace of their own.
-Connection prepare(const lab::Args& args, int backlog, bool defer_accept) {
+Connection prepare(const std::string& host, std::uint16_t port, int backlog, bool defer_accept) {
     probe::private_loopback();
     probe::nft("add table inet socklab; add chain inet socklab held { type filter hook input priority 0; }");
-    const lab::Address here = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
+    const lab::Address here = lab::resolve(host, port, SOCK_STREAM);
     Connection c{lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket")), {}, {}, false, {}};
     const int seconds = 5;  // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
     if (defer_accept) lab::check(::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds), "setsockopt(TCP_DEFER_ACCEPT)");
@@ -174,14 +174,15 @@ constexpr std::array<Scenario, 7> scenarios{{
 int main(int argc, char** argv) {
     return lab::run(program, argc, argv, [](const lab::Args& args) {
         lab::exit_on_signals();
-        const std::string wanted = args.get("--scenario", "all");
+        const std::string wanted = args.get("--scenario", "all"), host = args.get("--host", "127.0.0.1");
+        const std::uint16_t port = args.port(notes_port);
         bool found = false;
         for (const Scenario& s : scenarios) {
             if (wanted != "all" && wanted != s.name) continue;
             found = true;
             // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) interferes.
             lab::say("scenario ", s.name);
-            Connection c = prepare(args, s.backlog, s.defer);
+            Connection c = prepare(host, port, s.backlog, s.defer);
             if (s.opened) {
                 connect_client(c, true);
                 accept_server(c);

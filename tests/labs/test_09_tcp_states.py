@@ -1,0 +1,159 @@
+"""Lab 09 tcp-states: tcp_states, both ends' TCP states step by step, scenario by scenario.
+
+Each test states one claim of labs/09-tcp-states/README.md. tcp_states runs every scenario in a
+private network namespace of its own (only lo) and prints one line per step:
+    client FIN_WAIT2    | server CLOSE_WAIT  <what just happened>
+The tests parse those lines and compare the sequences with what TCP (RFC 793) says must happen.
+"""
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from harness.clients import free_tcp_port
+from harness.contract import assert_help_and_usage
+from harness.probes import tcp_sockets
+
+ROW = re.compile(r"^client (\S+)\s+\| server (\S+)\s+(.*)$")
+SCENARIO = re.compile(r"^scenario (\S+)$")
+
+# The eleven states of RFC 793 section 3.2, and the names Linux (and tcp_states) uses for them.
+RFC_TO_LINUX = {
+    "LISTEN": "LISTEN", "SYN-SENT": "SYN_SENT", "SYN-RECEIVED": "SYN_RECV", "ESTABLISHED": "ESTABLISHED",
+    "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "CLOSE-WAIT": "CLOSE_WAIT", "CLOSING": "CLOSING",
+    "LAST-ACK": "LAST_ACK", "TIME-WAIT": "TIME_WAIT", "CLOSED": "CLOSED",
+}
+OPENED = [("CLOSED", "LISTEN"), ("ESTABLISHED", "ESTABLISHED")]  # listen(), then connect() + accept()
+EXPECTED = {
+    "client-closes-first": OPENED + [("FIN_WAIT1", "ESTABLISHED"), ("FIN_WAIT2", "CLOSE_WAIT"),
+                                     ("TIME_WAIT", "LAST_ACK"), ("TIME_WAIT", "CLOSED")],
+    "server-closes-first": OPENED + [("ESTABLISHED", "FIN_WAIT1"), ("CLOSE_WAIT", "FIN_WAIT2"),
+                                     ("LAST_ACK", "TIME_WAIT"), ("CLOSED", "TIME_WAIT")],
+    "simultaneous-close": OPENED + [("ESTABLISHED", "FIN_WAIT1"), ("FIN_WAIT2", "CLOSING"),
+                                    ("TIME_WAIT", "TIME_WAIT")],
+    "unread-data-reset": OPENED + [("ESTABLISHED", "ESTABLISHED"), ("CLOSED", "CLOSED")],
+    "half-close": OPENED + [("FIN_WAIT2", "CLOSE_WAIT"), ("TIME_WAIT", "CLOSED"), ("TIME_WAIT", "CLOSED")],
+    "syn-sent": [("CLOSED", "LISTEN"), ("SYN_SENT", "LISTEN"), ("ESTABLISHED", "ESTABLISHED")],
+    "syn-recv": [("CLOSED", "LISTEN"), ("ESTABLISHED", "SYN_RECV"), ("ESTABLISHED", "ESTABLISHED"),
+                 ("ESTABLISHED", "ESTABLISHED")],
+}
+WHY = {
+    "client-closes-first": "the client's FIN is held back (FIN_WAIT1), then ACKed (FIN_WAIT2 / CLOSE_WAIT); "
+                           "the server's close() makes it LAST_ACK until the client's held ACK gets through",
+    "server-closes-first": "the mirror image: the server is the active closer",
+    "simultaneous-close": "the server's FIN is held back while the client closes: the server receives a FIN "
+                          "before the ACK of its own FIN, which is CLOSING",
+    "unread-data-reset": "close() with unread data sends RST: both ends are gone at once, no TIME_WAIT",
+    "half-close": "shutdown(SHUT_WR) sends FIN but keeps the socket; the server's close() completes the close",
+    "syn-sent": "with the accept queue full the server drops the SYN; accept() makes room for the retransmission",
+    "syn-recv": "TCP_DEFER_ACCEPT keeps the server's end half-open until data arrives",
+}
+
+_runs: dict[tuple[str, ...], str] = {}
+
+
+def run_states(lab, *args: str) -> str:
+    """Run tcp_states to completion (once per argument list in this session); its stdout."""
+    if args not in _runs:
+        proc = lab.run("tcp_states", *args, timeout=60)
+        assert proc.popen.returncode == 0, (
+            "tcp_states failed. It needs unshare(CLONE_NEWNET) (root, or unprivileged user namespaces) "
+            "and the nft tool (Debian package nftables)\n" + proc.report())
+        _runs[args] = proc.stdout
+    return _runs[args]
+
+
+def sequences(stdout: str) -> dict[str, list[tuple[str, str]]]:
+    """scenario name -> [(client state, server state), ...] in the order printed."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in stdout.splitlines():
+        if m := SCENARIO.match(line):
+            current = out.setdefault(m[1], [])
+        elif (m := ROW.match(line)) and current is not None:
+            current.append((m[1], m[2]))
+    return out
+
+
+def show(seq: list[tuple[str, str]]) -> str:
+    return "\n".join(f"  client {c:<12} | server {s}" for c, s in seq)
+
+
+@pytest.mark.limit(120)
+@pytest.mark.parametrize("scenario", list(EXPECTED))
+def test_scenario_goes_through_the_true_states(lab, scenario):
+    got = sequences(run_states(lab, "--scenario", scenario)).get(scenario)
+    assert got is not None, f"no 'scenario {scenario}' header in the output"
+    assert got == EXPECTED[scenario], (
+        f"scenario {scenario}: {WHY[scenario]}.\nexpected:\n{show(EXPECTED[scenario])}\ngot:\n{show(got)}")
+
+
+@pytest.mark.limit(120)
+@pytest.mark.parametrize("scenario, waiting", [
+    ("client-closes-first", {"client"}), ("server-closes-first", {"server"}),
+    ("simultaneous-close", {"client", "server"}), ("unread-data-reset", set()),
+])
+def test_only_the_active_closer_ends_in_time_wait(lab, scenario, waiting):
+    last = sequences(run_states(lab, "--scenario", scenario))[scenario][-1]
+    in_time_wait = {end for end, state in zip(("client", "server"), last) if state == "TIME_WAIT"}
+    assert in_time_wait == waiting, (
+        f"{scenario}: expected TIME_WAIT on {sorted(waiting) or 'neither end'}, the last step shows "
+        f"client {last[0]}, server {last[1]}. Only the end that sent the first FIN waits (UNP 2.7); "
+        "after a simultaneous close both did; an RST leaves no TIME_WAIT")
+
+
+@pytest.mark.limit(120)
+def test_close_with_unread_data_resets_the_peer(lab):
+    out = run_states(lab, "--scenario", "unread-data-reset")
+    assert re.search(r"^client recv\(\) -> -1 ECONNRESET ", out, re.M), (
+        "after the server closed with unread data, the client's recv() should fail with ECONNRESET "
+        "(an RST came, not a FIN)\n" + out)
+
+
+@pytest.mark.limit(120)
+def test_half_closed_side_still_receives(lab):
+    out = run_states(lab, "--scenario", "half-close")
+    assert re.search(r"^server recv\(\) -> 0 ", out, re.M), "after shutdown(SHUT_WR) the server reads EOF (0)\n" + out
+    assert re.search(r'^client recv\(\) -> 10 bytes "still here"', out, re.M), (
+        "the client shut down only its sending side, so it should still receive the server's reply\n" + out)
+
+
+@pytest.mark.limit(180)
+@pytest.mark.parametrize("rfc_name", list(RFC_TO_LINUX))
+def test_each_of_the_eleven_rfc793_states_is_observed(lab, rfc_name):
+    seen = {state for seq in sequences(run_states(lab)).values() for row in seq for state in row}
+    assert RFC_TO_LINUX[rfc_name] in seen, (
+        f"RFC 793 state {rfc_name} (Linux: {RFC_TO_LINUX[rfc_name]}) never appeared across the scenarios "
+        f"of `tcp_states` (all). Seen: {sorted(seen)}")
+
+
+@pytest.mark.limit(120)
+def test_ipv6_loopback_gives_the_same_simultaneous_close(lab):
+    got = sequences(run_states(lab, "--host", "::1", "--scenario", "simultaneous-close"))["simultaneous-close"]
+    assert got == EXPECTED["simultaneous-close"], show(got)
+
+
+@pytest.mark.limit(120)
+def test_scenarios_stay_in_a_private_namespace(lab):
+    port = free_tcp_port()
+    run_states(lab, "--port", str(port), "--scenario", "server-closes-first")
+    left = tcp_sockets(port)
+    assert not left, (f"the scenario ran on port {port} inside its own network namespace, so this "
+                      f"namespace should have no socket on it (a TIME_WAIT here means it ran on the host): {left}")
+
+
+def test_sigterm_exits_zero(lab):
+    proc = lab.start("tcp_states", "--scenario", "syn-sent")
+    proc.expect(r"^client SYN_SENT", timeout=30)
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait_exit(10) == 0, proc.report()
+
+
+def test_cli_contract(lab):
+    assert_help_and_usage(lab, "tcp_states")
+    bad = lab.run("tcp_states", "--scenario", "no-such-scenario")
+    assert bad.popen.returncode == 2 and "no-such-scenario" in bad.stderr, bad.report()
+    bad_port = lab.run("tcp_states", "--port", "70000")
+    assert bad_port.popen.returncode == 2, bad_port.report()
