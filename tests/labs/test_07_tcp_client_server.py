@@ -1,0 +1,361 @@
+"""Lab 07 tcp-client-server: tcp_server and tcp_client, the five steps, the byte stream, the backlog.
+
+Each test states one claim of labs/07-tcp-client-server/README.md and proves it over loopback.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from harness import probes
+from harness.clients import TcpClient, free_tcp_port
+from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
+
+RECV_LINE = re.compile(r'^recv (\d+) bytes from (\S+): "(.*)"$')
+
+
+def wait_for(what: str, predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for: {what}")
+        time.sleep(interval)
+
+
+def listener_row(port: int) -> probes.TcpSocket:
+    rows = [s for s in probes.tcp_sockets(port) if s.state == "LISTEN" and s.local[1] == port]
+    assert len(rows) == 1, f"expected one LISTEN socket on port {port}, found {rows}"
+    return rows[0]
+
+
+def server_side(port: int, client_port: int) -> probes.TcpSocket | None:
+    """The server's end of one connection (accepted or still in the accept queue)."""
+    for s in probes.tcp_sockets(port):
+        if s.local[1] == port and s.remote[1] == client_port and s.state == "ESTABLISHED":
+            return s
+    return None
+
+
+def test_reply_is_ack_plus_what_was_received(lab, steps):
+    with steps.step("start tcp_server (one client, as the notes)"):
+        server = lab.server("tcp_server", "--port", "0")
+    with steps.step("tcp_client --message hello"):
+        client = lab.run("tcp_client", "--port", server.ready.port, "--message", "hello")
+    assert client.popen.returncode == 0, client.report()
+    assert 'recv 15 bytes: "has recv:hello\\n"' in client.stdout, client.report()
+    m = server.expect(RECV_LINE)
+    assert (m[1], m[3]) == ("6", "hello\\n")
+    server.expect(r"closed its side \(recv returned 0\)")
+    assert server.wait_exit(5) == 0, "after its one client the server should exit 0\n" + server.report()
+
+
+def test_client_port_is_ephemeral_without_bind(lab):
+    server = lab.server("tcp_server", "--port", "0")
+    client = lab.run("tcp_client", "--port", server.ready.port, "--message", "x")
+    m = re.search(r"^connected to \S+ from 127\.0\.0\.1:(\d+)$", client.stdout, re.M)
+    assert m, client.report()
+    low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    assert low <= int(m[1]) <= high
+    assert re.search(rf"accepted 127\.0\.0\.1:{m[1]} ", server.stdout), server.report()
+
+
+def test_each_stdin_line_gets_its_reply_and_eof_exits_zero(lab):
+    server = lab.server("tcp_server", "--port", "0")
+    client = lab.run("tcp_client", "--port", server.ready.port, input="one\n\ntwo\n")
+    assert client.popen.returncode == 0, client.report()
+    replies = re.findall(r'^recv \d+ bytes: "(.*)"$', client.stdout, re.M)
+    assert replies == ["has recv:one\\n", "has recv:\\n", "has recv:two\\n"], client.report()
+
+
+def test_connect_completes_before_accept(lab, steps):
+    with steps.step("start tcp_server --hold: it listens but does not call accept()"):
+        server = lab.server("tcp_server", "--port", "0", "--hold")
+        server.expect("holding off accept")
+    with steps.step("connect: the kernel completes the handshake without the server"):
+        client = TcpClient("127.0.0.1", server.ready.port, timeout=5)
+    try:
+        assert server_side(server.ready.port, client.local_port), "the connection should be ESTABLISHED"
+        assert listener_row(server.ready.port).recv_q == 1, "one connection should wait in the accept queue"
+        assert "accepted" not in server.stdout, server.report()
+        with steps.step("release the hold: accept() now dequeues the finished connection"):
+            server.send_line("")
+            server.expect(rf"accepted 127\.0\.0\.1:{client.local_port} ")
+    finally:
+        client.close()
+
+
+def test_one_recv_returns_two_sends_merged(lab, steps):
+    with steps.step("start tcp_server --hold"):
+        server = lab.server("tcp_server", "--port", "0", "--hold")
+    port = server.ready.port
+    with TcpClient("127.0.0.1", port, timeout=5) as client:
+        with steps.step("two send() calls, 0.1 s apart, TCP_NODELAY: two separate segments"):
+            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.sock.send(b"hello")
+            time.sleep(0.1)
+            client.sock.send(b"world")
+        with steps.step("both wait in the server's receive queue (10 bytes)"):
+            wait_for("10 bytes queued at the server", lambda: (s := server_side(port, client.local_port)) and s.recv_q == 10)
+        with steps.step("release the hold: the server's one recv() returns both sends as one"):
+            server.send_line("")
+            m = server.expect(RECV_LINE)
+        assert (m[1], m[3]) == ("10", "helloworld"), server.report()
+        assert client.recv_exactly(19) == b"has recv:helloworld"
+
+
+def test_one_send_can_arrive_in_several_recvs(lab, steps):
+    server = lab.server("tcp_server", "--port", "0")
+    payload = bytes(ord("a") + i % 26 for i in range(5000))
+    with TcpClient("127.0.0.1", server.ready.port, timeout=5) as client:
+        with steps.step("one sendall of 5000 bytes; the server recv()s at most 1024 at a time"):
+            client.send(payload)
+            client.shutdown_write()
+            reply = client.recv_until_eof(timeout=10)
+    parts = reply.split(b"has recv:")
+    assert parts[0] == b"" and len(parts) >= 6, f"expected >= 5 replies (one per recv), got {len(parts) - 1}"
+    assert b"".join(parts) == payload, "the pieces should join up to exactly what was sent"
+    sizes = [int(m[1]) for m in re.finditer(r"^recv (\d+) bytes from", server.stdout, re.M)]
+    assert sum(sizes) == 5000 and max(sizes) <= 1024, server.report()
+
+
+def _connect_nonblocking(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    err = s.connect_ex(("127.0.0.1", port))
+    assert err in (0, errno.EINPROGRESS), f"connect_ex returned {errno.errorcode.get(err, err)}"
+    return s
+
+
+def _client_states(port: int, ours: dict[int, socket.socket]) -> dict[int, str]:
+    return {s.local[1]: s.state for s in probes.tcp_sockets(port) if s.local[1] in ours and s.remote[1] == port}
+
+
+def _ss_listen_queues(port: int) -> tuple[int, int] | None:
+    """(Recv-Q, Send-Q) of the listener as `ss -ltn` prints them."""
+    out = subprocess.run(["ss", "-ltn", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "LISTEN" and f[3].endswith(f":{port}"):
+            return int(f[1]), int(f[2])
+    return None
+
+
+@pytest.mark.limit(90)
+@pytest.mark.parametrize("backlog", [1, 3])
+def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, steps, backlog):
+    somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
+    expected = min(backlog, somaxconn) + 1
+    attempts = expected + 4
+    with steps.step(f"start tcp_server --backlog {backlog} --hold (no accept)"):
+        server = lab.server("tcp_server", "--port", "0", "--backlog", backlog, "--hold", "--clients", attempts)
+    port = server.ready.port
+    overflows_before = probes.listen_overflows()
+    socks: dict[int, socket.socket] = {}
+    try:
+        with steps.step(f"{attempts} non-blocking connects, one every 50 ms"):
+            for _ in range(attempts):
+                s = _connect_nonblocking(port)
+                socks[s.getsockname()[1]] = s
+                time.sleep(0.05)
+        with steps.step(f"{expected} complete; wait 2.5 s more so every SYN retransmission (1 s) is dropped too"):
+            wait_for(f"{expected} ESTABLISHED clients",
+                     lambda: list(_client_states(port, socks).values()).count("ESTABLISHED") >= expected)
+            time.sleep(2.5)
+            states = _client_states(port, socks)
+        established = sorted(p for p, st in states.items() if st == "ESTABLISHED")
+        waiting = sorted(p for p, st in states.items() if st == "SYN_SENT")
+        assert len(established) == expected, f"backlog {backlog}: expected {expected} completed, states {states}"
+        assert len(waiting) == attempts - expected, f"the rest should wait in SYN_SENT, states {states}"
+        refused = [p for p, s in socks.items() if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)]
+        assert not refused, "no client should be refused: a full queue drops SYNs, it does not answer RST"
+        with steps.step("the listener: Send-Q = backlog, Recv-Q = connections waiting for accept"):
+            row = listener_row(port)
+            assert (row.recv_q, row.send_q) == (expected, backlog), row
+            if shutil.which("ss"):
+                assert _ss_listen_queues(port) == (expected, backlog), "ss -ltn should show Recv-Q/Send-Q"
+        assert probes.listen_overflows() > overflows_before, "TcpExt ListenOverflows should count the dropped SYNs"
+        assert "accepted" not in server.stdout, server.report()
+
+        if backlog == 3:
+            with steps.step("release the hold: every client, queued or retrying, is then served in turn"):
+                server.send_line("")
+                sel = selectors.DefaultSelector()
+                for s in socks.values():
+                    sel.register(s, selectors.EVENT_WRITE)
+                pending, replies = dict(socks), {}
+                deadline = time.monotonic() + 45
+                while pending and time.monotonic() < deadline:
+                    for key, _ in sel.select(timeout=1):
+                        s = key.fileobj
+                        cport = s.getsockname()[1]
+                        if key.events & selectors.EVENT_WRITE:
+                            assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                            s.send(f"{cport}\n".encode())
+                            s.shutdown(socket.SHUT_WR)
+                            sel.modify(s, selectors.EVENT_READ)
+                            replies[cport] = b""
+                        else:
+                            chunk = s.recv(4096)
+                            replies[cport] += chunk
+                            if not chunk:
+                                sel.unregister(s)
+                                del pending[cport]
+                sel.close()
+                assert not pending, f"clients never served: {sorted(pending)}\n{server.report()}"
+                assert all(replies[p] == f"has recv:{p}\n".encode() for p in socks), replies
+            assert server.wait_exit(10) == 0, server.report()
+    finally:
+        for s in socks.values():
+            s.close()
+
+
+def _client_fed_8mib(lab, port: int, *args: str):
+    payload = hashlib.sha256(b"socklab").hexdigest().encode() * (8 * 1024 * 1024 // 64)
+    client = lab.start("tcp_client", "--port", port, *args)
+
+    def feed() -> None:
+        try:
+            client.popen.stdin.write(payload + b"\n")
+            client.popen.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+    threading.Thread(target=feed, daemon=True).start()
+    return client, payload + b"\n"
+
+
+def _stop_and_continue_while_blocked(client, conn: socket.socket, port: int) -> None:
+    """Let the client fill every buffer and block in send(); then SIGSTOP/SIGCONT it: a blocking
+    send() that has already queued some bytes returns that short count when a signal stops it."""
+    cport = conn.getpeername()[1]
+    wait_for("the client blocked in send() with a full send buffer", lambda: probes.state(client.pid) == "S" and any(
+        s.local[1] == cport and s.send_q > 1_000_000 for s in probes.tcp_sockets(port)), timeout=20)
+    for _ in range(5):
+        os.kill(client.pid, signal.SIGSTOP)
+        time.sleep(0.1)
+        os.kill(client.pid, signal.SIGCONT)
+        time.sleep(0.2)
+
+
+def _small_window_listener() -> socket.socket:
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by the accepted socket
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    ls.settimeout(10)
+    return ls
+
+
+@pytest.mark.limit(90)
+def test_send_loop_survives_short_sends(lab, steps):
+    with _small_window_listener() as ls:
+        port = ls.getsockname()[1]
+        with steps.step("tcp_client sends one 8 MiB line to a receiver that does not read yet"):
+            client, sent = _client_fed_8mib(lab, port)
+            conn, _ = ls.accept()
+        with conn:
+            with steps.step("stop and continue the client while it is blocked in send()"):
+                _stop_and_continue_while_blocked(client, conn, port)
+            with steps.step("read everything: not one byte may be missing"):
+                got = bytearray()
+                conn.settimeout(20)
+                while len(got) < len(sent):
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += chunk
+                assert len(got) == len(sent) and hashlib.sha256(got).digest() == hashlib.sha256(sent).digest()
+                conn.sendall(b"has recv:ok\n")
+            assert client.wait_exit(20) == 0, client.report()
+    assert re.search(r"^short send: send\(\) took \d+ of \d+ bytes", client.stdout, re.M), \
+        "SIGSTOP should have cut a send() short\n" + client.report()
+    assert re.search(rf"^sent {len(sent)} bytes in ([2-9]|\d\d+) send\(\) calls$", client.stdout, re.M), client.report()
+
+
+@pytest.mark.limit(90)
+def test_notes_single_send_loses_bytes(lab, steps):
+    with _small_window_listener() as ls:
+        port = ls.getsockname()[1]
+        with steps.step("tcp_client --one-send: one 8 MiB line, one send()"):
+            client, sent = _client_fed_8mib(lab, port, "--one-send")
+            conn, _ = ls.accept()
+        with conn:
+            with steps.step("stop and continue the client while it is blocked in its one send()"):
+                _stop_and_continue_while_blocked(client, conn, port)
+                m = client.expect(r"^one send\(\) took (\d+) of (\d+) bytes", timeout=20)
+            took, asked = int(m[1]), int(m[2])
+            assert asked == len(sent) and took < asked, client.report()
+            with steps.step(f"the receiver gets exactly the {took} bytes send() took, and then nothing"):
+                got = bytearray()
+                conn.settimeout(2)
+                try:
+                    while chunk := conn.recv(1 << 20):
+                        got += chunk
+                except socket.timeout:
+                    pass
+                assert len(got) == took and bytes(got) == sent[:took]
+        assert client.wait_exit(10) == 1, "the reply never comes: the client should fail\n" + client.report()
+        assert "closed the connection before its reply ended" in client.stderr, client.report()
+
+
+def test_client_reset_does_not_stop_server(lab):
+    server = lab.server("tcp_server", "--port", "0", "--clients", "2")
+    with TcpClient("127.0.0.1", server.ready.port) as first:
+        first.send("x")
+        assert first.recv_exactly(10) == b"has recv:x"
+        first.reset()
+    server.expect(r"is gone \(recv from .*: Connection reset by peer \[ECONNRESET\]\): dropped")
+    client = lab.run("tcp_client", "--port", server.ready.port, "--message", "still here")
+    assert client.popen.returncode == 0 and "has recv:still here" in client.stdout, client.report()
+    assert server.wait_exit(5) == 0, server.report()
+
+
+def test_ipv6_loopback(lab):
+    server = lab.server("tcp_server", "--host", "::1", "--port", "0")
+    assert server.ready.host == "::1"
+    client = lab.run("tcp_client", "--host", "::1", "--port", server.ready.port, "--message", "v6")
+    assert client.popen.returncode == 0 and '"has recv:v6\\n"' in client.stdout, client.report()
+    assert re.search(r"^connected to \[::1\]:\d+ from \[::1\]:\d+$", client.stdout, re.M), client.report()
+
+
+def test_connect_refused_without_server(lab):
+    client = lab.run("tcp_client", "--port", free_tcp_port(), "--message", "anyone?")
+    assert client.popen.returncode == 1, client.report()
+    assert re.search(r"^tcp_client: connect 127\.0\.0\.1:\d+: Connection refused \[ECONNREFUSED\]$", client.stderr, re.M), client.report()
+    assert "tcp_client: hint: nothing listens" in client.stderr, client.report()
+
+
+def test_sigterm_while_waiting_in_accept_exits_zero(lab):
+    server = lab.server("tcp_server", "--port", "0", "--clients", "0")
+    wait_for("the server blocked in accept()", lambda: probes.state(server.pid) == "S")
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.wait_exit(5) == 0, server.report()
+
+
+def test_hold_then_stdin_eof_exits_zero(lab):
+    server = lab.server("tcp_server", "--port", "0", "--hold")
+    server.close_stdin()
+    assert server.wait_exit(5) == 0, server.report()
+    assert "exiting without accepting" in server.stdout
+
+
+def test_cli_contract(lab):
+    with occupy_tcp() as port:
+        assert_cli_contract(lab, "tcp_server", port)
+    assert_help_and_usage(lab, "tcp_client")
+    bad = lab.run("tcp_server", "--backlog", "many")
+    assert bad.popen.returncode == 2 and "--backlog" in bad.stderr, bad.report()
