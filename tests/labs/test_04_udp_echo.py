@@ -1,0 +1,232 @@
+"""Lab 04 udp-echo: udp_echo_server and udp_echo_client.
+
+Each test states one claim of labs/04-udp-echo/README.md and proves it over loopback.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import threading
+import time
+import tokenize
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import pytest
+
+from harness import probes
+from harness.clients import UdpClient, free_udp_port
+from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
+
+CALLBACK = re.compile(r'^callback (\d+) from (\S+):(\d+) len (\d+) data "(.*)"(\.\.\.)?$')
+
+
+@pytest.fixture
+def server(lab):
+    return lab.server("udp_echo_server", "--port", "0")
+
+
+def client(lab, port: int, *args: str, input: str | None = None, host: str = "127.0.0.1"):
+    return lab.run("udp_echo_client", "--host", host, "--port", str(port), *args, input=input)
+
+
+def pattern(n: int) -> bytes:
+    """The bytes udp_echo_client --size N sends: i*7 mod 251."""
+    return bytes(i * 7 % 251 for i in range(n))
+
+
+@contextmanager
+def fake_server(reply: Callable[[socket.socket, bytes, tuple], None]) -> Iterator[int]:
+    """A one-datagram UDP server of our own on 127.0.0.1 that answers with `reply`; yields its port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(15)
+
+    def serve() -> None:
+        try:
+            data, peer = sock.recvfrom(65536)
+            reply(sock, data, peer)
+        except OSError:
+            pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+        t.join(timeout=5)
+
+
+# ---- the server: byte-exact echoes, a counter, every sender ---------------------------------
+
+@pytest.mark.parametrize("size", [1, 1472, 1500, 8192, 65507])
+def test_echo_is_byte_exact(server, size):
+    payload = os.urandom(size)
+    with UdpClient(timeout=5) as c:
+        c.send_to(payload, server.ready.address)
+        echo, source = c.recv(size=65536)
+    assert echo == payload, f"sent {size} bytes, got {len(echo)} back, {'identical' if echo == payload else 'different'}"
+    assert source == server.ready.address, "the echo comes from the server's bound address"
+    m = server.expect(CALLBACK)
+    assert int(m[4]) == size
+
+
+def test_largest_ipv6_payload_65527_is_echoed(lab):
+    server = lab.server("udp_echo_server", "--host", "::1", "--port", "0")
+    payload = os.urandom(65527)
+    with UdpClient("::1", timeout=5) as c:
+        c.send_to(payload, ("::1", server.ready.port))
+        echo, _ = c.recv(size=65536)
+    assert echo == payload
+
+
+def test_counter_increments_and_logs_each_sender(server):
+    with UdpClient(timeout=5) as a, UdpClient(timeout=5) as b:
+        for sender, text in ((a, b"one"), (b, b"two"), (a, b"three")):
+            sender.send_to(text, server.ready.address)
+            assert sender.recv()[0] == text
+        lines = [server.expect(CALLBACK) for _ in range(3)]
+        assert [int(m[1]) for m in lines] == [1, 2, 3]
+        assert [int(m[3]) for m in lines] == [a.local_port, b.local_port, a.local_port]
+        assert [m[5] for m in lines] == ["one", "two", "three"]
+
+
+def test_log_shows_binary_escaped_and_long_datagrams_cut(server):
+    with UdpClient(timeout=5) as c:
+        c.send_to(b'a\x00"\n', server.ready.address)
+        c.recv()
+        c.send_to(b"z" * 100, server.ready.address)
+        c.recv()
+    first, second = server.expect(CALLBACK), server.expect(CALLBACK)
+    assert first[5] == r'a\x00\"\x0a' and first[6] is None
+    assert (second[4], second[5], second[6]) == ("100", "z" * 64, "...")
+
+
+def test_many_clients_at_once_each_get_their_own_echoes(lab, server, steps):
+    clients, lines = 8, 20
+    with steps.step(f"start {clients} udp_echo_client processes, {lines} lines each, all at once"):
+        procs = [lab.start("udp_echo_client", "--port", server.ready.port, "--timeout-ms", "5000") for _ in range(clients)]
+        for i, p in enumerate(procs):
+            assert p.popen.stdin is not None
+            p.popen.stdin.write("".join(f"client {i} line {j}\n" for j in range(lines)).encode())
+            p.popen.stdin.flush()
+            p.close_stdin()
+    with steps.step("each client prints exactly its own lines back, in order, and exits 0"):
+        for i, p in enumerate(procs):
+            assert p.wait_exit(30) == 0, p.report()
+            assert p.stdout.splitlines() == [f'echo "client {i} line {j}"' for j in range(lines)], p.report()
+    with steps.step("the server counted every datagram"):
+        counts = [int(server.expect(CALLBACK)[1]) for _ in range(clients * lines)]
+        assert counts == list(range(1, clients * lines + 1))
+
+
+def test_count_ends_server_with_status_zero(lab):
+    server = lab.server("udp_echo_server", "--port", "0", "--count", "2")
+    assert client(lab, server.ready.port, input="a\nb\n").popen.returncode == 0
+    assert server.wait_exit(5) == 0, server.report()
+
+
+# ---- the client: echoes, and never waiting forever --------------------------------------------
+
+def test_client_prints_each_echo_and_exits_zero_at_eof(lab, server):
+    proc = client(lab, server.ready.port, input="hello\n你好\n\n")
+    assert proc.popen.returncode == 0, proc.report()
+    assert proc.stdout.splitlines() == ['echo "hello"', r'echo "\xe4\xbd\xa0\xe5\xa5\xbd"', 'echo ""']
+
+
+@pytest.mark.parametrize("mode", [[], ["--connect"]], ids=["unconnected", "connected"])
+@pytest.mark.parametrize("size", [0, 1, 1472, 1500, 8192, 65507])
+def test_client_size_round_trip_is_identical(lab, server, size, mode):
+    proc = client(lab, server.ready.port, "--size", str(size), *mode)
+    assert proc.popen.returncode == 0, proc.report()
+    assert f"echo {size} bytes from 127.0.0.1:{server.ready.port}: identical to what was sent" in proc.stdout
+    assert int(server.expect(CALLBACK)[4]) == size
+
+
+def test_client_size_check_catches_a_changed_echo(lab):
+    def corrupt(sock, data, peer):
+        sock.sendto(bytes([data[0] ^ 1]) + data[1:], peer)
+    with fake_server(corrupt) as port:
+        proc = client(lab, port, "--size", "1500")
+    assert proc.popen.returncode == 1, proc.report()
+    assert "udp_echo_client: the echo differs from what was sent" in proc.stderr, proc.report()
+
+
+def test_no_server_unconnected_times_out_with_exit_1(lab):
+    port = free_udp_port()
+    started = time.monotonic()
+    proc = client(lab, port, "--timeout-ms", "700", input="anyone?\n")
+    waited = time.monotonic() - started
+    assert proc.popen.returncode == 1, proc.report()
+    assert proc.stderr.startswith(f"udp_echo_client: no echo within 700 ms from 127.0.0.1:{port}"), proc.report()
+    assert "never told" in proc.stderr
+    assert waited >= 0.7, "it must wait out its timeout: nothing tells an unconnected socket the port is closed"
+
+
+def test_no_server_connected_reports_econnrefused(lab):
+    port = free_udp_port()
+    proc = client(lab, port, "--connect", "--timeout-ms", "10000", input="anyone?\n")
+    assert proc.popen.returncode == 1, proc.report()
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith(f"udp_echo_client: recv from 127.0.0.1:{port} (connected): Connection refused"), proc.report()
+    assert first.endswith("[ECONNREFUSED]") and "udp_echo_client: hint: " in proc.stderr, proc.report()
+
+
+def test_timeout_zero_blocks_forever_like_the_notes(lab, steps):
+    proc = lab.start("udp_echo_client", "--port", free_udp_port(), "--timeout-ms", "0")
+    proc.send_line("anyone?")
+    with steps.step("after 2 s the client still sleeps in its receive, with nothing to wake it"):
+        time.sleep(2)
+        assert proc.popen.poll() is None, proc.report()
+        assert probes.state(proc.pid) == "S"
+    with steps.step("only a signal ends it (SIGTERM: exit 0)"):
+        proc.popen.send_signal(15)
+        assert proc.wait_exit(5) == 0, proc.report()
+
+
+@pytest.mark.parametrize("mode,expected", [([], "stranger"), (["--connect"], "real echo")],
+                         ids=["unconnected-takes-any-sender", "connected-takes-only-its-peer"])
+def test_only_a_connected_socket_filters_other_senders(lab, mode, expected):
+    def stranger_first(sock, data, peer):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.sendto(b"stranger", peer)
+        time.sleep(0.2)
+        sock.sendto(b"real echo", peer)
+    with fake_server(stranger_first) as port:
+        proc = client(lab, port, "--timeout-ms", "5000", *mode, input="hi\n")
+    assert proc.popen.returncode == 0, proc.report()
+    assert proc.stdout.splitlines() == [f'echo "{expected}"'], proc.report()
+
+
+# ---- the notes' source line, and the contract ---------------------------------------------------
+
+def test_notes_coding_line_with_spaces_is_not_a_declaration():
+    """PEP 263 wants `coding:` or `coding=` with no space before it; `coding = x` is an ordinary comment."""
+    def declared(first_line: str) -> str:
+        return tokenize.detect_encoding(io.BytesIO(first_line.encode() + b"\npass\n").readline)[0]
+    assert declared("# coding=latin-1") == "iso-8859-1"
+    assert declared("# coding = latin-1") == "utf-8", "ignored: Python 3's default applies"
+
+
+def test_ipv6_loopback(lab):
+    server = lab.server("udp_echo_server", "--host", "::1", "--port", "0")
+    assert server.ready.host == "::1"
+    proc = client(lab, server.ready.port, input="over v6\n", host="::1")
+    assert proc.popen.returncode == 0 and proc.stdout == 'echo "over v6"', proc.report()
+    assert server.expect(CALLBACK)[2] == "[::1]"
+
+
+def test_sigterm_exits_zero(server):
+    server.popen.send_signal(15)
+    assert server.wait_exit(5) == 0, server.report()
+
+
+def test_cli_contract(lab):
+    with occupy_udp() as port:
+        assert_cli_contract(lab, "udp_echo_server", port)
+    assert_help_and_usage(lab, "udp_echo_client")
+    for bad in (["--size", "65508"], ["--timeout-ms", "-1"]):
+        proc = lab.run("udp_echo_client", *bad)
+        assert proc.popen.returncode == 2 and bad[0] in proc.stderr, proc.report()
