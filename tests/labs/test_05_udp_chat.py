@@ -1,0 +1,212 @@
+"""Lab 05 udp-chat: udp_chat, one UDP socket shared by a receiving thread and a sending thread.
+
+Each test states one claim of labs/05-udp-chat/README.md and proves it over loopback, with two
+chats talking to each other or a Python socket playing the peer.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from harness import probes
+from harness.clients import ClientTimeout, UdpClient, free_udp_port
+from harness.contract import assert_help_and_usage, assert_port_taken_fails
+from harness.pytest_plugin import slowdown
+
+pytestmark = pytest.mark.tsan
+
+FROM = re.compile(r"^from (\S+):(\d+): (.*)$")
+TSAN = os.environ.get("SOCKLAB_SANITIZE", "") == "thread"
+
+
+def received(proc, count: int, timeout: float = 5.0) -> list[tuple[int, str]]:
+    """The next `count` 'from HOST:PORT: TEXT' lines as (port, text)."""
+    out = []
+    for _ in range(count):
+        m = proc.expect(FROM, timeout=timeout * slowdown())
+        out.append((int(m[2]), m[3]))
+    return out
+
+
+def chat(lab, peer_port: int, *args: str):
+    return lab.server("udp_chat", "--port", "0", "--peer", f"127.0.0.1:{peer_port}", *args)
+
+
+def chat_pair(lab):
+    """Two chats that talk to each other: a on a kernel-picked port, b on a port that was free."""
+    for _ in range(5):
+        b_port = free_udp_port()
+        a = chat(lab, b_port)
+        b = lab.start("udp_chat", "--port", b_port, "--peer", f"127.0.0.1:{a.ready.port}")
+        try:
+            b.wait_ready(timeout=10 * slowdown())
+            return a, b
+        except AssertionError:  # someone took b_port in between: try another
+            a.stop(), b.stop()
+    pytest.fail("could not start two chats on free ports")
+
+
+def assert_exits_zero_within(proc, seconds: float) -> None:
+    t0 = time.monotonic()
+    rc = proc.wait_exit(seconds * slowdown())
+    assert rc == 0, f"expected exit 0 after {time.monotonic() - t0:.2f}s\n{proc.report()}"
+
+
+def test_two_chats_exchange_lines_full_duplex(lab, steps):
+    lines_a = [f"a{i} héllo 你好 😀" for i in range(20)]
+    lines_b = [f"b{i} 再见 ünïcode" for i in range(20)]
+    with steps.step("start two chats pointed at each other"):
+        a, b = chat_pair(lab)
+    with steps.step("both type 20 lines at the same time"):
+        a.send_line("\n".join(lines_a))
+        b.send_line("\n".join(lines_b))
+    with steps.step("each prints every line the other typed, from the other's port"):
+        got_b = received(b, 20)
+        got_a = received(a, 20)
+    assert got_b == [(a.ready.port, line) for line in lines_a]
+    assert got_a == [(b.ready.port, line) for line in lines_b]
+
+
+def test_lines_interleave_both_ways(lab, steps):
+    a, b = chat_pair(lab)
+    for i in range(5):
+        with steps.step(f"round {i}: a speaks, b answers"):
+            a.send_line(f"ping {i} 你好")
+            assert received(b, 1) == [(a.ready.port, f"ping {i} 你好")]
+            b.send_line(f"pong {i}")
+            assert received(a, 1) == [(b.ready.port, f"pong {i}")]
+
+
+def test_one_socket_two_threads(lab):
+    with UdpClient(bind_port=0) as peer:
+        proc = chat(lab, peer.local_port)
+        sockets = [t for t in probes.fd_targets(proc.pid) if t.startswith("socket:")]
+        assert len(sockets) == 1, f"expected one socket, /proc shows {sockets}\n{proc.report()}"
+        deadline = time.monotonic() + 5 * slowdown()
+        while probes.thread_count(proc.pid) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert probes.thread_count(proc.pid) >= 3, "main + receiver + sender threads\n" + proc.report()
+        proc.send_line("from the sending thread")
+        data, source = peer.recv(timeout=5 * slowdown())
+        assert data == "from the sending thread".encode() and source[1] == proc.ready.port
+
+
+def test_eof_exits_zero_within_2s(lab, steps):
+    with UdpClient(bind_port=0) as peer:
+        proc = chat(lab, peer.local_port)
+        with steps.step("let the receiver block, then close stdin"):
+            time.sleep(0.5)
+            proc.close_stdin()
+        with steps.step("the sender wakes the receiver through the eventfd; both threads end"):
+            assert_exits_zero_within(proc, 2)
+
+
+def test_quit_line_exits_zero_and_is_not_sent(lab, steps):
+    with UdpClient(bind_port=0) as peer:
+        proc = chat(lab, peer.local_port)
+        proc.send_line("last words")
+        proc.send_line("/quit")
+        assert_exits_zero_within(proc, 2)
+        assert peer.recv(timeout=5)[0] == b"last words"
+        with pytest.raises(ClientTimeout):
+            peer.recv(timeout=0.5)
+
+
+def test_shutdown_wakes_receiver_despite_enotconn(lab):
+    with UdpClient(bind_port=0) as peer:
+        proc = chat(lab, peer.local_port, "--wake", "shutdown")
+        time.sleep(0.5)
+        proc.close_stdin()
+        assert_exits_zero_within(proc, 2)
+        assert "shutdown: Transport endpoint is not connected" in proc.stdout, proc.report()
+
+
+def test_never_woken_receiver_hangs_after_eof(lab, steps):
+    with UdpClient(bind_port=0) as peer:
+        proc = chat(lab, peer.local_port, "--wake", "none")
+        with steps.step("stdin ends, as in the notes nobody wakes the receiver"):
+            proc.close_stdin()
+            proc.expect("not waking the receiver")
+            time.sleep(2 * slowdown())
+            assert probes.alive(proc.pid), "with --wake none the program should still hang\n" + proc.report()
+        with steps.step("the receiver thread is alive and blocked: a datagram still gets printed"):
+            peer.send_to("anyone home?", ("127.0.0.1", proc.ready.port))
+            assert received(proc, 1) == [(peer.local_port, "anyone home?")]
+            assert probes.alive(proc.pid)
+        proc.popen.terminate()
+        assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
+
+
+def test_close_from_other_thread_does_not_wake_receiver(lab, steps):
+    with UdpClient(bind_port=0) as peer:
+        proc = chat(lab, peer.local_port, "--wake", "close")
+        time.sleep(0.5)
+        proc.close_stdin()
+        if TSAN:
+            with steps.step("ThreadSanitizer reports the close() racing with the blocked recvfrom()"):
+                deadline = time.monotonic() + 10 * slowdown()
+                while "SUMMARY: ThreadSanitizer" not in proc.stderr and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert "ThreadSanitizer: data race" in proc.stderr and " close " in proc.stderr, proc.report()
+            return
+        with steps.step("after close() the program still hangs"):
+            proc.expect("closed the socket")
+            time.sleep(2 * slowdown())
+            assert probes.alive(proc.pid), "close() should not have woken recvfrom\n" + proc.report()
+        with steps.step("a datagram still reaches the 'closed' socket; the next recvfrom gets EBADF"):
+            peer.send_to("still here", ("127.0.0.1", proc.ready.port))
+            assert received(proc, 1) == [(peer.local_port, "still here")]
+            assert proc.wait_exit(5 * slowdown()) == 1, proc.report()
+            assert "udp_chat: recvfrom: Bad file descriptor [EBADF]" in proc.stderr, proc.report()
+
+
+def test_gb2312_datagram_is_shown_escaped_and_chat_goes_on(lab):
+    with UdpClient(bind_port=0) as peer:
+        proc = chat(lab, peer.local_port)
+        peer.send_to("你好".encode("gb2312"), ("127.0.0.1", proc.ready.port))
+        assert received(proc, 1) == [(peer.local_port, r"(not UTF-8, 4 bytes) \xc4\xe3\xba\xc3")]
+        peer.send_to("你好".encode(), ("127.0.0.1", proc.ready.port))
+        assert received(proc, 1) == [(peer.local_port, "你好")]
+
+
+def test_address_the_machine_lacks_fails_with_eaddrnotavail(lab):
+    for where in (["--host", "192.0.2.1"], ["--bind", "192.0.2.1:8088"]):
+        proc = lab.run("udp_chat", *where, "--peer", "127.0.0.1:9")
+        assert proc.popen.returncode == 1, proc.report()
+        assert re.search(r"^udp_chat: bind 192\.0\.2\.1:\d+: .*\[EADDRNOTAVAIL\]$", proc.stderr, re.M), proc.report()
+        assert "udp_chat: hint: " in proc.stderr, proc.report()
+
+
+def test_second_chat_on_same_port_fails_with_eaddrinuse(lab):
+    with UdpClient(bind_port=0) as peer:
+        first = chat(lab, peer.local_port)
+        assert_port_taken_fails(lab, "udp_chat", first.ready.port, "--peer", f"127.0.0.1:{peer.local_port}")
+        assert probes.alive(first.pid)
+
+
+def test_ipv6_loopback(lab):
+    with UdpClient("::1", bind_port=0) as peer:
+        proc = lab.server("udp_chat", "--bind", "[::1]:0", "--peer", f"[::1]:{peer.local_port}")
+        assert proc.ready.host == "::1"
+        proc.send_line("over v6")
+        assert peer.recv(timeout=5 * slowdown())[0] == b"over v6"
+        peer.send_to("back over v6", ("::1", proc.ready.port))
+        m = proc.expect(FROM, timeout=5 * slowdown())
+        assert (m[1], int(m[2]), m[3]) == ("[::1]", peer.local_port, "back over v6")
+
+
+def test_sigterm_exits_zero(lab):
+    proc = chat(lab, 9)
+    proc.popen.terminate()
+    assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
+
+
+def test_cli_contract(lab):
+    assert_help_and_usage(lab, "udp_chat")
+    for args in ([], ["--peer", "nowhere"], ["--peer", "127.0.0.1:9", "--wake", "later"],
+                 ["--peer", "127.0.0.1:9", "--bind", "127.0.0.1:0", "--port", "0"]):
+        proc = lab.run("udp_chat", *args)
+        assert proc.popen.returncode == 2 and "usage" in proc.stderr, proc.report()
