@@ -126,7 +126,8 @@ def expected_actual(message: str) -> tuple[str, str]:
     m = re.search(r"assert (.+?) (<|>|<=|>=|!=|in|not in) (.+)$", first)
     if m:
         return f"{m[1].strip()} {m[2]} {m[3].strip()}", "that was false"
-    lines = [l for l in message.strip().splitlines() if l.strip() and not l.lstrip().startswith("Hint:")]
+    lines = [l for l in message.strip().splitlines()
+             if l.strip() and not l.lstrip().startswith(("Hint:", "assert ", "+", "where "))]
     if lines and _EXPECTED.match(lines[0]):
         exp = _EXPECTED.match(lines[0])[1]
         # "expected X, got Y" / "expected X; it is Y"

@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
 
         // socket() made no connection and chose no address. bind() to port 0 lets the kernel pick the
         // port; getsockname() reads back which. The UDP socket's own family must match the address.
+        // BEGIN SOLUTION: resolve --host/--port, bind a UDP socket there and print the address it got
         const lab::Address want = lab::resolve(args.get("--host", "127.0.0.1"), args.port(0), SOCK_DGRAM);
         lab::Fd bound(lab::check(::socket(want.family(), SOCK_DGRAM, 0), "socket"));
         lab::say("before bind: fd=", bound.get(), " has no address yet");
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
         const auto [host, port] = lab::host_port(lab::local_address(bound.get()));
         lab::say("bound fd=", bound.get(), " to ", lab::to_string(lab::local_address(bound.get())),
                  " host=", host, " port=", port, args.port(0) == 0 ? " (chosen by the kernel)" : "");
+        // END SOLUTION
 
         // --hold: keep everything open so /proc/PID/fd and `ss -uanp` can be inspected; stdin EOF ends.
         if (args.flag("--hold")) {
