@@ -1,0 +1,197 @@
+"""Lab 06 udp-broadcast: broadcast_sender and broadcast_receiver, on loopback and on a LAN.
+
+Each test states one claim of labs/06-udp-broadcast/README.md. The loopback tests send only to
+127.255.255.255. The LAN tests build their own network namespaces (harness/netns.py): hosts on
+192.0.2.0/24 (h1, h2, h3) and, behind a router, 198.51.100.0/24 (h4); nothing they send leaves
+those namespaces. Where namespaces cannot be created they are skipped, with the reason.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from harness.contract import assert_cli_contract, assert_help_and_usage, assert_port_taken_fails, occupy_udp
+from harness.netns import Lan, unavailable_reason
+from harness.pytest_plugin import slowdown
+
+DATAGRAM = re.compile(r"^datagram (\d+) from (\S+):(\d+) to (\S+): (.*)$")
+LOOPBACK_BROADCAST = "127.255.255.255"
+NOTES_PORT = 21567
+
+
+def datagrams(proc) -> list[tuple[str, str, str]]:
+    """(source host, destination address, text) of every datagram the receiver printed so far."""
+    return [(m[2], m[4], m[5]) for m in map(DATAGRAM.match, proc.stdout.splitlines()) if m]
+
+
+def wait_for(proc, count: int, timeout: float = 5.0) -> list[tuple[str, str, str]]:
+    """Wait until the receiver printed `count` datagrams (or more); all it printed."""
+    deadline = time.monotonic() + timeout * slowdown()
+    while len(datagrams(proc)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    got = datagrams(proc)
+    assert len(got) >= count, f"expected {count} datagram(s), got {len(got)}\n{proc.report()}"
+    return got
+
+
+def quiet_period() -> None:
+    """Time for a datagram that was going to arrive to arrive (loopback and veth take microseconds)."""
+    time.sleep(0.5 * slowdown())
+
+
+def receiver(lab, port: int | str, host: str = "0.0.0.0", *extra: str):
+    return lab.server("broadcast_receiver", "--host", host, "--port", port, *extra)
+
+
+def send(lab, *args: str, input: str | None = None, rc: int = 0):
+    proc = lab.run("broadcast_sender", *args, input=input)
+    assert proc.popen.returncode == rc, proc.report()
+    return proc
+
+
+# ---- loopback -----------------------------------------------------------------------------
+
+def test_two_wildcard_receivers_each_get_every_broadcast(lab, steps):
+    with steps.step("two receivers bind 0.0.0.0 on one port (both set SO_REUSEADDR)"):
+        first = receiver(lab, 0)
+        second = receiver(lab, first.ready.port)
+    with steps.step("three lines are broadcast to 127.255.255.255"):
+        sender = send(lab, "--port", str(first.ready.port), input="one\ntwo\n广播 three\n")
+        assert "SO_BROADCAST is on" in sender.stdout
+    expected = [("127.0.0.1", LOOPBACK_BROADCAST, text) for text in ("one", "two", "广播 three")]
+    assert wait_for(first, 3) == expected
+    assert wait_for(second, 3) == expected
+
+
+def test_receiver_bound_to_127_0_0_1_gets_no_broadcast(lab, steps):
+    wildcard = receiver(lab, 0)
+    specific = receiver(lab, wildcard.ready.port, "127.0.0.1")
+    assert "only datagrams sent to exactly that address" in specific.stdout, specific.report()
+    with steps.step("broadcast: only the wildcard receiver gets it"):
+        send(lab, "--port", str(wildcard.ready.port), "--message", "to everyone")
+        wait_for(wildcard, 1)
+        quiet_period()
+        assert datagrams(specific) == [], specific.report()
+    with steps.step("control: a unicast to 127.0.0.1 does reach it"):
+        send(lab, "--host", "127.0.0.1", "--port", str(wildcard.ready.port), "--message", "to you")
+        assert wait_for(specific, 1) == [("127.0.0.1", "127.0.0.1", "to you")]
+
+
+def test_without_so_broadcast_sendto_fails_with_eacces(lab):
+    listening = receiver(lab, 0)
+    sender = send(lab, "--port", str(listening.ready.port), "--message", "x", "--no-so-broadcast", rc=1)
+    assert "SO_BROADCAST is off" in sender.stdout, sender.report()
+    assert f"broadcast_sender: sendto {LOOPBACK_BROADCAST}:{listening.ready.port}: Permission denied [EACCES]" \
+        in sender.stderr, sender.report()
+    assert re.search(r"^broadcast_sender: hint: .*SO_BROADCAST", sender.stderr, re.M), sender.report()
+    quiet_period()
+    assert datagrams(listening) == []
+
+
+def test_unicast_reaches_only_one_of_the_receivers_sharing_a_port(lab):
+    first = receiver(lab, 0)
+    second = receiver(lab, first.ready.port)
+    send(lab, "--host", "127.0.0.1", "--port", str(first.ready.port), "--message", "just one")
+    deadline = time.monotonic() + 5 * slowdown()
+    while not (datagrams(first) or datagrams(second)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    quiet_period()
+    assert len(datagrams(first)) + len(datagrams(second)) == 1, first.report() + "\n" + second.report()
+
+
+def test_second_receiver_without_reuseaddr_fails_with_eaddrinuse(lab):
+    first = receiver(lab, 0)
+    assert_port_taken_fails(lab, "broadcast_receiver", first.ready.port, "--host", "0.0.0.0", "--no-reuseaddr")
+
+
+def test_ipv6_has_no_broadcast_but_the_programs_work_over_ipv6(lab):
+    listening = receiver(lab, 0, "::1")
+    send(lab, "--host", "::1", "--port", str(listening.ready.port), "--message", "v6 unicast")
+    assert wait_for(listening, 1) == [("[::1]", "::1", "v6 unicast")]
+
+
+def test_sigterm_exits_zero(lab):
+    proc = receiver(lab, 0)
+    proc.popen.terminate()
+    assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
+
+
+def test_cli_contract(lab):
+    with occupy_udp() as port:
+        assert_cli_contract(lab, "broadcast_receiver", port)
+    assert_help_and_usage(lab, "broadcast_sender")
+    assert lab.run("broadcast_sender", "--port", "70000").popen.returncode == 2
+
+
+# ---- a LAN of network namespaces ------------------------------------------------------------
+
+@pytest.fixture
+def lan():
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with Lan() as built:
+        built.switch("a")
+        built.switch("b")
+        for n in (1, 2, 3):
+            built.host(f"h{n}", ("a", f"192.0.2.{n}/24"), gateway="192.0.2.254")
+        built.host("router", ("a", "192.0.2.254/24"), ("b", "198.51.100.254/24"), forwarding=True)
+        built.host("h4", ("b", "198.51.100.4/24"), gateway="198.51.100.254")
+        yield built
+
+
+def lan_receivers(lan, lab, names=("h1", "h2", "h3", "h4")) -> dict:
+    out = {}
+    for name in names:
+        proc = lan.start(lan.hosts[name], "broadcast_receiver", "--host", "0.0.0.0", lab=lab)
+        proc.wait_ready(timeout=10 * slowdown())
+        assert proc.ready.port == NOTES_PORT
+        out[name] = proc
+    return out
+
+
+def lan_send(lan, lab, destination: str, text: str, *extra: str):
+    proc = lan.start(lan.hosts["h1"], "broadcast_sender", "--host", destination, "--message", text, *extra, lab=lab)
+    assert proc.wait_exit(10 * slowdown()) == 0, proc.report()
+    return proc
+
+
+@pytest.mark.parametrize("destination", ["192.0.2.255", "255.255.255.255"], ids=["subnet-broadcast", "limited-broadcast"])
+def test_lan_broadcast_reaches_every_host_of_the_subnet_and_no_other(lan, lab, steps, destination):
+    with steps.step("receivers on h1 (the sender's host), h2, h3 and, behind the router, h4"):
+        receivers = lan_receivers(lan, lab)
+    with steps.step(f"h1 broadcasts to {destination}"):
+        lan_send(lan, lab, destination, "hello LAN")
+    with steps.step("h1, h2 and h3 each get one copy, addressed to the broadcast address"):
+        for name in ("h1", "h2", "h3"):
+            assert wait_for(receivers[name], 1) == [("192.0.2.1", destination, "hello LAN")], name
+    with steps.step("h4, on the other subnet, gets nothing: routers do not forward broadcasts"):
+        quiet_period()
+        assert datagrams(receivers["h4"]) == [], receivers["h4"].report()
+
+
+def test_lan_unicast_crosses_the_router(lan, lab):
+    receivers = lan_receivers(lan, lab, names=("h4",))
+    lan_send(lan, lab, "198.51.100.4", "routed unicast")
+    assert wait_for(receivers["h4"], 1) == [("192.0.2.1", "198.51.100.4", "routed unicast")]
+
+
+def test_lan_directed_broadcast_to_another_subnet_is_not_forwarded(lan, lab, steps):
+    receivers = lan_receivers(lan, lab, names=("h4",))
+    with steps.step("to h1, 198.51.100.255 is just an address behind its gateway: no SO_BROADCAST needed"):
+        lan_send(lan, lab, "198.51.100.255", "directed", "--no-so-broadcast")
+    with steps.step("the router does not forward it onto 198.51.100.0/24"):
+        quiet_period()
+        assert datagrams(receivers["h4"]) == [], receivers["h4"].report()
+    with steps.step("control: a unicast to h4 right after does arrive"):
+        lan_send(lan, lab, "198.51.100.4", "unicast")
+        assert wait_for(receivers["h4"], 1) == [("192.0.2.1", "198.51.100.4", "unicast")]
+
+
+def test_lan_without_so_broadcast_is_eacces_too(lan, lab):
+    proc = lan.start(lan.hosts["h1"], "broadcast_sender", "--host", "192.0.2.255", "--message", "x",
+                     "--no-so-broadcast", lab=lab)
+    assert proc.wait_exit(10 * slowdown()) == 1, proc.report()
+    assert "Permission denied [EACCES]" in proc.stderr, proc.report()
