@@ -1,0 +1,327 @@
+"""Lab 08 tcp-chat: the serial lock-step chat (tcp_chat_server, tcp_chat_client) and the full-duplex
+chat with half-close (tcp_chat_duplex).
+
+Each test states one claim of labs/08-tcp-chat/README.md and proves it over loopback.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+
+import pytest
+
+from harness import probes
+from harness.clients import TcpClient, free_tcp_port
+from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
+
+pytestmark = pytest.mark.tsan
+
+QUIET = 1.0  # seconds of silence that show a program is waiting (it would answer within ms)
+
+
+def wait_for(what: str, predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for: {what}")
+        time.sleep(interval)
+
+
+def stays_silent(proc, seconds: float = QUIET) -> bool:
+    """True if proc prints no line for `seconds`."""
+    before = len(proc._stdout)
+    time.sleep(seconds)
+    return len(proc._stdout) == before
+
+
+def conn_states(port: int) -> dict[tuple[int, int], probes.TcpSocket]:
+    """Connection sockets touching `port`, keyed by (local port, remote port)."""
+    return {(s.local[1], s.remote[1]): s for s in probes.tcp_sockets(port) if s.state != "LISTEN"}
+
+
+def listener(port: int) -> probes.TcpSocket:
+    return next(s for s in probes.tcp_sockets(port) if s.state == "LISTEN" and s.local[1] == port)
+
+
+def client_port(client) -> int:
+    return int(client.expect(r"^connected to \S+ from \S+:(\d+);")[1])
+
+
+@pytest.fixture
+def server(lab):
+    return lab.server("tcp_chat_server", "--port", "0")
+
+
+# ---- the serial, lock-step chat ----------------------------------------------------------------
+
+def test_turns_alternate_line_by_line(lab, server, steps):
+    client = lab.start("tcp_chat_client", "--port", server.ready.port)
+    client_port(client)
+    server.expect("accepted")
+    with steps.step("the client's line reaches the server"):
+        client.send_line("hello")
+        server.expect(r'^recv: "hello"$')
+        server.expect(r"^your turn: type a line$")
+    with steps.step("the client types again before the reply: its second line waits in the client"):
+        client.send_line("second")
+        assert stays_silent(server), "the server should print nothing before it replies\n" + server.report()
+        assert all(s.recv_q == 0 for s in conn_states(server.ready.port).values()), \
+            "the client must not send its second line before it got the reply"
+    with steps.step("the server's reply gives the turn back; then the second line arrives"):
+        server.send_line("hi there")
+        client.expect(r'^recv: "hi there"$')
+        server.expect(r'^recv: "second"$')
+
+
+def test_second_client_connects_at_once_but_waits_for_the_first(lab, server, steps):
+    port = server.ready.port
+    first = lab.start("tcp_chat_client", "--port", port)
+    client_port(first)
+    first.send_line("I am first")
+    server.expect(r'^recv: "I am first"$')
+    server.expect(r"^your turn: type a line$")
+    with steps.step("a second client connects while the server chats with the first"):
+        second = TcpClient("127.0.0.1", port, timeout=5)  # raises if the connect does not complete
+    try:
+        with steps.step("it is ESTABLISHED, waiting in the accept queue (listener Recv-Q 1)"):
+            assert conn_states(port)[(second.local_port, port)].state == "ESTABLISHED"
+            assert listener(port).recv_q == 1
+        with steps.step("its line arrives in the kernel but nobody reads it"):
+            second.send("queued\n")
+            wait_for("7 bytes queued at the server's end of the second connection",
+                     lambda: (s := conn_states(port).get((port, second.local_port))) and s.recv_q == 7)
+            assert stays_silent(server), server.report()
+            assert "queued" not in server.stdout
+        with steps.step("the first client leaves; only now is the second accepted and heard"):
+            server.send_line("bye")
+            first.expect(r'^recv: "bye"$')
+            first.close_stdin()
+            assert first.wait_exit(5) == 0, first.report()
+            server.expect(r"closed its side \(recv returned 0\)")
+            server.expect(rf"^accepted 127\.0\.0\.1:{second.local_port}:")
+            server.expect(r'^recv: "queued"$')
+            server.send_line("your turn now")
+            assert second.recv_until(b"\n") == b"your turn now\n"
+    finally:
+        second.close()
+
+
+def test_empty_line_goes_out_as_newline_no_deadlock(lab, server):
+    client = lab.start("tcp_chat_client", "--port", server.ready.port)
+    client_port(client)
+    client.send_line("")
+    server.expect(r'^recv: ""$')
+    server.send_line("")
+    client.expect(r'^recv: ""$')
+    client.send_line("still talking")
+    server.expect(r'^recv: "still talking"$')
+
+
+def test_notes_unframed_empty_line_deadlocks(lab, steps):
+    """The notes' client sends the bare text; an empty input is send() of 0 bytes: nothing is sent."""
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        ls.settimeout(10)
+        client = lab.start("tcp_chat_client", "--port", ls.getsockname()[1], "--unframed")
+        conn, _ = ls.accept()
+        with conn:
+            conn.settimeout(5)
+            with steps.step("a non-empty line works: the server (this test, as the notes' server) gets it"):
+                client.send_line("hi")
+                assert conn.recv(1024) == b"hi"
+                conn.sendall(b"ok")
+                client.expect(r'^recv: "ok"$')
+            with steps.step("an empty line: send() returns 0 and nothing reaches the server"):
+                client.send_line("")
+                client.expect(r"^sent 0 bytes: nothing goes on the wire")
+                conn.settimeout(2 * QUIET)
+                with pytest.raises(socket.timeout):
+                    conn.recv(1024)
+            with steps.step("deadlock: the client waits in recv() for a reply to a message never sent"):
+                assert stays_silent(client), client.report()
+                assert probes.state(client.pid) == "S" and client.popen.poll() is None
+
+
+def test_line_split_across_sends_and_lines_merged_in_one_send(lab, server, steps):
+    with TcpClient("127.0.0.1", server.ready.port, timeout=5) as client:
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with steps.step("one line in three pieces, 50 ms apart: still one line"):
+            for piece in (b"hel", b"lo wor", b"ld\n"):
+                client.send(piece)
+                time.sleep(0.05)
+            server.expect(r'^recv: "hello world"$')
+            server.send_line("ok")
+            assert client.recv_until(b"\n") == b"ok\n"
+        with steps.step("two lines in one send: two turns, the second kept in the connection's buffer"):
+            client.send(b"first\nsecond\n")
+            server.expect(r'^recv: "first"$')
+            server.send_line("1")
+            server.expect(r'^recv: "second"$')
+            server.send_line("2")
+            assert client.recv_until(b"2\n") == b"1\n2\n"
+
+
+def test_fin_from_shutdown_is_recv_zero_too(lab, server):
+    with TcpClient("127.0.0.1", server.ready.port, timeout=5) as client:
+        client.shutdown_write()
+        server.expect(r"closed its side \(recv returned 0\)")
+        assert client.recv_until_eof() == b"", "the server should close its side as well"
+    assert server.popen.poll() is None, "the server goes back to accept()"
+
+
+def test_client_reset_does_not_stop_server(lab, server):
+    with TcpClient("127.0.0.1", server.ready.port) as gone:
+        gone.send("x\n")
+        server.expect(r'^recv: "x"$')
+        gone.reset()
+    server.send_line("anyone?")
+    server.expect(r"is gone \(.*\[(ECONNRESET|EPIPE)\]\): back to accept\(\)")
+    client = lab.start("tcp_chat_client", "--port", server.ready.port)
+    client_port(client)
+    client.send_line("next")
+    server.expect(r'^recv: "next"$')
+
+
+def test_client_stdin_eof_exits_zero_and_server_carries_on(lab, server):
+    client = lab.start("tcp_chat_client", "--port", server.ready.port)
+    client_port(client)
+    client.send_line("one")
+    server.expect(r'^recv: "one"$')
+    server.send_line("two")
+    client.expect(r'^recv: "two"$')
+    client.close_stdin()
+    assert client.wait_exit(5) == 0, client.report()
+    server.expect(r"closed its side \(recv returned 0\): back to accept\(\)")
+    assert server.popen.poll() is None
+
+
+def test_server_stdin_eof_exits_zero_and_client_sees_close(lab, server):
+    client = lab.start("tcp_chat_client", "--port", server.ready.port)
+    client_port(client)
+    client.send_line("your turn")
+    server.expect(r'^recv: "your turn"$')
+    server.close_stdin()
+    assert server.wait_exit(5) == 0, server.report()
+    client.expect(r"the server closed the connection \(recv returned 0\)")
+    assert client.wait_exit(5) == 0, client.report()
+
+
+def test_ipv6_loopback(lab):
+    server = lab.server("tcp_chat_server", "--host", "::1", "--port", "0")
+    client = lab.start("tcp_chat_client", "--host", "::1", "--port", server.ready.port)
+    client.expect(r"^connected to \[::1\]:\d+ from \[::1\]:\d+;")
+    client.send_line("over v6")
+    server.expect(r'^recv: "over v6"$')
+
+
+# ---- the full-duplex chat ----------------------------------------------------------------------
+
+@pytest.fixture
+def pair(lab):
+    """Two tcp_chat_duplex programs connected to each other: (listening side, connecting side)."""
+    a = lab.server("tcp_chat_duplex", "--listen", "--port", "0")
+    b = lab.start("tcp_chat_duplex", "--port", a.ready.port)
+    b.expect(r"^connected to ")
+    a.expect(r"^accepted ")
+    return a, b
+
+
+def test_duplex_uses_two_threads_per_side(pair):
+    extra = 1 if os.environ.get("SOCKLAB_SANITIZE") == "thread" else 0  # tsan's own background thread
+    for side in pair:
+        wait_for(f"main + a sender and a receiver thread in {side.name} (pid {side.pid})",
+                 lambda: probes.thread_count(side.pid) == 3 + extra)
+
+
+def test_duplex_both_directions_without_turns(pair):
+    a, b = pair
+    a.send_line("a1")
+    a.send_line("a2")
+    b.expect(r'^recv: "a1"$')
+    b.expect(r'^recv: "a2"$')
+    b.send_line("b1")
+    b.send_line("b2")
+    a.expect(r'^recv: "b1"$')
+    a.expect(r'^recv: "b2"$')
+
+
+def test_duplex_half_close_keeps_other_direction(pair, steps):
+    a, b = pair
+    port = a.ready.port
+    with steps.step("EOF on A's stdin: A sends FIN with shutdown(SHUT_WR)"):
+        a.close_stdin()
+        a.expect(r"sent FIN with shutdown\(SHUT_WR\); still receiving")
+        b.expect(r"peer finished sending \(recv returned 0\)")
+    with steps.step("half-closed: A in FIN_WAIT2, B in CLOSE_WAIT"):
+        def states() -> dict[str, str]:
+            return {"A" if s.local[1] == port else "B": s.state for s in conn_states(port).values()}
+        wait_for(f"A FIN_WAIT2 and B CLOSE_WAIT (now {states()})",
+                 lambda: states() == {"A": "FIN_WAIT2", "B": "CLOSE_WAIT"}, timeout=5)
+    with steps.step("B's lines still reach A"):
+        b.send_line("still works")
+        a.expect(r'^recv: "still works"$')
+        assert a.popen.poll() is None
+    with steps.step("EOF on B's stdin: both directions closed, both exit 0"):
+        b.close_stdin()
+        a.expect(r"peer finished sending")
+        assert a.wait_exit(5) == 0, a.report()
+        assert b.wait_exit(5) == 0, b.report()
+        assert "both directions closed" in a.stdout and "both directions closed" in b.stdout
+
+
+def test_duplex_keeps_sending_to_a_half_closed_peer(lab):
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        ls.settimeout(10)
+        duplex = lab.start("tcp_chat_duplex", "--port", ls.getsockname()[1])
+        conn, _ = ls.accept()
+        with conn:
+            conn.sendall(b"last words\n")
+            conn.shutdown(socket.SHUT_WR)
+            duplex.expect(r'^recv: "last words"$')
+            duplex.expect(r"peer finished sending")
+            duplex.send_line("heard you")
+            conn.settimeout(5)
+            assert conn.recv(1024) == b"heard you\n"
+            duplex.close_stdin()
+            assert conn.recv(1024) == b"", "EOF on stdin should send FIN"
+        assert duplex.wait_exit(5) == 0, duplex.report()
+
+
+def test_duplex_peer_reset_is_reported_exit_one(lab):
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        ls.settimeout(10)
+        duplex = lab.start("tcp_chat_duplex", "--port", ls.getsockname()[1])
+        conn, _ = ls.accept()
+        peer = TcpClient.__new__(TcpClient)
+        peer.sock = conn
+        peer.reset()
+    time.sleep(0.2)
+    duplex.close_stdin()
+    assert duplex.wait_exit(5) == 1, duplex.report()
+    assert re.search(r"^tcp_chat_duplex: recv: Connection reset by peer \[ECONNRESET\]$", duplex.stderr, re.M), duplex.report()
+
+
+def test_sigterm_exits_zero(lab, pair):
+    server = lab.server("tcp_chat_server", "--port", "0")
+    for proc in (server, *pair):
+        proc.popen.send_signal(15)
+        assert proc.wait_exit(5) == 0, proc.report()
+
+
+def test_cli_contract(lab):
+    with occupy_tcp() as port:
+        assert_cli_contract(lab, "tcp_chat_server", port)
+        assert_cli_contract(lab, "tcp_chat_duplex", port, "--listen")
+    assert_help_and_usage(lab, "tcp_chat_client")
+    refused = lab.run("tcp_chat_client", "--port", free_tcp_port(), timeout=5)
+    assert refused.popen.returncode == 1 and "[ECONNREFUSED]" in refused.stderr, refused.report()
