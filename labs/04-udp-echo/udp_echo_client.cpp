@@ -47,6 +47,7 @@ std::string escaped(std::string_view bytes) {
 // Send one datagram and wait for one back. Connected: send/recv, and the kernel reports a closed port.
 // Unconnected: sendto/recvfrom, and nothing reports it: the receive timeout is all we have.
 std::string round_trip(const lab::Fd& s, const lab::Address& server, bool connected, std::string_view payload, int timeout_ms) {
+    // BEGIN SOLUTION: send the payload, receive one datagram; EAGAIN (the timeout) -> a runtime_error saying "no echo within T ms"
     const std::string where = lab::to_string(server);
     if (connected) lab::check(::send(s.get(), payload.data(), payload.size(), 0), "send to " + where + " (connected)");
     else lab::check(::sendto(s.get(), payload.data(), payload.size(), 0, server.get(), server.len), "sendto " + where);
@@ -60,6 +61,9 @@ std::string round_trip(const lab::Fd& s, const lab::Address& server, bool connec
                                  (connected ? "" : " (an unconnected UDP socket is never told: try --connect)"));
     lab::check(n, connected ? "recv from " + where + " (connected)" : "recvfrom " + where);
     return std::string(buf.data(), static_cast<std::size_t>(n));
+    // STUB (void)s, (void)server, (void)connected, (void)payload, (void)timeout_ms;
+    // STUB throw std::runtime_error("round_trip is not written yet");
+    // END SOLUTION
 }
 
 }  // namespace
@@ -74,12 +78,14 @@ int main(int argc, char** argv) {
 
         // SO_RCVTIMEO bounds every receive: recv fails with EAGAIN instead of blocking forever.
         // (0 means no limit: the notes' client, stuck for good when one datagram is lost.)
+        // BEGIN SOLUTION: set SO_RCVTIMEO to --timeout-ms, and connect() the socket when --connect is given
         const timeval limit{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
         lab::check(::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit), "setsockopt(SO_RCVTIMEO)");
 
         // connect() on UDP sends nothing: it fixes the peer, filters what we receive, and lets the
         // kernel hand ICMP errors (port unreachable -> ECONNREFUSED) to this socket.
         if (connected) lab::check(::connect(s.get(), server.get(), server.len), "connect " + lab::to_string(server));
+        // END SOLUTION
 
         // --size: one big datagram, compared byte for byte with what came back.
         if (auto size = args.value("--size")) {

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from harness.clients import UdpClient, free_udp_port
+from harness.clients import ClientTimeout, UdpClient, free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
 
 SENT = re.compile(r"^sent (\d+) bytes to (\S+) encoding (\S+) hex ([0-9a-f ]*)$", re.M)
@@ -101,6 +101,16 @@ def test_each_stdin_line_is_one_datagram(lab):
         send(lab, wire.local_port, "--encoding", "gb2312", input="你\n好\n")
         got = [wire.recv(timeout=5)[0] for _ in range(2)]
     assert got == ["你".encode("gb2312"), "好".encode("gb2312")]
+
+
+def test_stdin_stops_at_the_first_line_it_cannot_encode(lab):
+    with UdpClient(bind_port=0) as wire:
+        sender = lab.run("text_send", "--port", str(wire.local_port), "--encoding", "gb2312", input="你\n€\n好\n")
+        assert sender.popen.returncode == 1, sender.report()
+        assert wire.recv(timeout=5)[0] == "你".encode("gb2312")
+        with pytest.raises(ClientTimeout):
+            wire.recv(timeout=0.5)  # 好 after the bad line is never sent
+    assert "'€' (U+20AC) at input byte 0" in sender.stderr, sender.report()
 
 
 # ---- the receiver: bytes first, then text or a clear error -----------------------------------

@@ -104,6 +104,17 @@ def test_log_shows_binary_escaped_and_long_datagrams_cut(server):
     assert (second[4], second[5], second[6]) == ("100", "z" * 64, "...")
 
 
+def test_non_utf8_datagram_is_echoed_and_logged_not_decoded(server):
+    gb2312 = "你好".encode("gb2312")
+    with pytest.raises(UnicodeDecodeError):
+        gb2312.decode()  # what the notes' server does with every datagram
+    with UdpClient(timeout=5) as c:
+        c.send_to(gb2312, server.ready.address)
+        assert c.recv()[0] == gb2312
+    assert server.expect(CALLBACK)[5] == r"\xc4\xe3\xba\xc3"
+    assert server.popen.poll() is None
+
+
 def test_many_clients_at_once_each_get_their_own_echoes(lab, server, steps):
     clients, lines = 8, 20
     with steps.step(f"start {clients} udp_echo_client processes, {lines} lines each, all at once"):
