@@ -71,7 +71,7 @@ def test_client_port_is_ephemeral_without_bind(lab):
     assert m, client.report()
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     assert low <= int(m[1]) <= high
-    assert re.search(rf"accepted 127\.0\.0\.1:{m[1]} ", server.stdout), server.report()
+    server.expect(rf"^accepted 127\.0\.0\.1:{m[1]} ")
 
 
 def test_each_stdin_line_gets_its_reply_and_eof_exits_zero(lab):
@@ -129,6 +129,7 @@ def test_one_send_can_arrive_in_several_recvs(lab, steps):
     parts = reply.split(b"has recv:")
     assert parts[0] == b"" and len(parts) >= 6, f"expected >= 5 replies (one per recv), got {len(parts) - 1}"
     assert b"".join(parts) == payload, "the pieces should join up to exactly what was sent"
+    server.expect(r"closed its side")  # every recv line before it has been read from the server's stdout
     sizes = [int(m[1]) for m in re.finditer(r"^recv (\d+) bytes from", server.stdout, re.M)]
     assert sum(sizes) == 5000 and max(sizes) <= 1024, server.report()
 
