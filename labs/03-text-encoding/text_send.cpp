@@ -40,13 +40,17 @@ std::string hex(std::string_view bytes) {
     return out;
 }
 
-// The UTF-8 character at `at` and its code point, for an error message: "'€' (U+20AC)".
+// The UTF-8 character at `at` and its code point, "'€' (U+20AC)"; empty if the bytes there are not UTF-8.
 std::string character_at(std::string_view text, std::size_t at) {
     const auto lead = static_cast<unsigned char>(text[at]);
     const std::size_t len = lead < 0x80 ? 1 : lead >> 5 == 0x6 ? 2 : lead >> 4 == 0xe ? 3 : lead >> 3 == 0x1e ? 4 : 0;
-    if (len == 0 || at + len > text.size()) return "byte " + hex(text.substr(at, 1)) + " (not UTF-8)";
+    if (len == 0 || at + len > text.size()) return {};
     char32_t code = len == 1 ? lead : lead & (0x3f >> (len - 1));
-    for (std::size_t i = 1; i < len; ++i) code = code << 6 | (static_cast<unsigned char>(text[at + i]) & 0x3f);
+    for (std::size_t i = 1; i < len; ++i) {
+        const auto next = static_cast<unsigned char>(text[at + i]);
+        if ((next & 0xc0) != 0x80) return {};  // every byte after the first must be 10xxxxxx
+        code = code << 6 | (next & 0x3f);
+    }
     char name[16];
     std::snprintf(name, sizeof name, "U+%04X", static_cast<unsigned>(code));
     return "'" + std::string(text.substr(at, len)) + "' (" + name + ")";
@@ -63,7 +67,9 @@ std::string encode(iconv_t cd, std::string_view text, const std::string& encodin
     if (::iconv(cd, &from, &from_left, &to, &to_left) == static_cast<std::size_t>(-1)) {
         const int err = errno;
         const auto at = static_cast<std::size_t>(from - in.data());
-        const std::string what = err == EILSEQ ? character_at(text, at) + " at input byte " + std::to_string(at) + " has no " + encoding + " form"
+        const std::string character = err == EILSEQ ? character_at(text, at) : "";
+        const std::string what = !character.empty() ? character + " at input byte " + std::to_string(at) + " has no " + encoding + " form"
+                               : err == EILSEQ ? "input byte " + std::to_string(at) + " (" + hex(text.substr(at, 1)) + ") is not UTF-8 text"
                                : err == EINVAL ? "the input ends inside a UTF-8 character at byte " + std::to_string(at)
                                                : "iconv failed at input byte " + std::to_string(at);
         throw std::system_error(err, std::system_category(), "encode to " + encoding + ": " + what);

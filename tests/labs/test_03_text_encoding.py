@@ -113,6 +113,16 @@ def test_stdin_stops_at_the_first_line_it_cannot_encode(lab):
     assert "'€' (U+20AC) at input byte 0" in sender.stderr, sender.report()
 
 
+@pytest.mark.parametrize("data,offset,first", [(b"ok \xff", 3, "ff"), (b"a\xc3(", 1, "c3"), (b"\xe4\xbd", 0, None)],
+                         ids=["ff-byte", "bad-continuation", "cut-character"])
+def test_input_that_is_not_utf8_is_named_as_such(lab, data, offset, first):
+    sender = lab.run("text_send", "--port", str(free_udp_port()), "--encoding", "gb2312", input=data + b"\n")
+    assert sender.popen.returncode == 1, sender.report()
+    expected = (f"input byte {offset} ({first}) is not UTF-8 text" if first
+                else f"the input ends inside a UTF-8 character at byte {offset}")
+    assert expected in sender.stderr, sender.report()
+
+
 # ---- the receiver: bytes first, then text or a clear error -----------------------------------
 
 @pytest.mark.parametrize("encoding", ["utf-8", "gb2312", "gbk", "gb18030"])
