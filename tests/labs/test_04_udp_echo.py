@@ -32,6 +32,12 @@ def client(lab, port: int, *args: str, input: str | None = None, host: str = "12
     return lab.run("udp_echo_client", "--host", host, "--port", str(port), *args, input=input)
 
 
+def snmp(group: str, field: str) -> int:
+    """One counter of /proc/net/snmp (this network namespace), e.g. snmp("Icmp", "OutDestUnreachs")."""
+    rows = [line.split() for line in open("/proc/net/snmp") if line.startswith(group + ":")]
+    return int(rows[1][rows[0].index(field)])
+
+
 def pattern(n: int) -> bytes:
     """The bytes udp_echo_client --size N sends: i*7 mod 251."""
     return bytes(i * 7 % 251 for i in range(n))
@@ -167,9 +173,11 @@ def test_client_size_check_catches_a_changed_echo(lab):
 
 def test_no_server_unconnected_times_out_with_exit_1(lab):
     port = free_udp_port()
+    unreachable_before = snmp("Icmp", "OutDestUnreachs")
     started = time.monotonic()
     proc = client(lab, port, "--timeout-ms", "700", input="anyone?\n")
     waited = time.monotonic() - started
+    assert snmp("Icmp", "OutDestUnreachs") > unreachable_before, "the kernel did answer with ICMP port unreachable"
     assert proc.popen.returncode == 1, proc.report()
     assert proc.stderr.startswith(f"udp_echo_client: no echo within 700 ms from 127.0.0.1:{port}"), proc.report()
     assert "never told" in proc.stderr
