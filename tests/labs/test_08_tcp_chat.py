@@ -78,6 +78,15 @@ def test_turns_alternate_line_by_line(lab, server, steps):
         server.expect(r'^recv: "second"$')
 
 
+def test_serial_server_has_one_thread(lab, server):
+    client = lab.start("tcp_chat_client", "--port", server.ready.port)
+    client_port(client)
+    client.send_line("how many of you are there?")
+    server.expect(r"^your turn: type a line$")
+    # (tsan starts its own background thread only once a program creates a thread: none here)
+    assert probes.thread_count(server.pid) == 1, "the notes' 'multi-threaded' chat has no threads"
+
+
 def test_second_client_connects_at_once_but_waits_for_the_first(lab, server, steps):
     port = server.ready.port
     first = lab.start("tcp_chat_client", "--port", port)
@@ -233,7 +242,7 @@ def pair(lab):
 
 
 def test_duplex_uses_two_threads_per_side(pair):
-    extra = 1 if os.environ.get("SOCKLAB_SANITIZE") == "thread" else 0  # tsan's own background thread
+    extra = 1 if os.environ.get("SOCKLAB_SANITIZE") == "thread" else 0  # tsan's background thread
     for side in pair:
         wait_for(f"main + a sender and a receiver thread in {side.name} (pid {side.pid})",
                  lambda: probes.thread_count(side.pid) == 3 + extra)
