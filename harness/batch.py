@@ -40,6 +40,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out.append("--flaky-credit")
     if args.werror:
         out.append("--werror")
+    if args.skip_slow:
+        out.append("--skip-slow")
     return out
 
 

@@ -60,7 +60,7 @@ def hidden_files(hidden: Path | None, lab_id: str) -> list[Path]:
 
 
 def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: limits.Limits, *,
-                 keyword: str | None, timeout: float, collect_only: bool = False) -> tuple[list[dict], str]:
+                 keyword: str | None, timeout: float, collect_only: bool = False, skip_slow: bool = False) -> tuple[list[dict], str]:
     """One pytest run of a lab: the JSON records and a note if the run was cut short."""
     with tempfile.NamedTemporaryFile("w", prefix=f"socklab-lab{lab.id}-", suffix=".jsonl", delete=False) as f:
         out = Path(f.name)
@@ -74,6 +74,8 @@ def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: limit
            "--no-header", "-o", "console_output_style=classic", *map(str, files)]
     if keyword:
         cmd += ["-k", keyword]
+    if skip_slow:
+        cmd += ["-m", "not slow"]
     if collect_only:
         cmd.append("--collect-only")
     note = ""
@@ -151,7 +153,7 @@ def _combine(test: TestResult, runs: list[tuple[dict | None, str]], flaky_credit
 
 def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: limits.Limits, pts: Points, *, hidden: Path | None,
               hidden_visibility: str, keyword: str | None, repeat: int, timeout: float,
-              flaky_credit: bool, progress=None) -> LabResult:
+              flaky_credit: bool, skip_slow: bool = False, progress=None) -> LabResult:
     result = LabResult(lab.id, lab.title)
     files = [lab.spec] if lab.spec.exists() else []
     hfiles = hidden_files(hidden, lab.id)
@@ -163,12 +165,14 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: limits.Limits, pts: Points,
         return result
     order: list[str] = []
     docs: dict[str, str] = {}
+    paths: dict[str, str] = {}
     per_run: list[dict[str, tuple[dict | None, str]]] = []
     notes = []
     for r in range(repeat):
         if progress:
             progress(f"lab {lab.id}" + (f" run {r + 1}/{repeat}" if repeat > 1 else ""))
-        records, note = run_lab_once(lab, files, bin_dir, lim, keyword=keyword, timeout=timeout)
+        records, note = run_lab_once(lab, files, bin_dir, lim, keyword=keyword, timeout=timeout,
+                                     skip_slow=skip_slow)
         if note:
             notes.append(note)
         got: dict[str, tuple[dict | None, str]] = {}
@@ -178,6 +182,7 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: limits.Limits, pts: Points,
                 if rec["id"] not in docs:
                     order.append(rec["id"])
                     docs[rec["id"]] = rec.get("doc", "")
+                    paths[rec["id"]] = rec.get("path", "")
             elif rec["event"] == "start":
                 started = rec["id"]
             elif rec["event"] == "result":
@@ -197,7 +202,7 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: limits.Limits, pts: Points,
         if all(nid in run and run[nid][0] is not None and run[nid][0].get("outcome") == SKIPPED
                and "empty parameter set" in (run[nid][0].get("message") or "") for run in per_run):
             continue  # a behaviour probe this lab does not use
-        is_hidden = _in_hidden(nid, hidden)
+        is_hidden = _in_hidden(paths.get(nid) or nid.split("::")[0], hidden)
         table = hidden_pts if is_hidden else pts
         entry = table.entry(lab.id, nid, siblings[nid.split("[")[0]])
         n += 1
@@ -223,10 +228,9 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: limits.Limits, pts: Points,
     return result
 
 
-def _in_hidden(nid: str, hidden: Path | None) -> bool:
+def _in_hidden(path: str, hidden: Path | None) -> bool:
     if hidden is None:
         return False
-    path = nid.split("::")[0]
     p = Path(path)
     cand = p if p.is_absolute() else (REPO / p)
     try:
@@ -239,7 +243,7 @@ def _in_hidden(nid: str, hidden: Path | None) -> bool:
 def grade(path: Path, *, student: str | None = None, labs: str | None = None, keyword: str | None = None,
           hidden: Path | None = None, hidden_visibility: str = "after_due_date", repeat: int = 1,
           lab_timeout: float = 600.0, flaky_credit: bool = False, werror: bool = False,
-          limits_: limits.Limits | None = None, progress=None) -> Submission:
+          limits_: limits.Limits | None = None, skip_slow: bool = False, progress=None) -> Submission:
     """Grade one submission; never raises for anything the submission does."""
     t0 = time.monotonic()
     default_name = path.resolve().parent.name if path.resolve().name == "bin" else path.resolve().name
@@ -260,7 +264,8 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
         for lab in selected:
             res = grade_lab(lab, prepared.bin_dir, sandbox.limits, pts, hidden=hidden,
                             hidden_visibility=hidden_visibility, keyword=keyword, repeat=repeat,
-                            timeout=lab_timeout, flaky_credit=flaky_credit, progress=progress)
+                            timeout=lab_timeout, flaky_credit=flaky_credit, skip_slow=skip_slow,
+                            progress=progress)
             killed = sandbox.kill_all()
             if killed:
                 res.error = (res.error + "\n" if res.error else "") + \
@@ -309,6 +314,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flaky-credit", action="store_true", help="a flaky test scores the share of runs it passed")
     p.add_argument("--lab-timeout", type=float, default=600.0, help="wall-clock limit of one lab's run (s)")
     p.add_argument("--werror", action="store_true", help="build source trees with -Werror (default: off)")
+    p.add_argument("--skip-slow", action="store_true", help="leave out tests marked slow (e.g. waiting out TIME_WAIT)")
     p.add_argument("--nofile", type=int, default=1024, help="RLIMIT_NOFILE of each program (default 1024)")
     p.add_argument("--pids-max", type=int, default=256, help="processes+threads of a submission (cgroup; default 256)")
     p.add_argument("--memory-mib", type=int, default=1024, help="memory of a submission (cgroup; default 1024)")
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = grade(args.submission, student=args.student, labs=args.labs, keyword=args.keyword,
                 hidden=args.hidden, hidden_visibility=args.hidden_visibility, repeat=max(1, args.repeat),
                 lab_timeout=args.lab_timeout, flaky_credit=args.flaky_credit, werror=args.werror,
-                limits_=limits_from(args), progress=progress)
+                limits_=limits_from(args), skip_slow=args.skip_slow, progress=progress)
     write_reports(sub, args)
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     if args.quiet:

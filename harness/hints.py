@@ -34,6 +34,8 @@ SYMPTOMS: list[tuple[str, str]] = [
     (r"killed by signal 6\b|SIGABRT|buffer overflow detected|bit out of range",
      "it aborted (SIGABRT): an uncaught exception, a failed assert, a joinable std::thread destroyed, or "
      "fortify catching an overflow"),
+    (r"killed by signal 15\b",
+     "it died from SIGTERM instead of exiting: handle SIGTERM/SIGINT (close everything, exit 0)"),
     (r"killed by signal 24|SIGXCPU",
      "it used up its CPU time limit: an endless busy loop"),
     (r"killed by signal 9\b|SIGKILL",
@@ -41,14 +43,18 @@ SYMPTOMS: list[tuple[str, str]] = [
     (r"ran past its [\d.]+s limit",
      "it hung: a blocking call that never returns (no timeout on recv, waiting for input that never "
      "comes, or a deadlock); the steps show where"),
-    (r"did not exit within",
-     "it did not exit: on stdin EOF, SIGTERM/SIGINT or the end of its work it must exit with status 0"),
-    (r"printed no line matching|closed stdout without printing",
-     "its output lacks a line the test waits for: compare the output format in the lab's README"),
     (r"Resource temporarily unavailable|EAGAIN.*fork|fork.*EAGAIN|pids\.max",
      "it started too many processes or threads (the process limit stopped it)"),
     (r"Cannot allocate memory|std::bad_alloc|MemoryError",
      "it ran out of memory (the submission's memory limit)"),
+]
+
+# Weaker symptoms: used only when the test has no hint of its own in HINTS.
+WEAK_SYMPTOMS: list[tuple[str, str]] = [
+    (r"did not exit within",
+     "it did not exit: on stdin EOF, SIGTERM/SIGINT or the end of its work it must exit with status 0"),
+    (r"printed no line matching|closed stdout without printing",
+     "its output lacks a line the test waits for: compare the output format in the lab's README"),
 ]
 
 # Per test function: what usually breaks it, in the student's terms. Keys: (lab, function).
@@ -101,12 +107,12 @@ def _hint_line(text: str) -> str | None:
     return m[1].strip() if m else None
 
 
-def _symptom(text: str) -> str | None:
-    for pattern, hint in SYMPTOMS:
+def _symptom(text: str, table: list[tuple[str, str]] = SYMPTOMS) -> str | None:
+    for pattern, hint in table:
         if re.search(pattern, text):
             return hint
     m = re.search(r"killed by signal (\d+)", text)
-    if m:
+    if m and table is SYMPTOMS:
         try:
             return f"it was killed by {signal.Signals(int(m[1])).name}"
         except ValueError:
@@ -150,7 +156,8 @@ def explain(test: TestResult, rec: dict) -> None:
         test.actual = "the test could not start: " + message.splitlines()[0] if message else "setup failed"
     func, _ = func_and_case(test.id)
     test.hint = (_hint_line(message) or _hint_line(longrepr) or _symptom(text)
-                 or HINTS.get((test.lab, func)) or (message.splitlines()[0] if message else ""))
+                 or HINTS.get((test.lab, func)) or _symptom(text, WEAK_SYMPTOMS)
+                 or (message.splitlines()[0] if message else ""))
     ev = []
     for name, body in sections.items():
         if "steps that ran" in name or "programs started" in name:

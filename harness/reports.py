@@ -208,3 +208,49 @@ def csv_row(sub: Submission, lab_ids: list[str]) -> list[str]:
     return [sub.student, *[f"{by[l].score:g}" if l in by else "" for l in lab_ids], f"{sub.score:g}",
             f"{sub.max_score:g}", str(sum(t.status == PASSED for t in tests)),
             str(sum(t.status == FAILED for t in tests)), str(sum(t.status == FLAKY for t in tests)), status]
+
+
+_GS_TOP = {"score", "execution_time", "output", "output_format", "test_output_format", "test_name_format",
+           "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}
+_GS_TEST = {"score", "max_score", "status", "name", "name_format", "number", "output", "output_format",
+            "tags", "visibility", "extra_data"}
+_GS_FORMATS = {"text", "html", "simple_format", "md", "ansi"}
+_GS_VIS = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+def validate_gradescope(d: dict) -> list[str]:
+    """Problems of a results.json against Gradescope's documented fields (empty list: valid)."""
+    errs = [f"unknown top-level field {k}" for k in d if k not in _GS_TOP]
+    if "score" not in d and "tests" not in d:
+        errs.append("either score or tests is required")
+    for k in ("output_format", "test_output_format", "test_name_format"):
+        if k in d and d[k] not in _GS_FORMATS:
+            errs.append(f"{k}={d[k]!r}")
+    for k in ("visibility", "stdout_visibility"):
+        if k in d and d[k] not in _GS_VIS:
+            errs.append(f"{k}={d[k]!r}")
+    if "extra_data" in d and not isinstance(d["extra_data"], dict):
+        errs.append("extra_data must be an object")
+    for i, t in enumerate(d.get("tests", [])):
+        where = f"tests[{i}]"
+        errs += [f"{where}: unknown field {k}" for k in t if k not in _GS_TEST]
+        for k in ("score", "max_score"):
+            if k in t and not isinstance(t[k], (int, float)):
+                errs.append(f"{where}.{k} is not a number")
+        if t.get("status") not in (None, "passed", "failed"):
+            errs.append(f"{where}.status={t.get('status')!r}")
+        if "number" in t and not isinstance(t["number"], str):
+            errs.append(f"{where}.number must be a string")
+        if "tags" in t and not (isinstance(t["tags"], list) and all(isinstance(x, str) for x in t["tags"])):
+            errs.append(f"{where}.tags must be a list of strings")
+        if "visibility" in t and t["visibility"] not in _GS_VIS:
+            errs.append(f"{where}.visibility={t['visibility']!r}")
+        if "output_format" in t and t["output_format"] not in _GS_FORMATS:
+            errs.append(f"{where}.output_format={t['output_format']!r}")
+        for k in ("name", "output"):
+            if k in t and not isinstance(t[k], str):
+                errs.append(f"{where}.{k} must be a string")
+    for i, e in enumerate(d.get("leaderboard", [])):
+        if not {"name", "value"} <= set(e) or e.get("order", "desc") not in ("asc", "desc"):
+            errs.append(f"leaderboard[{i}] needs name, value and order asc|desc")
+    return errs

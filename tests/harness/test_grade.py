@@ -1,0 +1,136 @@
+"""The grader on the reference programs: full points, valid reports, points for every test,
+hidden tests marked as such, flaky tests reported as flaky, one test run again by name."""
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from grading_tools import PYTHON, every_test, grade
+from harness import manifest
+from harness.points import Points
+from harness.programs import REPO, bin_dir
+from harness.reports import validate_gradescope
+
+import subprocess
+
+AVAILABLE = [l.id for l in manifest.load() if l.available]
+
+
+def reference_bin() -> Path:
+    return bin_dir()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The one full grading run of the reference build: every available lab (slow tests left out)."""
+    out = tmp_path_factory.mktemp("reference")
+    result, proc = grade(reference_bin(), out / "result.json", "--gradescope", str(out / "results.json"),
+                         "--junit", str(out / "junit.xml"), "--markdown", str(out / "summary.md"),
+                         "--skip-slow", timeout=1800)
+    return out, result, proc
+
+
+@pytest.mark.limit(1800)
+def test_reference_scores_full_points_on_every_available_lab(reference):
+    out, result, proc = reference
+    assert [l["id"] for l in result["labs"]] == AVAILABLE
+    bad = [f"{t['id']}: {t['status']} {t['hint']}" for t in every_test(result) if t["status"] != "passed"]
+    assert not bad, "\n".join(bad) + "\n" + proc.stdout[-4000:]
+    assert result["score"] == result["max_score"] > 0
+    for lab in result["labs"]:
+        assert lab["max_score"] > 0 and lab["score"] == lab["max_score"], lab["id"]
+    assert f"TOTAL {result['score']:g}/{result['max_score']:g}" in proc.stdout
+
+
+def test_results_json_has_the_documented_gradescope_fields(reference):
+    out, result, _ = reference
+    gs = json.loads((out / "results.json").read_text())
+    assert validate_gradescope(gs) == []
+    assert len(gs["tests"]) == len(every_test(result))
+    numbers = [t["number"] for t in gs["tests"]]
+    assert len(set(numbers)) == len(numbers)
+    for t in gs["tests"]:
+        assert {"number", "name", "score", "max_score", "status", "output", "visibility", "tags"} <= set(t)
+        assert t["status"] == "passed" and t["visibility"] == "visible"
+    assert sum(t["score"] for t in gs["tests"]) == result["score"]
+
+
+def test_validator_rejects_wrong_fields():
+    assert validate_gradescope({"tests": [{"status": "ok", "number": 1, "visibility": "later", "bogus": 1}]})
+    assert validate_gradescope({"output": "x"}) == ["either score or tests is required"]
+
+
+def test_junit_is_well_formed_with_one_suite_per_lab(reference):
+    out, result, _ = reference
+    root = ET.parse(out / "junit.xml").getroot()
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    assert [s.get("name").split()[0] for s in suites] == [f"lab{l}" for l in AVAILABLE]
+    assert int(root.get("tests")) == len(every_test(result)) and root.get("failures") == "0"
+    assert (out / "summary.md").read_text().startswith("## socklab:")
+
+
+def test_every_collected_test_has_points():
+    proc = subprocess.run([PYTHON, "-m", "harness", "points", "--check"], cwd=REPO, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_points_split_over_cases_and_explicit_cases():
+    pts = Points({"lab": {"02": {"test_x": 3, "test_y": {"points": 4, "tags": ["a"]}, "test_y[b]": 1}}})
+    assert pts.entry("02", "f.py::test_x[a]", siblings=3).points == 1
+    assert pts.entry("02", "f.py::test_x", siblings=1).points == 3
+    assert pts.entry("02", "f.py::test_y[b]", siblings=3).points == 1
+    assert pts.entry("02", "f.py::test_y[c]", siblings=3).points == 1.5   # (4 - 1) over the 2 other cases
+    assert pts.entry("02", "f.py::test_z") is None
+    assert pts.check({"02": ["f.py::test_x[a]", "f.py::test_w"]}) != []
+
+
+HIDDEN_SPEC = '''
+import os
+from pathlib import Path
+
+def test_hidden_help_works(lab):
+    proc = lab.run("udp_send", "--help")
+    assert proc.popen.returncode == 0
+
+def test_hidden_flaky_every_other_run():
+    counter = Path(os.environ["HGR_COUNTER"])
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
+    assert n % 2 == 0, "fails on every second run"
+'''
+
+
+@pytest.mark.limit(300)
+def test_hidden_tests_repeat_and_one_test_by_name(tmp_path):
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "test_02_instructor.py").write_text(HIDDEN_SPEC)
+    (hidden / "points.toml").write_text('[lab.02]\ntest_hidden_help_works = 2\ntest_hidden_flaky_every_other_run = 1\n')
+    os.environ["HGR_COUNTER"] = str(tmp_path / "counter")
+    try:
+        result, proc = grade(reference_bin(), tmp_path / "r.json", "--labs", "02", "--hidden", str(hidden),
+                             "--repeat", "2", "-k", "hidden or test_sigterm_exits_zero",
+                             "--gradescope", str(tmp_path / "gs.json"))
+    finally:
+        del os.environ["HGR_COUNTER"]
+    tests = {t["name"]: t for t in every_test(result)}
+    assert set(tests) == {"test_hidden_help_works", "test_hidden_flaky_every_other_run", "test_sigterm_exits_zero"}, proc.stdout
+    h = tests["test_hidden_help_works"]
+    assert (h["status"], h["hidden"], h["visibility"], h["max_score"], h["score"]) == \
+        ("passed", True, "after_due_date", 2, 2)
+    assert [r["outcome"] for r in h["runs"]] == ["passed", "passed"]
+    f = tests["test_hidden_flaky_every_other_run"]
+    assert (f["status"], f["score"], f["max_score"]) == ("flaky", 0, 1), proc.stdout
+    assert sorted(r["outcome"] for r in f["runs"]) == ["failed", "passed"]
+    assert tests["test_sigterm_exits_zero"]["visibility"] == "visible"
+    assert "FLAKY" in proc.stdout
+    gs = json.loads((tmp_path / "gs.json").read_text())
+    assert validate_gradescope(gs) == []
+    flaky = [t for t in gs["tests"] if "flaky" in t["tags"]]
+    assert len(flaky) == 1 and flaky[0]["status"] == "failed" and "passed 1 of 2 runs" in flaky[0]["output"]
