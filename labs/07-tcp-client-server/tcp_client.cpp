@@ -44,6 +44,7 @@ std::string quoted(std::string_view bytes) {
 // send() may take fewer bytes than asked (a signal, a full buffer on a non-blocking socket,
 // SO_SNDTIMEO): the notes' single send() would lose the rest. Loop until every byte is queued.
 void send_all(int fd, std::string_view data) {
+    // BEGIN SOLUTION: loop until send() has taken every byte (retry EINTR); print each short send and the summary line
     const std::size_t total = data.size();
     int calls = 0;
     while (!data.empty()) {
@@ -56,6 +57,9 @@ void send_all(int fd, std::string_view data) {
         data.remove_prefix(static_cast<std::size_t>(n));
     }
     lab::say("sent ", total, " bytes in ", calls, " send() call", calls == 1 ? "" : "s");
+    // STUB (void)fd, (void)data;
+    // STUB throw std::runtime_error("send_all is not written yet");
+    // END SOLUTION
 }
 
 // The notes' way: one send() and hope. Whatever it did not take is silently never sent.

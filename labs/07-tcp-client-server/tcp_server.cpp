@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -48,6 +49,7 @@ std::string quoted(std::string_view bytes) {
 
 // One client: every recv() gets one reply, until recv() returns 0 (the client's FIN).
 void serve(const lab::Fd& conn, const std::string& who) {
+    // BEGIN SOLUTION: recv() up to 1024 bytes until it returns 0; print each chunk (the spec's format) and reply ack + chunk
     std::array<char, notes_bufsize> buf{};
     for (;;) {
         const ssize_t n = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv from " + who);
@@ -57,6 +59,9 @@ void serve(const lab::Fd& conn, const std::string& who) {
         // One reply built whole, then sent with a loop: send() may take only part of it.
         lab::write_all(conn.get(), std::string(ack) + std::string(data));
     }
+    // STUB (void)conn, (void)who, (void)quoted;
+    // STUB throw std::runtime_error("serve is not written yet");
+    // END SOLUTION
 }
 
 }  // namespace
@@ -74,7 +79,10 @@ int main(int argc, char** argv) {
 
         // Step 3: listen(). From now on the KERNEL completes handshakes and queues up to backlog+1
         // finished connections for accept(); more SYNs are dropped (the clients retry, not refused).
+        // BEGIN SOLUTION: make the socket listen with the --backlog value
         lab::check(::listen(listener.get(), backlog), "listen");
+        // STUB (void)backlog;
+        // END SOLUTION
         lab::announce_ready(listener.get());
 
         // --hold: do not call accept() yet, so the accept queue can be watched filling up.
