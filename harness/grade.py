@@ -214,7 +214,7 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: limits.Limits, pts: Points,
             if not is_hidden:
                 test.tags.append("no-points")
         else:
-            test.max_score = round(entry.points, 4)
+            test.max_score = entry.points
             test.tags = list(entry.tags)
         test.visibility = (entry.visibility if entry and entry.visibility else
                            hidden_visibility if is_hidden else "visible")

@@ -1,0 +1,143 @@
+"""Submissions that hang, fork without end, spin or crash are graded within their limits, get a
+report (score 0 with the reason), and leave nothing running. They are shell scripts: the grader
+takes programs in any language."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from grading_tools import PYTHON, every_test
+from harness.limits import Limits, Sandbox, wrap_preexec
+from harness.programs import REPO
+
+SCRIPTS = {
+    # SIGTERM ignored, never exits by itself: a hang.
+    "hang": {"udp_recv": "trap '' TERM INT\necho 'READY udp 127.0.0.1 9'\nwhile :; do sleep 1; done",
+             "udp_send": "trap '' TERM INT\nwhile :; do sleep 1; done"},
+    # Forks until the process limit stops it.
+    "forkbomb": {"udp_recv": "bomb() { bomb | bomb & }\nbomb\necho 'READY udp 127.0.0.1 9'\nwhile :; do sleep 1; done",
+                 "udp_send": "bomb() { bomb | bomb & }\nbomb\nsleep 30"},
+    # Crashes (SIGSEGV) right after its ready line.
+    "crash": {"udp_recv": "echo 'READY udp 127.0.0.1 9'\nkill -SEGV $$",
+              "udp_send": "kill -SEGV $$"},
+    # Burns a core and never answers.
+    "spin": {"udp_recv": "while :; do :; done", "udp_send": "while :; do :; done"},
+}
+SELECT = "test_sigterm_exits_zero or test_sendto_without_receiver_succeeds or hidden"
+
+HIDDEN = '''
+import pytest
+
+@pytest.mark.limit(3)
+def test_hidden_hang_costs_only_this_test(lab, steps):
+    with steps.step("run udp_send, which never ends"):
+        proc = lab.run("udp_send", "--message", "x", timeout=100)
+    assert proc.popen.returncode == 0, proc.report()
+'''
+
+
+def leftovers(marker: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd and int(pid) != os.getpid():
+            found.append(f"{pid}: {cmd[:120]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    subs = root / "submissions"
+    for name, progs in SCRIPTS.items():
+        d = subs / name
+        d.mkdir(parents=True)
+        for prog, body in progs.items():
+            f = d / prog
+            f.write_text("#!/bin/sh\n" + body + "\n")
+            f.chmod(0o755)
+    hidden = root / "hidden"
+    hidden.mkdir()
+    (hidden / "test_02_hang.py").write_text(HIDDEN)
+    t0 = time.monotonic()
+    proc = subprocess.run([PYTHON, "-m", "harness", "batch", str(subs), "-j", "4", "--out", str(root / "out"),
+                           "--labs", "02", "-k", SELECT, "--hidden", str(hidden), "--pids-max", "64",
+                           "--lab-timeout", "120"], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=600)
+    return root, proc, time.monotonic() - t0
+
+
+@pytest.mark.limit(600)
+def test_bad_submissions_are_graded_with_reports_and_zero(batch):
+    root, proc, _ = batch
+    assert proc.returncode == 0, proc.stdout
+    rows = list(csv.DictReader(open(root / "out" / "grades.csv")))
+    assert sorted(r["student"] for r in rows) == sorted(SCRIPTS), proc.stdout
+    for row in rows:
+        assert float(row["total"]) == 0 and float(row["max"]) > 0, row
+        result = json.loads((root / "out" / f"{row['student']}.json").read_text())
+        tests = every_test(result)
+        assert len(tests) == 3 and all(t["status"] == "failed" for t in tests), (row["student"], tests)
+        assert all(t["hint"] for t in tests)
+        assert (root / "out" / "gradescope" / f"{row['student']}.json").exists()
+
+
+def test_each_failure_names_what_happened(batch):
+    root = batch[0]
+    by = {s: {t["name"]: t for t in every_test(json.loads((root / "out" / f"{s}.json").read_text()))}
+          for s in SCRIPTS}
+    hang = by["hang"]["test_hidden_hang_costs_only_this_test"]
+    assert "ran past its 3s limit" in hang["message"] and "run udp_send, which never ends" in hang["message"]
+    assert hang["hint"].startswith("it hung")
+    assert "segmentation fault" in by["crash"]["test_sigterm_exits_zero"]["hint"]
+    assert "ready line" in by["spin"]["test_sigterm_exits_zero"]["hint"]
+    bomb = json.loads((root / "out" / "forkbomb.json").read_text())
+    assert "cgroup" not in bomb["limits"] or "process limit" in bomb["labs"][0]["error"], bomb["labs"][0]["error"]
+
+
+def test_nothing_is_left_running(batch):
+    root, _, _ = batch
+    time.sleep(0.5)
+    assert leftovers(str(root / "submissions")) == []
+
+
+def test_limits_reach_the_programs():
+    lim = Limits(nofile=77, address_space_mib=512, cpu_seconds=33)
+    os.environ["SOCKLAB_LIMITS"] = lim.to_env()
+    try:
+        pre = wrap_preexec(None)
+    finally:
+        del os.environ["SOCKLAB_LIMITS"]
+    out = subprocess.run(["/bin/sh", "-c", "ulimit -n; ulimit -t"], preexec_fn=pre, stdout=subprocess.PIPE,
+                         text=True).stdout.split()
+    assert out == ["77", "33"]
+
+
+def test_sandbox_kills_everything_in_its_cgroup():
+    with Sandbox(f"socklab-selftest-{os.getpid()}", Limits(pids_max=32)) as box:
+        if not box.dirs:
+            pytest.skip(box.note)
+        lim = box.limits
+        os.environ["SOCKLAB_LIMITS"] = lim.to_env()
+        try:
+            p = subprocess.Popen(["/bin/sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 30"],
+                                 preexec_fn=wrap_preexec(None), start_new_session=True)
+        finally:
+            del os.environ["SOCKLAB_LIMITS"]
+        deadline = time.monotonic() + 10
+        while not box.pids_limit_hit() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert box.pids_limit_hit(), "the fork bomb never reached pids.max"
+        assert len(box.pids()) <= 32
+        box.kill_all()
+        p.wait(timeout=5)
+        assert box.pids() == set()
