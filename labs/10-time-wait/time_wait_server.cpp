@@ -3,8 +3,8 @@
 // Notes: 2MSL问题 (and the SO_REUSEADDR comment in 单进程服务器)
 // Usage: time_wait_server [--host H] [--port P] [--reuseaddr] [--reuseport]
 //                         [--server-closes-first (default) | --client-closes-first]
-// Try:   ./time_wait_server &   echo hi | nc 127.0.0.1 8088   then at once   ./time_wait_server
-//        (EADDRINUSE); with --reuseaddr on both runs the restart works.
+// Try:   ./time_wait_server &   (echo hi; sleep 1) | nc -q1 127.0.0.1 8088   then at once
+//        ./time_wait_server  (EADDRINUSE); with --reuseaddr on both runs the restart works.
 // Observe: `ss -tano state time-wait` shows the entry on port 8088 with timer:(timewait,59sec): on the
 //          server's side only when the server closed first. SO_REUSEADDR leaves it there.
 // Simplifications: one client, one message (up to 1 KiB), then exit; no timeouts.
