@@ -36,14 +36,16 @@ using ms = std::chrono::milliseconds;
 
 std::uint16_t port_of(int fd) { return lab::host_port(lab::local_address(fd)).second; }
 
+// What the kernel says about a socket we hold (tcp(7)): tcpi_state, numbered as in tcp_states.h.
+std::string info_state(int fd) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    lab::check(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len), "getsockopt(TCP_INFO)");
+    return probe::state_names.at(info.tcpi_state);
+}
 // The state of one end: TCP_INFO while it has an fd and a connection, else its row in /proc/net/tcp.
 std::string state_of(const End& end) {
-    if (end.fd) {
-        tcp_info info{};
-        socklen_t len = sizeof info;
-        lab::check(::getsockopt(end.fd.get(), IPPROTO_TCP, TCP_INFO, &info, &len), "getsockopt(TCP_INFO)");
-        if (info.tcpi_state != TCP_CLOSE) return probe::state_names.at(info.tcpi_state);
-    }
+    if (end.fd && info_state(end.fd.get()) != "CLOSED") return info_state(end.fd.get());
     return probe::proc_state(end.local, end.remote).value_or("CLOSED");
 }
 std::string row(const Connection& c) {
@@ -76,7 +78,7 @@ Connection prepare(const std::string& host, std::uint16_t port, int backlog, boo
     return c;
 }
 void connect_client(Connection& c, bool wait) {
-    if (!wait) ::fcntl(c.client.fd.get(), F_SETFL, O_NONBLOCK);
+    if (!wait) lab::check(::fcntl(c.client.fd.get(), F_SETFL, O_NONBLOCK), "fcntl(O_NONBLOCK)");
     const lab::Address server = lab::local_address(c.listener.get());
     if (::connect(c.client.fd.get(), server.get(), server.len) < 0 && errno != EINPROGRESS) lab::check(-1, "connect");
     c.client.local = c.server.remote = port_of(c.client.fd.get());
@@ -95,7 +97,7 @@ void orderly_close(Connection& c, bool client_first) {
     first.fd.reset();
     step(c, a + " close(): FIN sent; held back on its way, so " + a + " waits for its ACK");
     probe::release();
-    step(c, "FIN retransmitted, gets through: " + b + " ACKs it (its recv() now returns 0)", true);
+    step(c, "FIN retransmitted, gets through: " + b + " ACKs it (CLOSE_WAIT before any recv())", true);
     probe::hold(first.local, "");
     second.fd.reset();
     step(c, b + " close(): its FIN reaches " + a + "; " + a + "'s last ACK is held back");
@@ -133,15 +135,17 @@ void half_close(Connection& c) {
     const auto n = lab::check(::recv(c.client.fd.get(), buf.data(), buf.size(), 0), "recv");
     lab::say("client recv() -> ", n, " bytes \"", std::string_view(buf.data(), n), "\" (a half-closed socket receives)");
     c.server.fd.reset();
-    step(c, "server close(): the client's open socket is in TIME_WAIT (its TCP_INFO says CLOSE)");
+    step(c, "server close(): its FIN puts the client's end, fd still open, in TIME_WAIT");
+    lab::say("client TCP_INFO -> ", info_state(c.client.fd.get()), ", /proc/net/tcp -> ",
+             probe::proc_state(c.client.local, c.client.remote).value_or("nothing"), " (TIME_WAIT is a separate object)");
     c.client.fd.reset();
     step(c, "client close(): the TIME_WAIT entry outlives the fd");
 }
 
 // Opening. Backlog 0 holds one connection: a second client's SYN is dropped while it is full.
 void syn_sent(Connection& c) {
-    lab::Fd first(lab::check(::socket(lab::local_address(c.listener.get()).family(), SOCK_STREAM, 0), "socket"));
     const lab::Address server = lab::local_address(c.listener.get());
+    lab::Fd first(lab::check(::socket(server.family(), SOCK_STREAM, 0), "socket"));
     lab::check(::connect(first.get(), server.get(), server.len), "connect");
     connect_client(c, false);
     step(c, "another client fills the accept queue (backlog 0); connect(): SYN dropped");

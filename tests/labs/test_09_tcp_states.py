@@ -120,6 +120,14 @@ def test_half_closed_side_still_receives(lab):
         "the client shut down only its sending side, so it should still receive the server's reply\n" + out)
 
 
+@pytest.mark.limit(120)
+def test_open_socket_in_time_wait_reports_closed_in_tcp_info(lab):
+    out = run_states(lab, "--scenario", "half-close")
+    assert re.search(r"^client TCP_INFO -> CLOSED, /proc/net/tcp -> TIME_WAIT ", out, re.M), (
+        "after the peer's FIN the half-closed client's connection moves to a TIME_WAIT object: the fd's "
+        "TCP_INFO says TCP_CLOSE while /proc/net/tcp lists TIME_WAIT\n" + out)
+
+
 @pytest.mark.limit(180)
 @pytest.mark.parametrize("rfc_name", list(RFC_TO_LINUX))
 def test_each_of_the_eleven_rfc793_states_is_observed(lab, rfc_name):
