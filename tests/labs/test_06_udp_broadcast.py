@@ -7,6 +7,7 @@ those namespaces. Where namespaces cannot be created they are skipped, with the 
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -88,6 +89,26 @@ def test_without_so_broadcast_sendto_fails_with_eacces(lab):
     assert re.search(r"^broadcast_sender: hint: .*SO_BROADCAST", sender.stderr, re.M), sender.report()
     quiet_period()
     assert datagrams(listening) == []
+
+
+def test_receiver_bound_to_the_broadcast_address_gets_broadcasts(lab):
+    listening = receiver(lab, 0, LOOPBACK_BROADCAST)
+    send(lab, "--port", str(listening.ready.port), "--message", "to the group")
+    assert wait_for(listening, 1) == [("127.0.0.1", LOOPBACK_BROADCAST, "to the group")]
+
+
+def test_so_broadcast_needs_no_privilege(lab):
+    """SO_BROADCAST is a safety catch, not a permission: an unprivileged user (nobody) may set it."""
+    def become_nobody() -> None:
+        if os.geteuid() == 0:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+    listening = receiver(lab, 0)
+    sender = lab.run("broadcast_sender", "--port", str(listening.ready.port), "--message", "from nobody",
+                     preexec=become_nobody)
+    assert sender.popen.returncode == 0, sender.report()
+    assert wait_for(listening, 1) == [("127.0.0.1", LOOPBACK_BROADCAST, "from nobody")]
 
 
 def test_unicast_reaches_only_one_of_the_receivers_sharing_a_port(lab):
