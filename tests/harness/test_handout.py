@@ -1,0 +1,133 @@
+"""Handouts: markers balance, stubs replace the solution regions, the handout builds with
+-Werror, and graded it scores below full on every lab that has solution regions (proof that the
+tests test something). Also: a batch of reference, handout and a broken variant, in parallel."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from grading_tools import PYTHON, VARIANTS, apply_variant, copy_tree, every_test, load_variant
+from harness import handout, manifest
+from harness.programs import REPO, bin_dir
+
+AVAILABLE = [l.id for l in manifest.load() if l.available]
+
+
+def test_markers_balance_in_the_tree():
+    errors, counts = handout.check(REPO)
+    assert errors == []
+    assert {"01", "02"} <= set(counts)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("// BEGIN SOLUTION\n// BEGIN SOLUTION\n// END SOLUTION\n// END SOLUTION\n", "inside"),
+    ("int x;\n// END SOLUTION\n", "without a BEGIN"),
+    ("// BEGIN SOLUTION\nint x;\n", "never closed"),
+    ("// STUB return 0;\n", "STUB outside"),
+    ("# BEGIN HIDDEN TESTS\n// END SOLUTION\n", "closes the HIDDEN TESTS region"),
+])
+def test_unbalanced_markers_are_errors_with_the_line(text, problem):
+    with pytest.raises(handout.MarkerError, match=problem):
+        handout.regions(text, "f.cpp")
+
+
+def test_region_becomes_todo_and_stub_at_its_indentation():
+    src = ("int f(int a) {\n"
+           "    // BEGIN SOLUTION: return twice a\n"
+           "    return 2 * a;\n"
+           "    // STUB (void)a;\n"
+           "    // STUB return 0;\n"
+           "    // END SOLUTION\n"
+           "}\n"
+           "# BEGIN HIDDEN TESTS\n"
+           "def test_secret(): pass\n"
+           "# END HIDDEN TESTS\n")
+    assert handout.strip(src) == ("int f(int a) {\n"
+                                  "    // TODO: return twice a\n"
+                                  "    (void)a;\n"
+                                  "    return 0;\n"
+                                  "}\n")
+
+
+@pytest.fixture(scope="module")
+def built_handout(tmp_path_factory):
+    out = tmp_path_factory.mktemp("handout")
+    tree = out / "tree"
+    proc = subprocess.run([PYTHON, "-m", "harness", "handout", str(tree)], cwd=REPO, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout
+    build = out / "build"
+    cfg = subprocess.run(["cmake", "--preset", "dev", "-B", str(build)], cwd=tree, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert cfg.returncode == 0, cfg.stdout[-3000:]
+    programs = [p for l in manifest.load() if l.available for p in l.programs]
+    b = subprocess.run(["cmake", "--build", str(build), "-j", "2", "--target", *programs], text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1200)
+    return tree, build, b
+
+
+@pytest.mark.limit(1500)
+def test_handout_has_todos_and_no_solution_markers(built_handout):
+    tree = built_handout[0]
+    assert not (tree / "tests" / "harness").exists()
+    text = (tree / "labs" / "02-udp-send-recv" / "udp_recv.cpp").read_text()
+    assert "// TODO: receive one datagram" in text and "BEGIN SOLUTION" not in text and "recvmsg(s.get()" not in text
+    assert handout.check(tree)[1] == {}
+
+
+@pytest.mark.limit(1500)
+def test_handout_builds_with_werror(built_handout):
+    _, _, b = built_handout
+    assert b.returncode == 0, b.stdout[-4000:]
+
+
+@pytest.mark.limit(1500)
+def test_handout_scores_below_full_on_every_lab_with_solution_regions(built_handout, tmp_path):
+    tree, build, b = built_handout
+    assert b.returncode == 0, b.stdout[-4000:]
+    with_regions = sorted(set(handout.check(REPO)[1]) & set(AVAILABLE))
+    proc = subprocess.run([PYTHON, "-m", "harness", "grade", str(build / "bin"), "--json", str(tmp_path / "h.json"),
+                           "--labs", ",".join(with_regions), "--skip-slow", "--quiet"],
+                          cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+    result = json.loads((tmp_path / "h.json").read_text())
+    for lab in result["labs"]:
+        assert lab["score"] < lab["max_score"], f"lab {lab['id']}: the handout scored full points\n{proc.stdout}"
+
+
+@pytest.mark.limit(900)
+def test_batch_of_reference_handout_and_broken_gives_three_rows_in_parallel(built_handout, tmp_path):
+    tree = built_handout[0]
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "reference").symlink_to(bin_dir())
+    (subs / "handout").symlink_to(tree)            # a source tree: the grader builds it
+    broken = copy_tree(subs / "broken", labs=["01", "02"])
+    apply_variant(broken, load_variant(VARIANTS / "02_truncation_silent.toml"))
+    out = tmp_path / "out"
+    proc = subprocess.run([PYTHON, "-m", "harness", "batch", str(subs), "-j", "3", "--out", str(out),
+                           "--labs", "01,02"], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=900)
+    assert proc.returncode == 0, proc.stdout
+    rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    assert set(rows) == {"reference", "handout", "broken"}, proc.stdout
+    assert list(next(iter(rows.values())).keys())[:4] == ["student", "lab01", "lab02", "total"]
+    ref, ho, br = rows["reference"], rows["handout"], rows["broken"]
+    assert ref["total"] == ref["max"] and float(ref["max"]) > 0
+    assert float(ho["lab01"]) < float(ref["lab01"]) and float(ho["lab02"]) < float(ref["lab02"])
+    assert br["lab01"] == ref["lab01"] and float(br["lab02"]) < float(ref["lab02"])
+    for name, row in rows.items():
+        result = json.loads((out / f"{name}.json").read_text())
+        assert f"{result['score']:g}" == row["total"]
+        assert len(every_test(result)) == int(row["passed"]) + int(row["failed"]) + int(row["flaky"])
+    # in parallel: the three gradings overlapped in time
+    spans = []
+    for name in rows:
+        r = json.loads((out / f"{name}.json").read_text())
+        start = dt.datetime.fromisoformat(r["started"]).timestamp()
+        spans.append((start, start + r["execution_time"]))
+    assert max(s for s, _ in spans) < min(e for _, e in spans) + 1, spans
