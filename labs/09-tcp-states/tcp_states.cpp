@@ -55,9 +55,11 @@ std::string row(const Connection& c) {
     return line + std::string(20 - line.size(), ' ') + "| server " + server;
 }
 
-// Print both states once they are settled; after a release, first wait for the retransmission.
-void step(Connection& c, const std::string& what, bool wait_for_change = false) {
-    for (int i = 0; wait_for_change && row(c) == c.last && i < 1000; ++i) std::this_thread::sleep_for(ms(10));
+// Print both states once they are settled: wait (up to `patience`) for a change, then for two equal
+// readings in a row. A retransmission after a release takes 0.2 s or more; other steps take microseconds.
+constexpr ms quick{500}, no_change{0}, retransmission{10'000};
+void step(Connection& c, const std::string& what, ms patience = quick) {
+    for (ms waited{0}; row(c) == c.last && waited < patience; waited += ms(10)) std::this_thread::sleep_for(ms(10));
     for (std::string seen; (seen = row(c)) != c.last;) { c.last = seen; std::this_thread::sleep_for(ms(30)); }
     lab::say(c.last, std::string(c.last.size() < 41 ? 41 - c.last.size() : 1, ' '), what);
 }
@@ -97,12 +99,12 @@ void orderly_close(Connection& c, bool client_first) {
     first.fd.reset();
     step(c, a + " close(): FIN sent; held back on its way, so " + a + " waits for its ACK");
     probe::release();
-    step(c, "FIN retransmitted, gets through: " + b + " ACKs it (CLOSE_WAIT before any recv())", true);
+    step(c, "FIN retransmitted, gets through: " + b + " ACKs it (CLOSE_WAIT before any recv())", retransmission);
     probe::hold(first.local, "");
     second.fd.reset();
     step(c, b + " close(): its FIN reaches " + a + "; " + a + "'s last ACK is held back");
     probe::release();
-    step(c, b + " retransmits its FIN, " + a + " ACKs again: only " + a + " stays in TIME_WAIT", true);
+    step(c, b + " retransmits its FIN, " + a + " ACKs again: only " + a + " stays in TIME_WAIT", retransmission);
 }
 
 void simultaneous_close(Connection& c) {
@@ -112,12 +114,12 @@ void simultaneous_close(Connection& c) {
     c.client.fd.reset();
     step(c, "client close(): FIN arrives at a server waiting for its own FIN's ACK");
     probe::release();
-    step(c, "the server's FIN gets through: both closed actively, both wait", true);
+    step(c, "the server's FIN gets through: both closed actively, both wait", retransmission);
 }
 
 void unread_data_reset(Connection& c) {
     lab::write_all(c.client.fd.get(), "unread");
-    step(c, "client sends 6 bytes; the server does not read them");
+    step(c, "client sends 6 bytes; the server does not read them", no_change);
     c.server.fd.reset();
     step(c, "server close() with unread data: RST instead of FIN");
     char byte = 0;
@@ -139,7 +141,7 @@ void half_close(Connection& c) {
     lab::say("client TCP_INFO -> ", info_state(c.client.fd.get()), ", /proc/net/tcp -> ",
              probe::proc_state(c.client.local, c.client.remote).value_or("nothing"), " (TIME_WAIT is a separate object)");
     c.client.fd.reset();
-    step(c, "client close(): the TIME_WAIT entry outlives the fd");
+    step(c, "client close(): the TIME_WAIT entry outlives the fd", no_change);
 }
 
 // Opening. Backlog 0 holds one connection: a second client's SYN is dropped while it is full.
@@ -150,16 +152,16 @@ void syn_sent(Connection& c) {
     connect_client(c, false);
     step(c, "another client fills the accept queue (backlog 0); connect(): SYN dropped");
     lab::Fd taken(lab::check(::accept(c.listener.get(), nullptr, nullptr), "accept"));
-    step(c, "server accept()s the other client; the retransmitted SYN gets in", true);
+    step(c, "server accept()s the other client; the retransmitted SYN gets in", retransmission);
 }
 
 void syn_recv(Connection& c) {
     connect_client(c, true);
     step(c, "connect() returns; TCP_DEFER_ACCEPT: the server keeps its end until data");
     lab::write_all(c.client.fd.get(), "hello");
-    step(c, "client sends data: the server's end is complete", true);
+    step(c, "client sends data: the server's end is complete");
     accept_server(c);
-    step(c, "accept() returns it");
+    step(c, "accept() returns it", no_change);
 }
 
 struct Scenario { std::string_view name; int backlog; bool defer, opened; void (*run)(Connection&); };
