@@ -14,7 +14,7 @@ import time
 import pytest
 
 from harness.contract import assert_cli_contract, assert_help_and_usage, assert_port_taken_fails, occupy_udp
-from harness.netns import Lan, unavailable_reason
+from harness.netns import Lan, namespaces_of_this_process, unavailable_reason
 from harness.pytest_plugin import slowdown
 
 DATAGRAM = re.compile(r"^datagram (\d+) from (\S+):(\d+) to (\S+): (.*)$")
@@ -161,6 +161,7 @@ def lan():
         built.host("router", ("a", "192.0.2.254/24"), ("b", "198.51.100.254/24"), forwarding=True)
         built.host("h4", ("b", "198.51.100.4/24"), gateway="198.51.100.254")
         yield built
+    assert namespaces_of_this_process() == [], "the LAN's namespaces should all be deleted"
 
 
 def lan_receivers(lan, lab, names=("h1", "h2", "h3", "h4")) -> dict:
