@@ -7,7 +7,8 @@
 //          `strace -f -e trace=network,poll,write ./udp_chat ...` shows the receiver parked in poll().
 // Simplifications: one peer fixed at start; a line is one datagram (lost ones stay lost); datagrams
 //          that are not UTF-8 are shown as \x.. escapes; a receive error shows once stdin ends.
-// See also: eventfd(2), poll(2), shutdown(2), close(2) NOTES; lab 04 (udp_echo); lab 08 (TCP chat).
+// See also: eventfd(2), poll(2), shutdown(2), close(2) ("Multithreaded processes and close()");
+//          lab 04 (udp_echo); lab 08 (the TCP chat).
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -49,7 +50,7 @@ template <class... Parts> void show(const Parts&... parts) { const std::lock_gua
 lab::Address endpoint(std::string_view text, std::string_view option) {
     const auto colon = text.rfind(':');
     if (colon == std::string_view::npos || colon == 0)
-        throw lab::usage_error(std::string(option) + " wants HOST:PORT, e.g. 127.0.0.1:9002, not '" + std::string(text) + "'");
+        throw lab::usage_error(std::string(option) + " wants HOST:PORT (127.0.0.1:9002), not '" + std::string(text) + "'");
     std::string host(text.substr(0, colon));
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     return lab::resolve(host, lab::parse_port(text.substr(colon + 1), option), SOCK_DGRAM);
@@ -59,8 +60,8 @@ lab::Address endpoint(std::string_view text, std::string_view option) {
 bool is_utf8(std::string_view bytes) {
     for (std::size_t i = 0; i < bytes.size();) {
         const auto lead = static_cast<unsigned char>(bytes[i]);
-        const std::size_t extra = lead < 0x80 ? 0 : lead >= 0xc2 && lead <= 0xdf ? 1 : lead >= 0xe0 && lead <= 0xef ? 2
-                                : lead >= 0xf0 && lead <= 0xf4 ? 3 : 99;
+        const std::size_t extra = lead < 0x80 ? 0 : lead >= 0xc2 && lead <= 0xdf ? 1
+                                : lead >= 0xe0 && lead <= 0xef ? 2 : lead >= 0xf0 && lead <= 0xf4 ? 3 : 99;
         if (extra > 3 || bytes.size() - i <= extra) return false;
         for (std::size_t k = 1; k <= extra; ++k)
             if ((static_cast<unsigned char>(bytes[i + k]) & 0xc0) != 0x80) return false;
@@ -78,7 +79,7 @@ std::string shown(std::string_view bytes) {
 // Receiver thread: print every datagram until the sender says stop. With --wake eventfd it waits in
 // poll() on the socket and the eventfd, so a write to the eventfd always wakes it.
 void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done) {
-    // BEGIN SOLUTION: loop: (eventfd mode) poll() the socket and `stop`, return when stop is readable; recvfrom; return if done; print "from HOST:PORT: TEXT"
+    // BEGIN SOLUTION: loop: poll() the socket and `stop` (eventfd mode), recvfrom, print "from HOST:PORT: TEXT"
     std::vector<char> buf(65536);
     for (;;) {
         if (wake == Wake::eventfd) {
@@ -87,9 +88,10 @@ void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done)
             if (ready[1].revents != 0) return;
         }
         lab::Address from;
-        const ssize_t n = lab::check(::recvfrom(sock, buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom");
+        const auto n = static_cast<std::size_t>(
+            lab::check(::recvfrom(sock, buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom"));
         if (done) return;  // shutdown() woke us: recvfrom returned 0, and no datagram came
-        show("from ", lab::to_string(from), ": ", shown({buf.data(), static_cast<std::size_t>(n)}));
+        show("from ", lab::to_string(from), ": ", shown({buf.data(), n}));
     }
     // STUB (void)sock, (void)stop, (void)wake, (void)done, (void)shown;
     // STUB throw std::runtime_error("receive_lines is not written yet");
@@ -99,12 +101,13 @@ void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done)
 // Sender thread: one datagram per stdin line, until EOF or /quit.
 void send_lines(int sock, const lab::Address& peer) {
     for (std::string line; std::getline(std::cin, line) && line != quit_command;)
-        lab::check(::sendto(sock, line.data(), line.size(), 0, peer.get(), peer.len), "sendto " + lab::to_string(peer));
+        lab::check(::sendto(sock, line.data(), line.size(), 0, peer.get(), peer.len),
+                   "sendto " + lab::to_string(peer));
 }
 
 // The sender is done: get the receiver out of its blocking call, or (close, none) show that it stays stuck.
 void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
-    // BEGIN SOLUTION: eventfd: write 1 to `stop`; shutdown: set done, shutdown(SHUT_RDWR); close: close(sock); none: nothing (print the spec's lines)
+    // BEGIN SOLUTION: eventfd: write 1 to `stop`; shutdown: done = true, shutdown(SHUT_RDWR); close: close(sock)
     if (wake == Wake::eventfd) {
         const std::uint64_t one = 1;
         lab::check(::write(stop, &one, sizeof one), "write(eventfd)");
@@ -112,7 +115,8 @@ void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
         // On an unconnected UDP socket shutdown() fails with ENOTCONN, yet marks the socket shut
         // and wakes every thread blocked on it (inet_shutdown in net/ipv4/af_inet.c).
         done = true;
-        if (::shutdown(sock, SHUT_RDWR) < 0) show("shutdown: ", std::strerror(errno), ", and still it woke the receiver");
+        if (::shutdown(sock, SHUT_RDWR) < 0)
+            show("shutdown: ", std::strerror(errno), ", and still it woke the receiver");
     } else if (wake == Wake::close) {
         ::close(sock);  // frees the fd number; the blocked recvfrom holds the socket itself and sleeps on
         show("closed the socket; the receiver is still blocked in recvfrom (close does not wake it)");
@@ -124,21 +128,29 @@ void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
     // END SOLUTION
 }
 
+// --wake HOW, and the local address: --bind HOST:PORT, or --host and --port.
+Wake parse_wake(const std::string& how) {
+    if (how == "eventfd") return Wake::eventfd;
+    if (how == "shutdown") return Wake::shutdown;
+    if (how == "close") return Wake::close;
+    if (how == "none") return Wake::none;
+    throw lab::usage_error("--wake wants eventfd, shutdown, close or none, not '" + how + "'");
+}
+lab::Address local(const lab::Args& args) {
+    if (!args.value("--bind")) return lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
+    if (args.value("--host") || args.value("--port")) throw lab::usage_error("give --bind, or --host and --port, not both");
+    return endpoint(*args.value("--bind"), "--bind");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     return lab::run(program, argc, argv, [](const lab::Args& args) {
         lab::exit_on_signals();
-        const std::string how = args.get("--wake", "eventfd");
-        const Wake wake = how == "eventfd" ? Wake::eventfd : how == "shutdown" ? Wake::shutdown
-                        : how == "close" ? Wake::close : how == "none" ? Wake::none
-                        : throw lab::usage_error("--wake wants eventfd, shutdown, close or none, not '" + how + "'");
+        const Wake wake = parse_wake(args.get("--wake", "eventfd"));
         if (!args.value("--peer")) throw lab::usage_error("--peer HOST:PORT is required: where should lines go?");
         const lab::Address peer = endpoint(*args.value("--peer"), "--peer");
-        if (args.value("--bind") && (args.value("--host") || args.value("--port")))
-            throw lab::usage_error("--bind HOST:PORT replaces --host and --port: give one or the other");
-        const lab::Address here = args.value("--bind") ? endpoint(*args.value("--bind"), "--bind")
-                                : lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
+        const lab::Address here = local(args);
 
         // One socket for both directions: bound, so the peer knows where to send.
         lab::Fd sock(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
@@ -154,11 +166,13 @@ int main(int argc, char** argv) {
         std::atomic<bool> done{false};
         std::exception_ptr receive_error, send_error;
         std::thread receiver([&] {
-            try { receive_lines(sock.get(), stop.get(), wake, done); } catch (...) { receive_error = std::current_exception(); }
+            try { receive_lines(sock.get(), stop.get(), wake, done); }
+            catch (...) { receive_error = std::current_exception(); }
         });
         auto send_then_wake = [&] {
             try { send_lines(sock.get(), peer); } catch (...) { send_error = std::current_exception(); }
-            try { wake_receiver(sock.get(), stop.get(), wake, done); } catch (...) { if (!send_error) send_error = std::current_exception(); }
+            try { wake_receiver(sock.get(), stop.get(), wake, done); }
+            catch (...) { if (!send_error) send_error = std::current_exception(); }
         };
         std::thread sender;
         try { sender = std::thread(send_then_wake); } catch (...) {  // no second thread: stop the first one
