@@ -34,6 +34,8 @@ SYMPTOMS: list[tuple[str, str]] = [
     (r"killed by signal 6\b|SIGABRT|buffer overflow detected|bit out of range",
      "it aborted (SIGABRT): an uncaught exception, a failed assert, a joinable std::thread destroyed, or "
      "fortify catching an overflow"),
+    (r"sendto[^\n]*\[EACCES\]",
+     "sending to a broadcast address needs setsockopt(SO_BROADCAST, 1) first, else sendto fails with EACCES"),
     (r"killed by signal 15\b",
      "it died from SIGTERM instead of exiting: handle SIGTERM/SIGINT (close everything, exit 0)"),
     (r"killed by signal 24|SIGXCPU",
@@ -97,6 +99,39 @@ HINTS: dict[tuple[str, str], str] = {
         "SIGTERM/SIGINT must end the program with status 0 (the contract)",
     ("02", "test_cli_contract"):
         "--help exits 0, a bad option exits 2 with usage on stderr, a port in use exits 1 with [EADDRINUSE] and a hint",
+    ("03", "test_nihao_bytes_on_the_wire"):
+        "a socket carries bytes: encode the text with the chosen encoding (iconv) before send, exactly",
+    ("03", "test_matching_encodings_round_trip"):
+        "decode the received bytes with the same encoding the sender used",
+    ("03", "test_split_character_decodes_with_carry"):
+        "a character split across datagrams: keep the incomplete tail bytes and decode them with the next datagram",
+    ("04", "test_echo_is_byte_exact"):
+        "send back exactly the bytes received (the length recvfrom returned), to the address recvfrom reported",
+    ("04", "test_no_server_unconnected_times_out_with_exit_1"):
+        "no timeout on the UDP client: a lost datagram blocks recvfrom forever; set SO_RCVTIMEO and exit 1 on EAGAIN",
+    ("04", "test_no_server_connected_reports_econnrefused"):
+        "only a connect()ed UDP socket hears ICMP port unreachable (ECONNREFUSED); and it needs SO_RCVTIMEO as well",
+    ("05", "test_eof_exits_zero_within_2s"):
+        "at stdin EOF the sender must wake the receiving thread (eventfd + poll, or shutdown): close() does not "
+        "wake a blocked recvfrom, and the program cannot exit while a joinable thread still runs",
+    ("05", "test_quit_line_exits_zero_and_is_not_sent"):
+        "the quit line ends the chat like EOF: do not send it, wake the receiver, exit 0",
+    ("06", "test_two_wildcard_receivers_each_get_every_broadcast"):
+        "the sender needs SO_BROADCAST; receivers must bind 0.0.0.0 (with SO_REUSEADDR to share the port)",
+    ("06", "test_without_so_broadcast_sendto_fails_with_eacces"):
+        "without SO_BROADCAST sendto to a broadcast address fails with EACCES: report it and exit 1",
+    ("07", "test_send_loop_survives_short_sends"):
+        "send() may take fewer bytes than asked (a short write): loop until every byte is sent, or the rest is lost",
+    ("07", "test_one_recv_returns_two_sends_merged"):
+        "TCP is a byte stream: one recv() may hold two sends; never assume one recv is one message",
+    ("07", "test_client_reset_does_not_stop_server"):
+        "a client's RST (ECONNRESET/EPIPE) must end that connection only, never the server",
+    ("08", "test_turns_alternate_line_by_line"):
+        "the serial chat takes turns: read one whole line from the peer, then send one line from stdin",
+    ("10", "test_restart_without_reuseaddr_fails_with_eaddrinuse"):
+        "without SO_REUSEADDR a restart while TIME_WAIT remains must fail with EADDRINUSE (exit 1 with the message)",
+    ("10", "test_reuseaddr_must_be_set_on_old_and_new_socket"):
+        "set SO_REUSEADDR before bind() when --reuseaddr is given: Linux lets the bind pass TIME_WAIT only then",
 }
 
 _EXPECTED = re.compile(r"^(?:AssertionError: |HarnessError: |StepTimeout: )?(expected .*)$", re.I)

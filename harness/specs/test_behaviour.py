@@ -298,15 +298,24 @@ def _probe_restart(lab, steps, probe):
     """Restarting on the same port right after serving a client works (no EADDRINUSE)."""
     server = start(lab, probe)
     port = server.ready.port
-    with steps.step("serve one client, stop the server while the client is still connected"):
+    with steps.step("serve one client; the server closes first (it stops while the client is connected)"):
         fam = socket.AF_INET6 if ":" in server.ready.host else socket.AF_INET
         c = socket.socket(fam, socket.SOCK_STREAM)
-        c.settimeout(2)
+        c.settimeout(0.5)
         c.connect((server.ready.host, port))
         c.sendall(b"hello\n")
-        time.sleep(0.2)
+        try:
+            c.recv(65536)       # read the answer: unread data would make our close() an RST
+        except (socket.timeout, OSError):
+            pass
         server.stop()
+        try:                    # read to EOF, so our close() is a clean FIN after the server's
+            while c.recv(65536):
+                pass
+        except (socket.timeout, OSError):
+            pass
         c.close()
+        time.sleep(0.1)
     with steps.step(f"restart on port {port}"):
         again = lab.start(probe.program, "--port", str(port), *probe.args)
         try:
