@@ -27,6 +27,7 @@ LAN cannot be built here, so a test can skip with that reason instead of passing
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -35,7 +36,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from .process import LabProcess
 from .programs import program
@@ -60,8 +61,9 @@ def _unique(name: str) -> str:
     return f"{PREFIX}{os.getpid()}-{next(_sequence)}-{name}"
 
 
+@functools.cache
 def unavailable_reason() -> str | None:
-    """None if this machine can build a Lan, else a one-line reason (for pytest.skip)."""
+    """None if this machine can build a Lan, else a one-line reason (for pytest.skip). Probed once."""
     if shutil.which("ip") is None:
         return "network namespaces unavailable: iproute2's `ip` is not installed (apt-get install iproute2)"
     if os.geteuid() != 0:
@@ -218,5 +220,4 @@ def namespaces_of_this_process() -> list[str]:
     return [line.split()[0] for line in _ip("netns", "list", check=False).stdout.splitlines() if line.startswith(mine)]
 
 
-__all__: Sequence[str] = ["Host", "Lan", "NetnsError", "cleanup_stale", "namespaces_of_this_process",
-                          "unavailable_reason"]
+__all__ = ["Host", "Lan", "NetnsError", "cleanup_stale", "namespaces_of_this_process", "unavailable_reason"]
