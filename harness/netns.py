@@ -149,6 +149,7 @@ class Lan:
         self.close()
 
     def _namespace(self, name: str) -> str:
+        """Create the namespace for a new switch or host (use the Lan in a `with`, so close() deletes it)."""
         if not _NAME_RE.match(name) or name in self.switches or name in self.hosts:
             raise ValueError(f"a switch or host name is new, lowercase, 1-12 letters/digits: {name!r}")
         netns = _unique(name)
@@ -170,11 +171,12 @@ class Lan:
         """A new host with one interface per (switch, "ADDRESS/PREFIX") link, in order eth0, eth1...
 
         gateway: the default route's next hop. forwarding: route IPv4 between its links (a router)."""
+        for switch, _ in links:
+            if switch not in self.switches:
+                raise ValueError(f"no switch {switch!r}: create it with lan.switch({switch!r}) first")
         netns = self._namespace(name)
         host = Host(name, netns)
         for index, (switch, cidr) in enumerate(links):
-            if switch not in self.switches:
-                raise ValueError(f"no switch {switch!r}: create it with lan.switch({switch!r}) first")
             port, dev = f"p{next(self._ports)}", f"eth{index}"
             _ip("-n", self.switches[switch], "link", "add", port, "type", "veth", "peer", "name", dev, "netns", netns)
             _ip("-n", self.switches[switch], "link", "set", port, "master", "br0", "up")
