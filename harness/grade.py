@@ -300,6 +300,8 @@ def write_reports(sub: Submission, args: argparse.Namespace) -> None:
         reports.write_text(Path(args.junit), reports.junit(sub))
     if args.markdown:
         reports.write_text(Path(args.markdown), reports.markdown(sub))
+    if args.classroom:
+        reports.write_text(Path(args.classroom), json.dumps(reports.classroom(sub)))
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -334,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gradescope", help="write Gradescope results.json here")
     p.add_argument("--junit", help="write JUnit XML here")
     p.add_argument("--markdown", help="write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--classroom", help="write GitHub Classroom's grader result JSON here (see harness/classroom/)")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.add_argument("-q", "--quiet", action="store_true", help="no table, only the total")
     args = p.parse_args(argv)

@@ -254,3 +254,15 @@ def validate_gradescope(d: dict) -> list[str]:
         if not {"name", "value"} <= set(e) or e.get("order", "desc") not in ("asc", "desc"):
             errs.append(f"leaderboard[{i}] needs name, value and order asc|desc")
     return errs
+
+
+def classroom(sub: Submission) -> dict:
+    """GitHub Classroom's grader result (what the autograding-grading-reporter action reads, base64)."""
+    tests = []
+    for t in sub.tests():
+        tests.append({"name": f"{t.number} {t.name}", "status": "pass" if t.status == PASSED else "fail",
+                      "message": "" if t.status == PASSED else (t.hint or t.message)[:500],
+                      "test_code": t.id, "filename": t.id.split("::")[0], "line_no": 0,
+                      "duration": round(t.duration * 1000), "score": t.score})
+    return {"version": 1, "status": "pass" if sub.score >= sub.max_score and not sub.error else "fail",
+            "max_score": sub.max_score, "tests": tests}
