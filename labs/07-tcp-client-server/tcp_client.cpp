@@ -11,12 +11,12 @@
 
 #include <array>
 #include <cerrno>
-#include <cstdio>
 #include <iostream>
 #include <stdexcept>
 #include <string>
 
 #include "lab.hpp"
+#include "quoted.hpp"
 
 namespace {
 
@@ -28,18 +28,6 @@ constexpr std::array options{
     lab::Option{"--one-send", "", "call send() once per line, as the notes do, and say how many bytes it dropped"},
 };
 constexpr lab::Program program{"tcp_client", "Sends lines to a TCP server and prints every recv() of each reply.", options};
-
-// Bytes as a C string literal, so the split between recv() calls is visible exactly.
-std::string quoted(std::string_view bytes) {
-    std::string out = "\"";
-    for (const unsigned char c : bytes) {
-        if (c == '"' || c == '\\') { out += '\\'; out += static_cast<char>(c); }
-        else if (c == '\n') out += "\\n";
-        else if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
-        else { char hex[5]; std::snprintf(hex, sizeof hex, "\\x%02x", c); out += hex; }
-    }
-    return out + "\"";
-}
 
 // send() may take fewer bytes than asked (a signal, a full buffer on a non-blocking socket,
 // SO_SNDTIMEO): the notes' single send() would lose the rest. Loop until every byte is queued.

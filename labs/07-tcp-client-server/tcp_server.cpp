@@ -11,7 +11,6 @@
 
 #include <array>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <stdexcept>
@@ -19,6 +18,7 @@
 #include <system_error>
 
 #include "lab.hpp"
+#include "quoted.hpp"
 
 namespace {
 
@@ -35,18 +35,6 @@ constexpr std::array options{
 };
 constexpr lab::Program program{"tcp_server", "Accepts TCP clients one at a time and acknowledges every recv().", options};
 
-// Bytes as a C string literal, so a student sees exactly what one recv() returned ("\n" included).
-std::string quoted(std::string_view bytes) {
-    std::string out = "\"";
-    for (const unsigned char c : bytes) {
-        if (c == '"' || c == '\\') { out += '\\'; out += static_cast<char>(c); }
-        else if (c == '\n') out += "\\n";
-        else if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
-        else { char hex[5]; std::snprintf(hex, sizeof hex, "\\x%02x", c); out += hex; }
-    }
-    return out + "\"";
-}
-
 // One client: every recv() gets one reply, until recv() returns 0 (the client's FIN).
 void serve(const lab::Fd& conn, const std::string& who) {
     // BEGIN SOLUTION: recv() up to 1024 bytes until it returns 0; print each chunk (the spec's format) and reply ack + chunk
@@ -59,7 +47,7 @@ void serve(const lab::Fd& conn, const std::string& who) {
         // One reply built whole, then sent with a loop: send() may take only part of it.
         lab::write_all(conn.get(), std::string(ack) + std::string(data));
     }
-    // STUB (void)conn, (void)who, (void)quoted;
+    // STUB (void)conn, (void)who;
     // STUB throw std::runtime_error("serve is not written yet");
     // END SOLUTION
 }
