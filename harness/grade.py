@@ -261,6 +261,8 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
         pts = Points.load()
         sandbox = limits.Sandbox(f"socklab-{os.getpid()}-{int(time.time() * 1000) % 10**8}", limits_)
         sub.limits = sandbox.note
+        if sandbox.limits.run_as is not None and prepared.temp is not None:
+            os.chmod(prepared.temp, 0o755)  # mkdtemp makes it 0700: the unprivileged uid must reach bin/
         for lab in selected:
             res = grade_lab(lab, prepared.bin_dir, sandbox.limits, pts, hidden=hidden,
                             hidden_visibility=hidden_visibility, keyword=keyword, repeat=repeat,

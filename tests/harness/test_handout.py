@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -91,12 +92,26 @@ def test_handout_scores_below_full_on_every_lab_with_solution_regions(built_hand
     tree, build, b = built_handout
     assert b.returncode == 0, b.stdout[-4000:]
     with_regions = sorted(set(handout.check(REPO)[1]) & set(AVAILABLE))
-    proc = subprocess.run([PYTHON, "-m", "harness", "grade", str(build / "bin"), "--json", str(tmp_path / "h.json"),
-                           "--labs", ",".join(with_regions), "--skip-slow", "--quiet"],
-                          cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
-    result = json.loads((tmp_path / "h.json").read_text())
-    for lab in result["labs"]:
-        assert lab["score"] < lab["max_score"], f"lab {lab['id']}: the handout scored full points\n{proc.stdout}"
+    assert {"01", "02"} <= set(with_regions)
+    # Three gradings side by side (most of the time goes to failing tests waiting out their timeouts).
+    groups = [with_regions[i::3] for i in range(3) if with_regions[i::3]]
+
+    def one(i_labs):
+        i, labs = i_labs
+        out = tmp_path / f"h{i}.json"
+        proc = subprocess.run([PYTHON, "-m", "harness", "grade", str(build / "bin"), "--json", str(out),
+                               "--labs", ",".join(labs), "--skip-slow", "--quiet"],
+                              cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+        return json.loads(out.read_text()), proc.stdout
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(one, enumerate(groups)))
+    graded = []
+    for result, console in results:
+        for lab in result["labs"]:
+            graded.append(lab["id"])
+            assert lab["score"] < lab["max_score"], f"lab {lab['id']}: the handout scored full points\n{console}"
+    assert sorted(graded) == with_regions
 
 
 @pytest.mark.limit(900)
