@@ -8,13 +8,12 @@
 // Simplifications: both ends live in this one process. Each scenario runs in a private network
 //          namespace (only lo, nothing leaves the machine), where an nftables rule holds back
 //          chosen segments so that the short-lived states (FIN_WAIT1, CLOSING, LAST_ACK) last.
+//          That plumbing (namespace, nft, reading and printing states, the socket set-up taught in
+//          lab 07) is in tcp_probe.hpp; this file is the scenarios.
 // See also: tcp(7) TCP_INFO, TCP_DEFER_ACCEPT; RFC 793 3.2; include/net/tcp_states.h; lab 10.
-#include <fcntl.h>
 #include <netinet/tcp.h>
 
 #include <array>
-#include <chrono>
-#include <thread>
 
 #include "lab.hpp"
 #include "tcp_probe.hpp"
@@ -30,65 +29,7 @@ constexpr std::array options{
 };
 constexpr lab::Program program{"tcp_states", "Shows both ends' TCP states, step by step, in each scenario.", options};
 
-struct End { lab::Fd fd; std::uint16_t local = 0, remote = 0; };
-struct Connection { lab::Fd listener; End client, server; bool accepted = false; std::string last; };
-using ms = std::chrono::milliseconds;
-
-std::uint16_t port_of(int fd) { return lab::host_port(lab::local_address(fd)).second; }
-
-// What the kernel says about a socket we hold (tcp(7)): tcpi_state, numbered as in tcp_states.h.
-std::string info_state(int fd) {
-    tcp_info info{};
-    socklen_t len = sizeof info;
-    lab::check(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len), "getsockopt(TCP_INFO)");
-    return probe::state_names.at(info.tcpi_state);
-}
-// The state of one end: TCP_INFO while it has an fd and a connection, else its row in /proc/net/tcp.
-std::string state_of(const End& end) {
-    if (end.fd && info_state(end.fd.get()) != "CLOSED") return info_state(end.fd.get());
-    return probe::proc_state(end.local, end.remote).value_or("CLOSED");
-}
-std::string row(const Connection& c) {
-    std::string server = state_of(c.server);
-    if (!c.accepted && server == "CLOSED") server = "LISTEN";  // no server end yet: show the listener
-    std::string line = "client " + state_of(c.client);
-    return line + std::string(20 - line.size(), ' ') + "| server " + server;
-}
-
-// Print both states once they are settled: wait (up to `patience`) for a change, then for two equal
-// readings in a row. A retransmission after a release takes 0.2 s or more; other steps take microseconds.
-constexpr ms quick{500}, no_change{0}, retransmission{10'000};
-void step(Connection& c, const std::string& what, ms patience = quick) {
-    for (ms waited{0}; row(c) == c.last && waited < patience; waited += ms(10)) std::this_thread::sleep_for(ms(10));
-    for (std::string seen; (seen = row(c)) != c.last;) { c.last = seen; std::this_thread::sleep_for(ms(30)); }
-    lab::say(c.last, std::string(c.last.size() < 41 ? 41 - c.last.size() : 1, ' '), what);
-}
-
-// A listener and an unconnected client, in a private namespace of their own.
-Connection prepare(const std::string& host, std::uint16_t port, int backlog, bool defer_accept) {
-    probe::private_loopback();
-    probe::nft("add table inet socklab; add chain inet socklab held { type filter hook input priority 0; }");
-    const lab::Address here = lab::resolve(host, port, SOCK_STREAM);
-    Connection c{lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket")), {}, {}, false, {}};
-    const int seconds = 5;  // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
-    if (defer_accept) lab::check(::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds), "setsockopt(TCP_DEFER_ACCEPT)");
-    lab::check(::bind(c.listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
-    lab::check(::listen(c.listener.get(), backlog), "listen");
-    c.client.fd = lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
-    c.client.remote = c.server.local = port_of(c.listener.get());
-    step(c, "listen() on port " + std::to_string(c.server.local) + "; the client socket is not connected");
-    return c;
-}
-void connect_client(Connection& c, bool wait) {
-    if (!wait) lab::check(::fcntl(c.client.fd.get(), F_SETFL, O_NONBLOCK), "fcntl(O_NONBLOCK)");
-    const lab::Address server = lab::local_address(c.listener.get());
-    if (::connect(c.client.fd.get(), server.get(), server.len) < 0 && errno != EINPROGRESS) lab::check(-1, "connect");
-    c.client.local = c.server.remote = port_of(c.client.fd.get());
-}
-void accept_server(Connection& c) {
-    c.server.fd = lab::Fd(lab::check(::accept(c.listener.get(), nullptr, nullptr), "accept"));
-    c.accepted = true;
-}
+using probe::Connection, probe::End, probe::step, probe::no_change, probe::retransmission;
 
 // One peer closes, then the other. Held-back segments make FIN_WAIT1 and LAST_ACK visible.
 void orderly_close(Connection& c, bool client_first) {
@@ -138,7 +79,7 @@ void half_close(Connection& c) {
     lab::say("client recv() -> ", n, " bytes \"", std::string_view(buf.data(), n), "\" (a half-closed socket receives)");
     c.server.fd.reset();
     step(c, "server close(): its FIN puts the client's end, fd still open, in TIME_WAIT");
-    lab::say("client TCP_INFO -> ", info_state(c.client.fd.get()), ", /proc/net/tcp -> ",
+    lab::say("client TCP_INFO -> ", probe::info_state(c.client.fd.get()), ", /proc/net/tcp -> ",
              probe::proc_state(c.client.local, c.client.remote).value_or("nothing"), " (TIME_WAIT is a separate object)");
     c.client.fd.reset();
     step(c, "client close(): the TIME_WAIT entry outlives the fd", no_change);
@@ -149,30 +90,32 @@ void syn_sent(Connection& c) {
     const lab::Address server = lab::local_address(c.listener.get());
     lab::Fd first(lab::check(::socket(server.family(), SOCK_STREAM, 0), "socket"));
     lab::check(::connect(first.get(), server.get(), server.len), "connect");
-    connect_client(c, false);
+    probe::connect_client(c, false);
     step(c, "another client fills the accept queue (backlog 0); connect(): SYN dropped");
     lab::Fd taken(lab::check(::accept(c.listener.get(), nullptr, nullptr), "accept"));
     step(c, "server accept()s the other client; the retransmitted SYN gets in", retransmission);
 }
 
 void syn_recv(Connection& c) {
-    connect_client(c, true);
+    const int seconds = 5;  // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
+    lab::check(::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds), "setsockopt(TCP_DEFER_ACCEPT)");
+    probe::connect_client(c, true);
     step(c, "connect() returns; TCP_DEFER_ACCEPT: the server keeps its end until data");
     lab::write_all(c.client.fd.get(), "hello");
     step(c, "client sends data: the server's end is complete");
-    accept_server(c);
+    probe::accept_server(c);
     step(c, "accept() returns it", no_change);
 }
 
-struct Scenario { std::string_view name; int backlog; bool defer, opened; void (*run)(Connection&); };
+struct Scenario { std::string_view name; int backlog; bool opened; void (*run)(Connection&); };
 constexpr std::array<Scenario, 7> scenarios{{
-    {"client-closes-first", 8, false, true, [](Connection& c) { orderly_close(c, true); }},
-    {"server-closes-first", 8, false, true, [](Connection& c) { orderly_close(c, false); }},
-    {"simultaneous-close", 8, false, true, simultaneous_close},
-    {"unread-data-reset", 8, false, true, unread_data_reset},
-    {"half-close", 8, false, true, half_close},
-    {"syn-sent", 0, false, false, syn_sent},
-    {"syn-recv", 8, true, false, syn_recv},
+    {"client-closes-first", 8, true, [](Connection& c) { orderly_close(c, true); }},
+    {"server-closes-first", 8, true, [](Connection& c) { orderly_close(c, false); }},
+    {"simultaneous-close", 8, true, simultaneous_close},
+    {"unread-data-reset", 8, true, unread_data_reset},
+    {"half-close", 8, true, half_close},
+    {"syn-sent", 0, false, syn_sent},
+    {"syn-recv", 8, false, syn_recv},
 }};
 
 }  // namespace
@@ -188,10 +131,10 @@ int main(int argc, char** argv) {
             found = true;
             // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) interferes.
             lab::say("scenario ", s.name);
-            Connection c = prepare(host, port, s.backlog, s.defer);
+            Connection c = probe::prepare(host, port, s.backlog);
             if (s.opened) {
-                connect_client(c, true);
-                accept_server(c);
+                probe::connect_client(c, true);
+                probe::accept_server(c);
                 step(c, "connect() and accept(): the three-way handshake is done");
             }
             s.run(c);
