@@ -6,6 +6,7 @@ at the TIME_WAIT entries in /proc/net/tcp.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -178,3 +179,153 @@ def test_time_wait_lasts_about_60_seconds_not_tcp_fin_timeout(steps):
     assert 55 <= lasted <= 75, (
         f"TIME_WAIT lasted {lasted} s. Linux fixes it at 60 s (TCP_TIMEWAIT_LEN in include/net/tcp.h): "
         f"not 2 x MSL = 4 min as RFC 793 suggests, and not tcp_fin_timeout (set to {fin_timeout} s here)")
+
+
+# Runs inside `unshare -rn` (a private network namespace, where this script is root): segments for a
+# TIME_WAIT entry. time_wait_server serves one client and closes first; a packet socket on lo reads
+# the two FINs' sequence numbers; a raw socket then sends the entry a segment of our choosing, and
+# /proc/net/tcp shows what became of the entry (its timer column counts down in 1/100 s).
+SEGMENTS = r"""import json, os, select, shutil, socket, struct, subprocess, sys, time
+binary, mode = sys.argv[1], sys.argv[2]
+subprocess.run([shutil.which("ip") or "/usr/sbin/ip", "link", "set", "lo", "up"], check=True)
+def out(**kw): print(json.dumps(kw), flush=True)
+def sysctl(name, value):
+    with open("/proc/sys/net/ipv4/" + name, "w") as f: f.write(str(value))
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+sniff.bind(("lo", 0))
+def segments(timeout=0.0):
+    # TCP segments seen on lo since the last call: (sport, dport, seq, ack, flags), received side only.
+    got = []
+    while select.select([sniff], [], [], timeout)[0]:
+        frame, addr = sniff.recvfrom(65535)
+        timeout = 0.0
+        if addr[2] == socket.PACKET_OUTGOING or frame[12:14] != b"\x08\x00" or frame[23] != 6: continue
+        ip = frame[14:]
+        tcp = ip[(ip[0] & 15) * 4:]
+        sport, dport, seq, ack, _, flags = struct.unpack("!HHIIBB", tcp[:14])
+        got.append((sport, dport, seq, ack, flags))
+    return got
+def checksum(data):
+    if len(data) % 2: data += b"\0"
+    s = sum(struct.unpack(f"!{len(data)//2}H", data))
+    while s >> 16: s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+def inject(sport, dport, seq, ack, flags):
+    # One bare TCP segment (no options, so no timestamp for PAWS to judge) 127.0.0.1:sport -> :dport.
+    head = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
+    pseudo = socket.inet_aton("127.0.0.1") * 2 + struct.pack("!BBH", 0, 6, len(head))
+    head = head[:16] + struct.pack("!H", checksum(pseudo + head)) + head[18:]
+    raw.sendto(head, ("127.0.0.1", 0))
+def time_wait(port, client):
+    # Seconds left on the TIME_WAIT entry local port:client remote, or None (/proc/net/tcp, USER_HZ=100).
+    for row in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = row.split()
+        if int(f[1].split(":")[1], 16) == port and int(f[2].split(":")[1], 16) == client and f[3] == "06":
+            return int(f[5].split(":")[1], 16) / 100
+    return None
+def wait_for(cond, limit=10.0):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if (v := cond()): return v
+        time.sleep(0.05)
+    return cond()
+def serve_one(*extra):
+    # time_wait_server (server closes first) serves one client: (server port, client port, seqs).
+    server = subprocess.Popen([binary, "--port", "0", *extra], stdout=subprocess.PIPE, text=True)
+    port = int(server.stdout.readline().split()[3])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"hi\n")
+        while c.recv(1024): pass
+        client = c.getsockname()[1]
+    server.wait(timeout=10)
+    segs = segments(0.5)
+    client_fin = [s for s in segs if s[:2] == (client, port) and s[4] & FIN][-1]
+    server_fin = [s for s in segs if s[:2] == (port, client) and s[4] & FIN][-1]
+    return server, port, client, client_fin[2] + 1, server_fin[2] + 1   # TW's rcv_nxt and snd_nxt
+
+if mode == "fin":
+    sysctl("tcp_rfc1337", 1)   # our ACK to the FIN reaches a closed port, whose RST must not end TIME_WAIT
+    server, port, client, rcv_nxt, snd_nxt = serve_one()
+    start = wait_for(lambda: time_wait(port, client))
+    before = wait_for(lambda: (t := time_wait(port, client)) is not None and t <= start - 3 and t, 30)
+    inject(client, port, rcv_nxt - 1, snd_nxt, FIN | ACK)   # the peer's FIN again, as if our ACK was lost
+    acked = any(s[:2] == (port, client) and s[4] & ACK and s[3] == rcv_nxt for s in segments(2.0))
+    after = wait_for(lambda: (t := time_wait(port, client)) is not None and t > before + 1 and t, 5)
+    out(start=start, before=before, after=after or time_wait(port, client), acked=acked)
+elif mode == "rst":
+    server, port, client, rcv_nxt, snd_nxt = serve_one()
+    there = [time_wait(port, client) is not None]
+    inject(client, port, rcv_nxt + 100000, 0, RST)          # not the sequence number TIME_WAIT expects
+    segments(1.0); time.sleep(0.5)
+    there.append(time_wait(port, client) is not None)
+    sysctl("tcp_rfc1337", 1)                                 # RFC 1337's fix: ignore RST in TIME_WAIT
+    inject(client, port, rcv_nxt, 0, RST)
+    segments(1.0); time.sleep(0.5)
+    there.append(time_wait(port, client) is not None)
+    sysctl("tcp_rfc1337", 0)                                 # the default
+    inject(client, port, rcv_nxt, 0, RST)
+    gone = wait_for(lambda: time_wait(port, client) is None, 5)
+    out(before=there[0], after_wrong_seq=there[1], after_rst_rfc1337_1=there[2], gone_after_rst_rfc1337_0=gone)
+elif mode == "syn":
+    server, port, client, rcv_nxt, snd_nxt = serve_one("--reuseaddr")
+    there = time_wait(port, client) is not None
+    again = subprocess.Popen([binary, "--port", str(port), "--reuseaddr"], stdout=subprocess.PIPE, text=True)
+    ready = again.stdout.readline()
+    with socket.socket() as c:
+        c.bind(("127.0.0.1", client))                        # the same four addresses and ports
+        c.settimeout(10)
+        c.connect(("127.0.0.1", port))
+        c.sendall(b"again\n")
+        reply = c.recv(1024).decode()
+    again.wait(timeout=10)
+    answers = [s for s in segments(1.0) if s[:2] == (port, client)]
+    out(time_wait_before=there, ready=ready.strip(), first_answer_flags=answers[0][4] if answers else None,
+        syn_ack=bool(answers) and answers[0][4] & (SYN | ACK) == SYN | ACK, reply=reply)
+"""
+
+
+def in_private_namespace(mode: str) -> dict:
+    """Run SEGMENTS in `unshare -rn`; skip (with the reason) where no namespace can be made here."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("needs unshare(1) (Debian package util-linux) for a private network namespace")
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a private network namespace here (`unshare -rn`): {probe.stderr.strip()}")
+    done = subprocess.run([unshare, "-rn", sys.executable, "-c", SEGMENTS, str(program("time_wait_server")), mode],
+                          capture_output=True, text=True, timeout=90, env=os.environ)
+    assert done.returncode == 0, f"the segment script ({mode}) failed\n{done.stdout}\n{done.stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.limit(120)
+def test_retransmitted_fin_is_acked_and_restarts_the_timer():
+    got = in_private_namespace("fin")
+    assert got["acked"], f"TIME_WAIT should answer the peer's retransmitted FIN with an ACK (RFC 793 3.5): {got}"
+    assert got["before"] <= got["start"] - 3 and got["after"] >= 59, (
+        "after about 3 s in TIME_WAIT the entry got the peer's FIN again: its timer should start over at "
+        f"60 s (inet_twsk_reschedule in tcp_timewait_state_process, net/ipv4/tcp_minisocks.c): {got}")
+
+
+@pytest.mark.limit(120)
+def test_new_syn_on_the_same_four_tuple_reopens_the_connection():
+    got = in_private_namespace("syn")
+    assert got["time_wait_before"], f"the server's port should be in TIME_WAIT before the new SYN: {got}"
+    assert got["ready"].startswith("READY "), f"the restart with --reuseaddr on both runs should listen: {got}"
+    assert got["syn_ack"], (
+        "a SYN from the same client address and port, with a higher sequence number or newer timestamp, "
+        "should be answered at once with SYN-ACK: TIME_WAIT hands it to the listener (RFC 1122 4.2.2.13; "
+        f"TCP_TW_SYN). first answer flags: {got['first_answer_flags']} (16 = a bare ACK: the SYN was refused)")
+    assert got["reply"] == "served: again\n", f"the reopened connection should be served: {got}"
+
+
+@pytest.mark.limit(120)
+def test_rst_ends_time_wait_unless_tcp_rfc1337():
+    got = in_private_namespace("rst")
+    assert got["before"], f"the server's port should be in TIME_WAIT first: {got}"
+    assert got["after_wrong_seq"], f"an RST with the wrong sequence number must be ignored: {got}"
+    assert got["after_rst_rfc1337_1"], f"with net.ipv4.tcp_rfc1337=1 an RST must not end TIME_WAIT (RFC 1337): {got}"
+    assert got["gone_after_rst_rfc1337_0"], (
+        f"with tcp_rfc1337=0 (the default) an in-window RST ends TIME_WAIT at once (tcp(7)): {got}")
