@@ -14,6 +14,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -251,6 +252,7 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
                      started=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     prepared = None
     sandbox = None
+    cleanup: list[Path] = []
     try:
         selected = select_labs(labs)
         programs = [p for l in selected for p in l.programs]
@@ -261,10 +263,19 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
         pts = Points.load()
         sandbox = limits.Sandbox(f"socklab-{os.getpid()}-{int(time.time() * 1000) % 10**8}", limits_)
         sub.limits = sandbox.note
-        if sandbox.limits.run_as is not None and prepared.temp is not None:
-            os.chmod(prepared.temp, 0o755)  # mkdtemp makes it 0700: the unprivileged uid must reach bin/
+        bin_dir = prepared.bin_dir
+        if sandbox.limits.run_as is not None:
+            # The unprivileged uid must reach the programs: a copy in a world-readable folder.
+            reach = Path(tempfile.mkdtemp(prefix="socklab-bin-"))
+            os.chmod(reach, 0o755)
+            bin_dir = reach / "bin"
+            if prepared.bin_dir.is_dir():
+                shutil.copytree(prepared.bin_dir, bin_dir, symlinks=True)
+            else:
+                bin_dir.mkdir()
+            cleanup.append(reach)
         for lab in selected:
-            res = grade_lab(lab, prepared.bin_dir, sandbox.limits, pts, hidden=hidden,
+            res = grade_lab(lab, bin_dir, sandbox.limits, pts, hidden=hidden,
                             hidden_visibility=hidden_visibility, keyword=keyword, repeat=repeat,
                             timeout=lab_timeout, flaky_credit=flaky_credit, skip_slow=skip_slow,
                             progress=progress)
@@ -289,6 +300,8 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
             sandbox.close()
         if prepared is not None:
             prepared.cleanup()
+        for d in cleanup:
+            shutil.rmtree(d, ignore_errors=True)
         sub.execution_time = round(time.monotonic() - t0, 2)
     return sub
 

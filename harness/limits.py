@@ -123,6 +123,9 @@ class Sandbox:
                           "(it does not bind root)")
 
     def _make(self, name: str) -> None:
+        if os.environ.get("SOCKLAB_CGROUP") == "off":
+            self.note = "cgroups switched off (SOCKLAB_CGROUP=off): rlimits only"
+            return
         v2 = CGROOT / "cgroup.controllers"
         if v2.exists() and {"pids", "memory"} <= set(v2.read_text().split()):
             own = _own_v2_path()

@@ -141,3 +141,26 @@ def test_sandbox_kills_everything_in_its_cgroup():
         box.kill_all()
         p.wait(timeout=5)
         assert box.pids() == set()
+
+
+@pytest.mark.limit(300)
+def test_without_a_cgroup_a_fork_bomb_is_bounded_by_nproc_as_an_unprivileged_user(tmp_path):
+    if os.getuid() != 0:
+        pytest.skip("as a normal user RLIMIT_NPROC binds anyway")
+    sub = tmp_path / "bomb"
+    sub.mkdir(parents=True)
+    tmp_path.chmod(0o755)
+    sub.chmod(0o755)
+    f = sub / "udp_recv"
+    f.write_text("#!/bin/sh\nid -u >&2\n" + SCRIPTS["forkbomb"]["udp_recv"] + "\n")
+    f.chmod(0o755)
+    env = dict(os.environ, SOCKLAB_CGROUP="off")
+    out = tmp_path / "r.json"
+    proc = subprocess.run([PYTHON, "-m", "harness", "grade", str(sub), "--labs", "02", "-k", "sigterm",
+                           "--pids-max", "32", "--json", str(out)], cwd=REPO, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    result = json.loads(out.read_text())
+    assert "uid 65534" in result["limits"], result["limits"]
+    assert result["score"] == 0 and "65534" in every_test(result)[0]["evidence"], proc.stdout
+    time.sleep(0.5)
+    assert leftovers(str(sub)) == []
