@@ -133,6 +133,17 @@ def test_ipv6_has_no_broadcast_but_the_programs_work_over_ipv6(lab):
     assert wait_for(listening, 1) == [("[::1]", "::1", "v6 unicast")]
 
 
+def test_empty_line_is_sent_as_an_empty_datagram(lab):
+    """The notes' sender stops at an empty line; ours sends it (a valid datagram, lab 02) and goes on."""
+    listening = receiver(lab, 0)
+    sender = send(lab, "--port", str(listening.ready.port), input="before\n\nafter\n")
+    assert re.search(r"^sent 0 bytes to ", sender.stdout, re.M), sender.report()
+    got = [text.strip() for _, _, text in wait_for(listening, 3)]
+    assert got == ["before", "", "after"], (
+        f"an empty input line should arrive as a datagram of 0 bytes between the other two: {got}\n"
+        + listening.report())
+
+
 def test_sigterm_exits_zero(lab):
     proc = receiver(lab, 0)
     proc.popen.terminate()
