@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classroom", help="write GitHub Classroom's grader result JSON here (see harness/classroom/)")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.add_argument("-q", "--quiet", action="store_true", help="no table, only the total")
+    p.add_argument("--autolab", action="store_true", help="print Autolab's scores JSON as the last line")
     args = p.parse_args(argv)
     if not args.submission.exists():
         p.error(f"{args.submission} does not exist")
@@ -371,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sub.student}: {sub.score:g}/{sub.max_score:g}")
     else:
         print(reports.terminal(sub, color=color))
+    if args.autolab:
+        print(reports.autolab(sub), flush=True)
     return 0 if not sub.error else 3
 
 

@@ -266,3 +266,10 @@ def classroom(sub: Submission) -> dict:
                       "duration": round(t.duration * 1000), "score": t.score})
     return {"version": 1, "status": "pass" if sub.score >= sub.max_score and not sub.error else "fail",
             "max_score": sub.max_score, "tests": tests}
+
+
+def autolab(sub: Submission) -> str:
+    """Autolab's last stdout line: {"scores": {problem: score}, "scoreboard": [...]}."""
+    import json
+    return json.dumps({"scores": {f"lab{l.id}": l.score for l in sub.labs},
+                       "scoreboard": [sub.score, *[l.score for l in sub.labs]]})
