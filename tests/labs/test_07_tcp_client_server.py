@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import selectors
@@ -13,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -20,6 +22,7 @@ import pytest
 
 from harness import probes
 from harness.clients import TcpClient, free_tcp_port
+from harness.programs import program
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
 
 RECV_LINE = re.compile(r'^recv (\d+) bytes from (\S+): "(.*)"$')
@@ -223,6 +226,69 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
     finally:
         for s in socks.values():
             s.close()
+
+
+# Runs inside `unshare -rn` (a private network namespace, where this script is root and the
+# per-namespace sysctls net.core.somaxconn and net.ipv4.tcp_abort_on_overflow can be set): tcp_server
+# --hold with a backlog, 8 non-blocking clients, then each client's state and SO_ERROR after every
+# SYN retransmission had time to happen, and the listener's Recv-Q/Send-Q from `ss -ltn`.
+QUEUE = r"""
+import json, socket, subprocess, sys, time
+binary, somaxconn, abort, backlog = sys.argv[1:5]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+open("/proc/sys/net/core/somaxconn", "w").write(somaxconn)
+open("/proc/sys/net/ipv4/tcp_abort_on_overflow", "w").write(abort)
+server = subprocess.Popen([binary, "--port", "0", "--backlog", backlog, "--hold", "--clients", "8"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+port = int(server.stdout.readline().split()[3])
+clients = []
+for _ in range(8):
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    clients.append(c)
+    time.sleep(0.05)
+time.sleep(3.5)        # the first SYN retransmission comes after 1 s, the second after 3 s
+names = {1: "ESTABLISHED", 2: "SYN_SENT"}
+states = [names.get(c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0], "other") for c in clients]
+errors = [c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) for c in clients]
+listen = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.split()
+server.kill()   # ss: for a listener, Recv-Q = connections waiting for accept(), Send-Q = the backlog in force
+print(json.dumps({"states": states, "errors": errors, "recv_q": int(listen[1]), "send_q": int(listen[2])}))
+"""
+
+
+def _queue_in_private_namespace(somaxconn: int, abort_on_overflow: int, backlog: int) -> dict:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("needs unshare(1) (Debian package util-linux) for a private network namespace")
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a private network namespace here (`unshare -rn`): {probe.stderr.strip()}")
+    done = subprocess.run([unshare, "-rn", sys.executable, "-c", QUEUE, str(program("tcp_server")),
+                           str(somaxconn), str(abort_on_overflow), str(backlog)],
+                          capture_output=True, text=True, timeout=60, env=os.environ)
+    assert done.returncode == 0, f"the queue script failed\n{done.stdout}\n{done.stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.limit(90)
+def test_backlog_is_capped_at_somaxconn():
+    got = _queue_in_private_namespace(somaxconn=2, abort_on_overflow=0, backlog=10)
+    assert got["send_q"] == 2 and got["recv_q"] == 3, (
+        f"listen(10) with net.core.somaxconn=2 should be cut to 2 (listen(2) NOTES): Send-Q 2, and 2 + 1 "
+        f"connections waiting for accept(): {got}")
+    assert got["states"].count("ESTABLISHED") == 3 and got["states"].count("SYN_SENT") == 5, got
+
+
+@pytest.mark.limit(90)
+def test_full_queue_refuses_nobody_even_with_tcp_abort_on_overflow():
+    got = _queue_in_private_namespace(somaxconn=4096, abort_on_overflow=1, backlog=1)
+    assert got["states"].count("ESTABLISHED") == 2 and got["states"].count("SYN_SENT") == 6, got
+    assert not any(got["errors"]), (
+        "with tcp_abort_on_overflow=1 a SYN that finds the accept queue full is still dropped, not answered "
+        "with RST (tcp_conn_request() in net/ipv4/tcp_input.c): no client gets ECONNREFUSED. "
+        f"SO_ERROR per client: {got['errors']}")
 
 
 def _client_fed_8mib(lab, port: int, *args: str):
