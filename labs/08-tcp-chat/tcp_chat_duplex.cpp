@@ -6,15 +6,15 @@
 //        type on both sides at any time; press Ctrl-D on one side and keep typing on the other.
 // Observe: after Ctrl-D on side A, `ss -tn 'sport = :7788 or dport = :7788'` shows A in FIN-WAIT-2 and
 //          B in CLOSE-WAIT: a half-closed connection that still carries B's lines to A.
-// Simplifications: one peer only (--listen accepts one connection, then closes the listener); after
-//          an error in the receiving thread the program still waits for stdin to end.
+// Simplifications: one peer only (--listen accepts one connection, then closes the listener); an
+//          error in the receiving thread (a reset) ends the program with _Exit, not by waking the sender.
 // See also: shutdown(2), tcp(7), RFC 9293 3.6 (half-close); line_reader.hpp; tcp_chat_server.cpp.
 #include <sys/socket.h>
 
 #include <array>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
-#include <latch>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -77,25 +77,27 @@ int main(int argc, char** argv) {
         const lab::Fd conn = open_connection(args);
 
         // Two threads, one per direction, so neither waits for the other: no turns. Each catches
-        // its own exceptions (one escaping a std::thread would call std::terminate). When its
-        // direction is done, each waits at the latch for the other, so both end together and
-        // none sits finished but unjoined while the other still runs.
+        // its own exceptions (one escaping a std::thread would call std::terminate).
         std::exception_ptr receive_error, send_error;
-        std::latch both_done(2);
         std::thread receiver([&] {
             try { receive_lines(conn.get()); } catch (...) { receive_error = std::current_exception(); }
-            both_done.arrive_and_wait();
         });
         std::thread sender([&] {
             try { send_lines(conn.get()); } catch (...) { send_error = std::current_exception(); }
-            both_done.arrive_and_wait();
         });
 
-        // Both directions must end (our EOF, their FIN) before the socket is closed; join() also
-        // makes the error variables safe to read here.
-        sender.join();
+        // The receiving direction ends first or together: the peer's FIN, or an error such as a
+        // reset. After a reset nothing more can be sent, but the sender may sit in getline() for
+        // good (nothing wakes a thread blocked reading stdin): report the error and end at once.
         receiver.join();
-        if (receive_error) std::rethrow_exception(receive_error);
+        if (receive_error) {
+            try { std::rethrow_exception(receive_error); }
+            catch (const std::exception& e) { std::cerr << lab::error_message(program.name, e) << std::endl; }
+            std::_Exit(1);
+        }
+        // After the peer's FIN we may still send: wait for our stdin's EOF (join() also makes
+        // send_error safe to read here).
+        sender.join();
         if (send_error) std::rethrow_exception(send_error);
         lab::say("both directions closed: exiting");
         return 0;
