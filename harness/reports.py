@@ -63,7 +63,7 @@ def terminal(sub: Submission, color: bool = False, evidence_lines: int = 12) -> 
         for t in lab.tests:
             mark, col = _MARK.get(t.status, ("?", "dim"))
             vis = "" if t.visibility == "visible" else f" [{t.visibility}]"
-            out.append(f"  {c(f'{mark:5}', col)} {t.number:>6}  {t.name[:70]:70} {t.score:>5g}/{t.max_score:<4g}"
+            out.append(f"  {c(f'{mark:5}', col)} {t.number:>6}  {t.name[:70]:70} {_pts(t.score):>5}/{_pts(t.max_score):<4}"
                        f" {t.duration:5.1f}s{vis}")
             if t.status in (FAILED, FLAKY):
                 if t.status == FLAKY:
@@ -93,6 +93,10 @@ def terminal(sub: Submission, color: bool = False, evidence_lines: int = 12) -> 
                f"   {counts[PASSED]} passed, {counts[FAILED]} failed, {counts[FLAKY]} flaky, "
                f"{counts[SKIPPED]} skipped   ({sub.execution_time:.0f}s)")
     return "\n".join(out)
+
+
+def _pts(x: float) -> str:
+    return f"{round(x, 2):g}"
 
 
 def _one(text: str, limit: int = 160) -> str:
