@@ -1,12 +1,13 @@
-// udp_chat.cpp: a two-way UDP chat: one socket, a thread that receives and prints, a thread that sends stdin.
+// udp_chat.cpp: a two-way UDP chat: one socket, a thread that receives and prints, the main thread sends stdin.
 // Notes: 多线程聊天 (UDP)
-// Usage: udp_chat --peer HOST:PORT [--host H] [--port P | --bind HOST:PORT] [--wake eventfd|shutdown|close|none]
+// Usage: udp_chat --peer HOST:PORT [--host H] [--port P] [--wake eventfd|shutdown|close|none]
 // Try:   ./udp_chat --port 9001 --peer 127.0.0.1:9002     and in another shell
 //        ./udp_chat --port 9002 --peer 127.0.0.1:9001     then type in both; Ctrl-D (or /quit) ends one.
-// Observe: `ss -uanp` shows one UDP socket and `ls /proc/$(pgrep -n udp_chat)/task` three threads;
+// Observe: `ss -uanp` shows one UDP socket and `ls /proc/$(pgrep -n udp_chat)/task` two threads;
 //          `strace -f -e trace=network,poll,write ./udp_chat ...` shows the receiver parked in poll().
-// Simplifications: one peer fixed at start; a line is one datagram (lost ones stay lost); datagrams
-//          that are not UTF-8 are shown as \x.. escapes; a receive error shows once stdin ends.
+// Simplifications: one peer fixed at start; a line is one datagram (lost ones stay lost); a datagram
+//          that is not UTF-8 (checked byte by byte, overlong forms pass) is shown as \x.. escapes; a
+//          receive error shows once stdin ends.
 // See also: eventfd(2), poll(2), shutdown(2), close(2) ("Multithreaded processes and close()");
 //          lab 04 (udp_echo); lab 08 (the TCP chat).
 #include <poll.h>
@@ -19,7 +20,6 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,13 +28,12 @@
 
 namespace {
 
-constexpr std::uint16_t notes_port = 8088;          // the notes bind 172.20.10.4:8088; we bind loopback
+constexpr std::uint16_t notes_port = 8088;  // the notes bind 172.20.10.4:8088; we bind loopback
 constexpr std::string_view quit_command = "/quit";
 constexpr std::array options{
     lab::Option{"--peer", "HOST:PORT", "where typed lines go (required), e.g. 127.0.0.1:9002 or [::1]:9002"},
     lab::Option{"--host", "H", "local address to bind (default 127.0.0.1)"},
     lab::Option{"--port", "P", "local port to bind (default 8088; 0: the kernel picks)"},
-    lab::Option{"--bind", "HOST:PORT", "local address in one word, instead of --host and --port"},
     lab::Option{"--wake", "HOW", "how the sender stops the receiver at the end: eventfd (default), shutdown, "
                                  "close or none (the last two hang, as the notes' program does)"},
 };
@@ -42,9 +41,13 @@ constexpr lab::Program program{"udp_chat", "Chats over UDP: prints what arrives,
 
 enum class Wake { eventfd, shutdown, close, none };
 
-// Both threads print; one lock keeps each line whole.
-std::mutex screen;
-template <class... Parts> void show(const Parts&... parts) { const std::lock_guard lock(screen); lab::say(parts...); }
+Wake parse_wake(const std::string& how) {
+    if (how == "eventfd") return Wake::eventfd;
+    if (how == "shutdown") return Wake::shutdown;
+    if (how == "close") return Wake::close;
+    if (how == "none") return Wake::none;
+    throw lab::usage_error("--wake wants eventfd, shutdown, close or none, not '" + how + "'");
+}
 
 // "127.0.0.1:9002" or "[::1]:9002" -> an address; a usage error names the option.
 lab::Address endpoint(std::string_view text, std::string_view option) {
@@ -91,14 +94,14 @@ void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done)
         const auto n = static_cast<std::size_t>(
             lab::check(::recvfrom(sock, buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom"));
         if (done) return;  // shutdown() woke us: recvfrom returned 0, and no datagram came
-        show("from ", lab::to_string(from), ": ", shown({buf.data(), n}));
+        lab::say("from ", lab::to_string(from), ": ", shown({buf.data(), n}));
     }
     // STUB (void)sock, (void)stop, (void)wake, (void)done, (void)shown;
     // STUB throw std::runtime_error("receive_lines is not written yet");
     // END SOLUTION
 }
 
-// Sender thread: one datagram per stdin line, until EOF or /quit.
+// Sender (the main thread): one datagram per stdin line, until EOF or /quit.
 void send_lines(int sock, const lab::Address& peer) {
     for (std::string line; std::getline(std::cin, line) && line != quit_command;)
         lab::check(::sendto(sock, line.data(), line.size(), 0, peer.get(), peer.len),
@@ -116,30 +119,16 @@ void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
         // and wakes every thread blocked on it (inet_shutdown in net/ipv4/af_inet.c).
         done = true;
         if (::shutdown(sock, SHUT_RDWR) < 0)
-            show("shutdown: ", std::strerror(errno), ", and still it woke the receiver");
+            lab::say("shutdown: ", std::strerror(errno), ", and still it woke the receiver");
     } else if (wake == Wake::close) {
         ::close(sock);  // frees the fd number; the blocked recvfrom holds the socket itself and sleeps on
-        show("closed the socket; the receiver is still blocked in recvfrom (close does not wake it)");
+        lab::say("closed the socket; the receiver is still blocked in recvfrom (close does not wake it)");
     } else {
-        show("not waking the receiver: it stays blocked in recvfrom and the program never ends");
+        lab::say("not waking the receiver: it stays blocked in recvfrom and the program never ends");
     }
     // STUB (void)sock, (void)stop, (void)wake, (void)done;
     // STUB throw std::runtime_error("wake_receiver is not written yet");
     // END SOLUTION
-}
-
-// --wake HOW, and the local address: --bind HOST:PORT, or --host and --port.
-Wake parse_wake(const std::string& how) {
-    if (how == "eventfd") return Wake::eventfd;
-    if (how == "shutdown") return Wake::shutdown;
-    if (how == "close") return Wake::close;
-    if (how == "none") return Wake::none;
-    throw lab::usage_error("--wake wants eventfd, shutdown, close or none, not '" + how + "'");
-}
-lab::Address local(const lab::Args& args) {
-    if (!args.value("--bind")) return lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
-    if (args.value("--host") || args.value("--port")) throw lab::usage_error("give --bind, or --host and --port, not both");
-    return endpoint(*args.value("--bind"), "--bind");
 }
 
 }  // namespace
@@ -150,39 +139,33 @@ int main(int argc, char** argv) {
         const Wake wake = parse_wake(args.get("--wake", "eventfd"));
         if (!args.value("--peer")) throw lab::usage_error("--peer HOST:PORT is required: where should lines go?");
         const lab::Address peer = endpoint(*args.value("--peer"), "--peer");
-        const lab::Address here = local(args);
+        const lab::Address here = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
 
         // One socket for both directions: bound, so the peer knows where to send.
         lab::Fd sock(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
         lab::check(::bind(sock.get(), here.get(), here.len), "bind " + lab::to_string(here));
         lab::announce_ready(sock.get());
-        show("chatting with ", lab::to_string(peer), "; type lines, end with Ctrl-D or ", quit_command);
+        lab::say("chatting with ", lab::to_string(peer), "; type lines, end with Ctrl-D or ", quit_command);
 
         // An eventfd is a counter with an fd: the sender writes it, the receiver's poll() sees it.
         const lab::Fd stop(lab::check(::eventfd(0, EFD_CLOEXEC), "eventfd"));
 
-        // Two threads share the socket (the kernel serializes a send and a receive on one socket).
-        // Each catches its own errors: an exception escaping a std::thread calls std::terminate.
+        // Two threads share the socket: a recvfrom() blocked in one does not hold up a sendto() in
+        // the other, and each call takes or gives one whole datagram. Both print through lab::say,
+        // which hands each line to std::cout in one insertion, so lines never mix.
+        // The receiver keeps its error for main: an exception escaping a std::thread calls std::terminate.
         std::atomic<bool> done{false};
         std::exception_ptr receive_error, send_error;
         std::thread receiver([&] {
             try { receive_lines(sock.get(), stop.get(), wake, done); }
             catch (...) { receive_error = std::current_exception(); }
         });
-        auto send_then_wake = [&] {
-            try { send_lines(sock.get(), peer); } catch (...) { send_error = std::current_exception(); }
-            try { wake_receiver(sock.get(), stop.get(), wake, done); }
-            catch (...) { if (!send_error) send_error = std::current_exception(); }
-        };
-        std::thread sender;
-        try { sender = std::thread(send_then_wake); } catch (...) {  // no second thread: stop the first one
-            send_error = std::current_exception();
-            done = true;
-            ::shutdown(sock.get(), SHUT_RDWR);
-        }
 
-        // A joinable std::thread destroyed at exit aborts the program: join both, then report.
-        if (sender.joinable()) sender.join();
+        // Send until stdin ends, then wake the receiver and join it, whatever happened: a joinable
+        // std::thread destroyed at exit aborts the program.
+        try { send_lines(sock.get(), peer); } catch (...) { send_error = std::current_exception(); }
+        try { wake_receiver(sock.get(), stop.get(), wake, done); }
+        catch (...) { if (!send_error) send_error = std::current_exception(); }
         receiver.join();
         if (wake == Wake::close) sock.release();  // already closed: never close a number twice
         for (const auto& error : {send_error, receive_error})
