@@ -7,7 +7,7 @@
 //          across two datagrams (text_send --split 1) fails per datagram, and decodes with --carry.
 // Simplifications: text is shown as UTF-8 (a Linux terminal's encoding); one carry buffer is shared by
 //          all senders; decoding a datagram stops at its first bad byte.
-// See also: iconv(3) (EILSEQ, EINVAL), `iconv -l`; text_send.cpp; next lab: UDP echo (lab 04).
+// See also: iconv(3) (EILSEQ, EINVAL), `iconv -l`; codec.hpp (hex, Conversion); text_send.cpp; next: lab 04.
 #include <iconv.h>
 #include <sys/socket.h>
 
@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "codec.hpp"
 #include "lab.hpp"
 
 namespace {
@@ -30,17 +31,6 @@ constexpr std::array options{
 };
 constexpr lab::Program program{"text_recv", "Receives UDP datagrams and shows their bytes and the text they decode to.", options};
 
-// Bytes as "e4 bd a0": what really arrived.
-std::string hex(std::string_view bytes) {
-    std::string out;
-    for (const unsigned char c : bytes) {
-        char two[4];
-        std::snprintf(two, sizeof two, "%s%02x", out.empty() ? "" : " ", c);
-        out += two;
-    }
-    return out;
-}
-
 // Decoded text in quotes, control characters escaped, so a line stays one line.
 std::string quoted(std::string_view text) {
     std::string out = "\"";
@@ -51,19 +41,6 @@ std::string quoted(std::string_view text) {
     }
     return out + "\"";
 }
-
-// Owns one iconv conversion descriptor; an encoding iconv does not know is a usage error.
-struct Conversion {
-    iconv_t cd;
-    explicit Conversion(const std::string& from_code) : cd(::iconv_open("UTF-8", from_code.c_str())) {
-        if (cd != reinterpret_cast<iconv_t>(-1)) return;
-        if (errno == EINVAL) throw lab::usage_error("--encoding: iconv knows no encoding '" + from_code + "' (`iconv -l` lists them)");
-        lab::check(-1, "iconv_open");
-    }
-    ~Conversion() { ::iconv_close(cd); }
-    Conversion(const Conversion&) = delete;
-    Conversion& operator=(const Conversion&) = delete;
-};
 
 // What decoding gave: the text before any error, the errno of the error (0: none) and its byte offset.
 struct Decoded { std::string text; int error = 0; std::size_t at = 0; };
@@ -98,7 +75,7 @@ int main(int argc, char** argv) {
         const std::string encoding = args.get("--encoding", "utf-8");
         const bool carry = args.flag("--carry");
         const auto count = args.value("--count") ? lab::parse_number<long>(*args.value("--count"), "--count", 1, 1'000'000'000) : 0L;
-        const Conversion conversion(encoding);
+        const codec::Conversion conversion("UTF-8", encoding);
 
         // A receiver binds, so that senders know where to send.
         const lab::Address here = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
@@ -113,10 +90,10 @@ int main(int argc, char** argv) {
             lab::Address from;
             const auto n = static_cast<std::size_t>(lab::check(::recvfrom(s.get(), buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom"));
             const std::string_view bytes(buf.data(), n);
-            lab::say("datagram ", i, " from ", lab::to_string(from), " len ", n, " hex ", hex(bytes));
+            lab::say("datagram ", i, " from ", lab::to_string(from), " len ", n, " hex ", codec::hex(bytes));
 
             // Then the text: decoded alone, or (--carry) after the bytes the previous datagram left unfinished.
-            if (!carried.empty()) lab::say("carried ", carried.size(), " bytes first: ", hex(carried), " (byte offsets count from them)");
+            if (!carried.empty()) lab::say("carried ", carried.size(), " bytes first: ", codec::hex(carried), " (byte offsets count from them)");
             const std::string input = carried + std::string(bytes);
             carried.clear();
             const Decoded d = decode(conversion.cd, input);
@@ -125,13 +102,13 @@ int main(int argc, char** argv) {
             if (d.error == EINVAL && carry) {
                 carried = rest;
                 if (!d.text.empty()) lab::say("text ", quoted(d.text));
-                lab::say("carry ", rest.size(), " bytes (", hex(rest), "): an unfinished ", encoding, " character, kept for the next datagram");
+                lab::say("carry ", rest.size(), " bytes (", codec::hex(rest), "): an unfinished ", encoding, " character, kept for the next datagram");
                 continue;
             }
 
             // Bad bytes are reported with their offset, never shown as guessed text.
-            const std::string why = d.error == EILSEQ ? "bytes " + hex(rest.substr(0, 4)) + " are not valid " + encoding
-                                  : d.error == EINVAL ? "the datagram ends inside a " + encoding + " character (" + hex(rest) + ")"
+            const std::string why = d.error == EILSEQ ? "bytes " + codec::hex(rest.substr(0, 4)) + " are not valid " + encoding
+                                  : d.error == EINVAL ? "the datagram ends inside a " + encoding + " character (" + codec::hex(rest) + ")"
                                                       : "iconv failed";
             lab::say("DECODE_ERROR byte ", d.at, ": ", why, " [", ::strerrorname_np(d.error), "]",
                      d.text.empty() ? "" : "; decoded before it: " + quoted(d.text));

@@ -6,7 +6,7 @@
 //          carries bytes, and the encoding is a choice both ends must share. 😀 has no GB2312 form.
 // Simplifications: the input (argv, stdin) is taken to be UTF-8, as a Linux terminal sends it;
 //          the first line that cannot be encoded ends the program (exit 1).
-// See also: iconv(3), iconv_open(3), `iconv -l`; text_recv.cpp (the decoding side).
+// See also: iconv(3), iconv_open(3), `iconv -l`; codec.hpp (hex, Conversion); text_recv.cpp (the decoding side).
 #include <iconv.h>
 #include <sys/socket.h>
 
@@ -15,6 +15,7 @@
 #include <iostream>
 #include <string>
 
+#include "codec.hpp"
 #include "lab.hpp"
 
 namespace {
@@ -28,17 +29,6 @@ constexpr std::array options{
     lab::Option{"--split", "N", "send each text as two datagrams: its first N bytes, then the rest"},
 };
 constexpr lab::Program program{"text_send", "Encodes text with iconv and sends the bytes as UDP datagrams.", options};
-
-// Bytes as "e4 bd a0": what really travels.
-std::string hex(std::string_view bytes) {
-    std::string out;
-    for (const unsigned char c : bytes) {
-        char two[4];
-        std::snprintf(two, sizeof two, "%s%02x", out.empty() ? "" : " ", c);
-        out += two;
-    }
-    return out;
-}
 
 // The UTF-8 character at `at` and its code point, "'€' (U+20AC)"; empty if the bytes there are not UTF-8.
 std::string character_at(std::string_view text, std::size_t at) {
@@ -69,7 +59,7 @@ std::string encode(iconv_t cd, std::string_view text, const std::string& encodin
         const auto at = static_cast<std::size_t>(from - in.data());
         const std::string character = err == EILSEQ ? character_at(text, at) : "";
         const std::string what = !character.empty() ? character + " at input byte " + std::to_string(at) + " has no " + encoding + " form"
-                               : err == EILSEQ ? "input byte " + std::to_string(at) + " (" + hex(text.substr(at, 1)) + ") is not UTF-8 text"
+                               : err == EILSEQ ? "input byte " + std::to_string(at) + " (" + codec::hex(text.substr(at, 1)) + ") is not UTF-8 text"
                                : err == EINVAL ? "the input ends inside a UTF-8 character at byte " + std::to_string(at)
                                                : "iconv failed at input byte " + std::to_string(at);
         throw std::system_error(err, std::system_category(), "encode to " + encoding + ": " + what);
@@ -82,23 +72,10 @@ std::string encode(iconv_t cd, std::string_view text, const std::string& encodin
     // END SOLUTION
 }
 
-// Owns one iconv conversion descriptor; an encoding iconv does not know is a usage error.
-struct Conversion {
-    iconv_t cd;
-    Conversion(const std::string& to_code, const std::string& from_code) : cd(::iconv_open(to_code.c_str(), from_code.c_str())) {
-        if (cd != reinterpret_cast<iconv_t>(-1)) return;
-        if (errno == EINVAL) throw lab::usage_error("--encoding: iconv knows no encoding '" + (to_code == "UTF-8" ? from_code : to_code) + "' (`iconv -l` lists them)");
-        lab::check(-1, "iconv_open");
-    }
-    ~Conversion() { ::iconv_close(cd); }
-    Conversion(const Conversion&) = delete;
-    Conversion& operator=(const Conversion&) = delete;
-};
-
 // One sendto() = one datagram; print exactly the bytes that left.
 void send_one(const lab::Fd& s, const lab::Address& to, std::string_view bytes, const std::string& encoding) {
     lab::check(::sendto(s.get(), bytes.data(), bytes.size(), 0, to.get(), to.len), "sendto " + lab::to_string(to));
-    lab::say("sent ", bytes.size(), " bytes to ", lab::to_string(to), " encoding ", encoding, " hex ", hex(bytes));
+    lab::say("sent ", bytes.size(), " bytes to ", lab::to_string(to), " encoding ", encoding, " hex ", codec::hex(bytes));
 }
 
 }  // namespace
@@ -111,7 +88,7 @@ int main(int argc, char** argv) {
         const lab::Address to = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
 
         // The conversion is chosen once: from UTF-8 (what the terminal typed) to the wire's encoding.
-        const Conversion conversion(encoding, "UTF-8");
+        const codec::Conversion conversion(encoding, "UTF-8");
         lab::Fd s(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
 
         // Encode one text and send it: one datagram, or two with --split (a character may be cut in half).

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from harness import probes
 from harness.clients import ClientTimeout, UdpClient, free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
 
@@ -181,6 +182,32 @@ def test_control_characters_are_escaped_in_the_text(lab):
     send_raw(recv.ready.port, b'a\tb\nc"\\')
     _, outcome = next_outcome(recv)
     assert outcome.re is TEXT and outcome[1] == r'a\x09b\x0ac\"\\', recv.report()
+
+
+def test_datagram_longer_than_1024_bytes_is_decoded_whole(lab):
+    """The notes' recvfrom(1024) would cut this datagram (lab 02); text_recv's buffer holds any datagram."""
+    text = "你" * 1000  # 3000 bytes in UTF-8
+    recv = receiver(lab, "utf-8")
+    send(lab, recv.ready.port, "--message", text)
+    head, outcome = next_outcome(recv)
+    assert int(head[4]) == 3000, recv.report()
+    assert outcome.re is TEXT and outcome[1] == text, "all 1000 characters, decoded from one datagram"
+
+
+def test_receiver_binds_loopback_not_every_interface(lab):
+    """The notes bind ("", 7789): every interface. text_recv binds 127.0.0.1 unless --host says otherwise."""
+    recv = receiver(lab, "utf-8")
+    inodes = {int(t[8:-1]) for t in probes.fd_targets(recv.pid) if t.startswith("socket:")}
+    rows = [line.split() for line in open("/proc/net/udp").read().splitlines()[1:]]
+    mine = [r[1] for r in rows if int(r[9]) in inodes]
+    assert mine == [f"0100007F:{recv.ready.port:04X}"], f"/proc/net/udp shows {mine}: expected 127.0.0.1 only"
+
+
+def test_notes_percent_s_shows_the_repr_of_bytes_not_text():
+    """The notes' first print formats the received bytes with %s: Python shows their repr."""
+    content = NIHAO.encode("gb2312")
+    assert "content is %s" % content == r"content is b'\xc4\xe3\xba\xc3'"
+    assert "content is %s" % content.decode("gb2312") == f"content is {NIHAO}"
 
 
 # ---- the exercise: one character cut across two datagrams ------------------------------------
