@@ -42,6 +42,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out.append("--werror")
     if args.skip_slow:
         out.append("--skip-slow")
+    if args.first_failure:
+        out.append("--first-failure")
     return out
 
 

@@ -61,7 +61,8 @@ def hidden_files(hidden: Path | None, lab_id: str) -> list[Path]:
 
 
 def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: limits.Limits, *,
-                 keyword: str | None, timeout: float, collect_only: bool = False, skip_slow: bool = False) -> tuple[list[dict], str]:
+                 keyword: str | None, timeout: float, collect_only: bool = False, skip_slow: bool = False,
+                 first_failure: bool = False) -> tuple[list[dict], str]:
     """One pytest run of a lab: the JSON records and a note if the run was cut short."""
     with tempfile.NamedTemporaryFile("w", prefix=f"socklab-lab{lab.id}-", suffix=".jsonl", delete=False) as f:
         out = Path(f.name)
@@ -77,6 +78,8 @@ def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: limit
         cmd += ["-k", keyword]
     if skip_slow:
         cmd += ["-m", "not slow"]
+    if first_failure:
+        cmd.append("-x")
     if collect_only:
         cmd.append("--collect-only")
     note = ""
@@ -154,7 +157,8 @@ def _combine(test: TestResult, runs: list[tuple[dict | None, str]], flaky_credit
 
 def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: limits.Limits, pts: Points, *, hidden: Path | None,
               hidden_visibility: str, keyword: str | None, repeat: int, timeout: float,
-              flaky_credit: bool, skip_slow: bool = False, progress=None) -> LabResult:
+              flaky_credit: bool, skip_slow: bool = False, first_failure: bool = False,
+              progress=None) -> LabResult:
     result = LabResult(lab.id, lab.title)
     files = [lab.spec] if lab.spec.exists() else []
     hfiles = hidden_files(hidden, lab.id)
@@ -173,7 +177,7 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: limits.Limits, pts: Points,
         if progress:
             progress(f"lab {lab.id}" + (f" run {r + 1}/{repeat}" if repeat > 1 else ""))
         records, note = run_lab_once(lab, files, bin_dir, lim, keyword=keyword, timeout=timeout,
-                                     skip_slow=skip_slow)
+                                     skip_slow=skip_slow, first_failure=first_failure)
         if note:
             notes.append(note)
         got: dict[str, tuple[dict | None, str]] = {}
@@ -244,7 +248,8 @@ def _in_hidden(path: str, hidden: Path | None) -> bool:
 def grade(path: Path, *, student: str | None = None, labs: str | None = None, keyword: str | None = None,
           hidden: Path | None = None, hidden_visibility: str = "after_due_date", repeat: int = 1,
           lab_timeout: float = 600.0, flaky_credit: bool = False, werror: bool = False,
-          limits_: limits.Limits | None = None, skip_slow: bool = False, progress=None) -> Submission:
+          limits_: limits.Limits | None = None, skip_slow: bool = False, first_failure: bool = False,
+          progress=None) -> Submission:
     """Grade one submission; never raises for anything the submission does."""
     t0 = time.monotonic()
     default_name = path.resolve().parent.name if path.resolve().name == "bin" else path.resolve().name
@@ -278,6 +283,7 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
             res = grade_lab(lab, bin_dir, sandbox.limits, pts, hidden=hidden,
                             hidden_visibility=hidden_visibility, keyword=keyword, repeat=repeat,
                             timeout=lab_timeout, flaky_credit=flaky_credit, skip_slow=skip_slow,
+                            first_failure=first_failure,
                             progress=progress)
             killed = sandbox.kill_all()
             if killed:
@@ -332,6 +338,8 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lab-timeout", type=float, default=600.0, help="wall-clock limit of one lab's run (s)")
     p.add_argument("--werror", action="store_true", help="build source trees with -Werror (default: off)")
     p.add_argument("--skip-slow", action="store_true", help="leave out tests marked slow (e.g. waiting out TIME_WAIT)")
+    p.add_argument("--first-failure", action="store_true",
+                   help="stop each lab at its first failing test (quick feedback; the rest score 0, 'not run')")
     p.add_argument("--nofile", type=int, default=1024, help="RLIMIT_NOFILE of each program (default 1024)")
     p.add_argument("--pids-max", type=int, default=256, help="processes+threads of a submission (cgroup; default 256)")
     p.add_argument("--memory-mib", type=int, default=1024, help="memory of a submission (cgroup; default 1024)")
@@ -365,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = grade(args.submission, student=args.student, labs=args.labs, keyword=args.keyword,
                 hidden=args.hidden, hidden_visibility=args.hidden_visibility, repeat=max(1, args.repeat),
                 lab_timeout=args.lab_timeout, flaky_credit=args.flaky_credit, werror=args.werror,
-                limits_=limits_from(args), skip_slow=args.skip_slow, progress=progress)
+                limits_=limits_from(args), skip_slow=args.skip_slow, first_failure=args.first_failure,
+                progress=progress)
     write_reports(sub, args)
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     if args.quiet:

@@ -93,14 +93,14 @@ def test_handout_scores_below_full_on_every_lab_with_solution_regions(built_hand
     assert b.returncode == 0, b.stdout[-4000:]
     with_regions = sorted(set(handout.check(REPO)[1]) & set(AVAILABLE))
     assert {"01", "02"} <= set(with_regions)
-    # Three gradings side by side (most of the time goes to failing tests waiting out their timeouts).
+    # Three gradings side by side, each lab stopping at its first failing test (CI time).
     groups = [with_regions[i::3] for i in range(3) if with_regions[i::3]]
 
     def one(i_labs):
         i, labs = i_labs
         out = tmp_path / f"h{i}.json"
         proc = subprocess.run([PYTHON, "-m", "harness", "grade", str(build / "bin"), "--json", str(out),
-                               "--labs", ",".join(labs), "--skip-slow", "--quiet"],
+                               "--labs", ",".join(labs), "--skip-slow", "--first-failure", "--quiet"],
                               cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
         return json.loads(out.read_text()), proc.stdout
 
@@ -111,6 +111,9 @@ def test_handout_scores_below_full_on_every_lab_with_solution_regions(built_hand
         for lab in result["labs"]:
             graded.append(lab["id"])
             assert lab["score"] < lab["max_score"], f"lab {lab['id']}: the handout scored full points\n{console}"
+            ran_and_failed = [t for t in lab["tests"] if t["status"] == "failed" and t["runs"] and
+                              "did not run" not in t["message"]]
+            assert ran_and_failed, f"lab {lab['id']}: no test of the handout failed for real\n{console}"
     assert sorted(graded) == with_regions
 
 
