@@ -8,8 +8,11 @@ import codecs
 import re
 import pytest
 
+from harness import probes
 from harness.clients import free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
+from harness.netns import Lan, unavailable_reason
+from harness.pytest_plugin import slowdown
 
 DATAGRAM = re.compile(r'^datagram (\d+) from (\S+):(\d+) len (\d+) real (\d+) trunc ([01]) data "(.*)"$')
 
@@ -82,12 +85,52 @@ def test_3000_bytes_into_1024_byte_buffer_is_reported_truncated(lab, steps):
     assert (got.length, got.real, got.truncated) == (1024, 3000, True)
     assert got.data == b"x" * 1024
     small.expect(r"TRUNCATED: .*1976 bytes .* lost")
+    with steps.step("the tail is not waiting for a second receive: the next one gets the next datagram"):
+        send(lab, small.ready.port, "--message", "next")
+        after = next_datagram(small)
+        assert (after.index, after.data, after.real) == (2, b"next", 4), small.report()
+
+
+def snmp_counter(text: str, group: str, field: str) -> int:
+    """One counter from the text of /proc/net/snmp, e.g. ("Ip", "FragCreates")."""
+    rows = [line.split() for line in text.splitlines() if line.startswith(group + ":")]
+    return int(rows[1][rows[0].index(field)])
+
+
+@pytest.mark.limit(60)
+def test_3000_bytes_over_ethernet_leave_as_three_ip_fragments(lab, steps):
+    """On a 1500-byte MTU link one IP packet carries 1480 bytes of the 3008-byte UDP datagram (8 of
+    them header): 1480 + 1480 + 48, three fragments. The receiver still gets one whole datagram."""
+    if (reason := unavailable_reason()):
+        pytest.skip(reason)
+    with Lan() as lan:
+        with steps.step("two hosts on one Ethernet link (veth, MTU 1500), in namespaces of their own"):
+            lan.switch("link")
+            h1 = lan.host("h1", ("link", "192.0.2.1/24"))
+            h2 = lan.host("h2", ("link", "192.0.2.2/24"))
+            assert h1.run("cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1500"
+            receiver = lan.start(h2, "udp_recv", "--host", "192.0.2.2", "--port", "0", "--bufsize", "65536", lab=lab)
+            receiver.wait_ready(timeout=10 * slowdown())
+        counters = lambda host: host.run("cat", "/proc/net/snmp").stdout  # noqa: E731
+        sent_before, reassembled_before = counters(h1), counters(h2)
+        with steps.step("h1 sends one 3000-byte datagram to h2"):
+            sender = lan.start(h1, "udp_send", "--host", "192.0.2.2", "--port", receiver.ready.port, "--size", "3000", lab=lab)
+            assert sender.wait_exit(10 * slowdown()) == 0, sender.report()
+            got = next_datagram(receiver)
+            assert (got.real, got.truncated, got.data) == (3000, False, b"x" * 3000)
+        sent_after, reassembled_after = counters(h1), counters(h2)
+    fragments = snmp_counter(sent_after, "Ip", "FragCreates") - snmp_counter(sent_before, "Ip", "FragCreates")
+    assert fragments == 3, f"h1 created {fragments} IP fragments for one 3000-byte datagram"
+    assert snmp_counter(sent_after, "Ip", "FragOKs") - snmp_counter(sent_before, "Ip", "FragOKs") == 1
+    assert snmp_counter(reassembled_after, "Ip", "ReasmOKs") - snmp_counter(reassembled_before, "Ip", "ReasmOKs") == 1
 
 
 def test_sender_source_port_is_ephemeral_and_bound_implicitly(lab, receiver):
     sender = send(lab, receiver.ready.port, "--message", "who am i")
     assert re.search(r"bound to 0\.0\.0\.0:0 ", sender.stdout), "before sendto the socket has no port\n" + sender.report()
-    sent_from = int(re.search(r"sent \d+ bytes to \S+ from \S+:(\d+)$", sender.stdout, re.M)[1])
+    m = re.search(r"sent \d+ bytes to \S+ from (\S+):(\d+)$", sender.stdout, re.M)
+    assert m[1] == "0.0.0.0", "the implicit bind takes the wildcard address and a port\n" + sender.report()
+    sent_from = int(m[2])
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     assert low <= sent_from <= high
     got = next_datagram(receiver)
@@ -97,6 +140,15 @@ def test_sender_source_port_is_ephemeral_and_bound_implicitly(lab, receiver):
 def test_sendto_without_receiver_succeeds(lab):
     sender = send(lab, free_udp_port(), "--message", "anyone there?")
     assert "sent 13 bytes" in sender.stdout
+
+
+def test_receiver_is_one_unconnected_socket_on_its_port(lab, receiver):
+    """What `ss -uanp` shows, read from /proc/net/udp: 127.0.0.1:PORT, no peer, state 07 (UNCONN)."""
+    inodes = {int(t[8:-1]) for t in probes.fd_targets(receiver.pid) if t.startswith("socket:")}
+    assert len(inodes) == 1, receiver.report()
+    rows = [line.split() for line in open("/proc/net/udp").read().splitlines()[1:]]
+    mine = [(r[1], r[2], r[3]) for r in rows if int(r[9]) in inodes]
+    assert mine == [(f"0100007F:{receiver.ready.port:04X}", "00000000:0000", "07")], mine
 
 
 def test_count_ends_receiver_with_status_zero(lab):
