@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
         // BEGIN SOLUTION: resolve --host/--port, bind a UDP socket there and print the address it got
         const lab::Address want = lab::resolve(args.get("--host", "127.0.0.1"), args.port(0), SOCK_DGRAM);
         lab::Fd bound(lab::check(::socket(want.family(), SOCK_DGRAM, 0), "socket"));
-        lab::say("before bind: fd=", bound.get(), " has no address yet");
+        lab::say("before bind: fd=", bound.get(), " is at ", lab::to_string(lab::local_address(bound.get())),
+                 " (no address yet)");
         lab::check(::bind(bound.get(), want.get(), want.len), "bind " + lab::to_string(want));
         const auto [host, port] = lab::host_port(lab::local_address(bound.get()));
         lab::say("bound fd=", bound.get(), " to ", lab::to_string(lab::local_address(bound.get())),

@@ -16,6 +16,7 @@ from harness.contract import assert_cli_contract, occupy_udp
 
 LINE = re.compile(r"^socket fd=(\d+) domain=(\w+) type=(\w+) protocol=(\d+)")
 BOUND = re.compile(r"^bound fd=(\d+) to \S+ host=(\S+) port=(\d+)", re.M)
+BEFORE = re.compile(r"^before bind: fd=(\d+) is at (\S+) ", re.M)
 
 
 def sockets_of(proc) -> list[tuple[int, str, str, int]]:
@@ -45,6 +46,8 @@ def test_fds_are_small_ints_the_kernel_lists_as_sockets(lab, steps):
         bound_fd = int(BOUND.search(proc.stdout)[1])
         # The lowest free numbers, in order: 0-2 are stdin/stdout/stderr, so 3, 4, 5, 6, then 7.
         assert fds + [bound_fd] == list(range(fds[0], fds[0] + 5)), proc.report()
+        below = [n for n in range(fds[0]) if not os.path.exists(f"/proc/{proc.pid}/fd/{n}")]
+        assert below == [], f"fds {below} were free, yet socket() returned {fds[0]}: not the lowest free one"
         for fd in fds + [bound_fd]:
             target = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
             assert target.startswith("socket:["), f"fd {fd} is {target}, not a socket"
@@ -73,9 +76,37 @@ def test_port_zero_binds_an_ephemeral_port_that_is_really_bound(lab, steps):
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("127.0.0.1", port))
 
 
+@pytest.mark.limit(20)
+def test_new_sockets_have_no_address_and_no_connection(lab, steps):
+    """socket() only creates. /proc/net/udp* lists every UDP socket that has an address, and
+    /proc/net/tcp* every TCP connection and listener: none of the four new sockets is there."""
+    with steps.step("start socket_info --hold"):
+        proc = lab.start("socket_info", "--hold")
+        proc.expect("holding the sockets open")
+    with steps.step("getsockname() before bind() says 0.0.0.0:0: no address, no port"):
+        assert BEFORE.search(proc.stdout)[2] == "0.0.0.0:0", proc.report()
+    with steps.step("/proc/net/{tcp,tcp6,udp,udp6} list only the bound socket, none of the four new ones"):
+        def inode(fd: int) -> int:
+            return int(os.readlink(f"/proc/{proc.pid}/fd/{fd}")[8:-1])
+        listed = set()
+        for table in ("tcp", "tcp6", "udp", "udp6"):
+            listed |= {int(line.split()[9]) for line in open(f"/proc/net/{table}").read().splitlines()[1:]}
+        new = {fd: inode(fd) for fd, domain, *_ in sockets_of(proc) if domain != "AF_UNIX"}
+        assert [fd for fd, ino in new.items() if ino in listed] == [], "a socket() made an address or a connection"
+        assert inode(int(BOUND.search(proc.stdout)[1])) in listed, "control: the bound UDP socket is listed"
+
+
+def test_notes_print_statement_is_python_2_only():
+    """The notes' TCP example prints with `print 'Socket Created'`: a syntax error in Python 3."""
+    with pytest.raises(SyntaxError):
+        compile("print 'Socket Created'\n", "TCP链接", "exec")
+    compile("print('Socket Created')\n", "TCP链接", "exec")
+
+
 def test_ipv6_host(lab):
     proc = lab.run("socket_info", "--host", "::1")
     assert proc.popen.returncode == 0, proc.report()
+    assert BEFORE.search(proc.stdout)[2] == "[::]:0", "an AF_INET6 socket, not yet bound\n" + proc.report()
     assert BOUND.search(proc.stdout)[2] == "::1"
 
 
