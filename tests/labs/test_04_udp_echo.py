@@ -19,6 +19,8 @@ import pytest
 from harness import probes
 from harness.clients import UdpClient, free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
+from harness.netns import Lan, unavailable_reason
+from harness.pytest_plugin import slowdown
 
 CALLBACK = re.compile(r'^callback (\d+) from (\S+):(\d+) len (\d+) data "(.*)"(\.\.\.)?$')
 
@@ -32,9 +34,9 @@ def client(lab, port: int, *args: str, input: str | None = None, host: str = "12
     return lab.run("udp_echo_client", "--host", host, "--port", str(port), *args, input=input)
 
 
-def snmp(group: str, field: str) -> int:
-    """One counter of /proc/net/snmp (this network namespace), e.g. snmp("Icmp", "OutDestUnreachs")."""
-    rows = [line.split() for line in open("/proc/net/snmp") if line.startswith(group + ":")]
+def snmp(text: str, group: str, field: str) -> int:
+    """One counter from the text of /proc/net/snmp, e.g. snmp(text, "Icmp", "OutDestUnreachs")."""
+    rows = [line.split() for line in text.splitlines() if line.startswith(group + ":")]
     return int(rows[1][rows[0].index(field)])
 
 
@@ -173,11 +175,9 @@ def test_client_size_check_catches_a_changed_echo(lab):
 
 def test_no_server_unconnected_times_out_with_exit_1(lab):
     port = free_udp_port()
-    unreachable_before = snmp("Icmp", "OutDestUnreachs")
     started = time.monotonic()
     proc = client(lab, port, "--timeout-ms", "700", input="anyone?\n")
     waited = time.monotonic() - started
-    assert snmp("Icmp", "OutDestUnreachs") > unreachable_before, "the kernel did answer with ICMP port unreachable"
     assert proc.popen.returncode == 1, proc.report()
     assert proc.stderr.startswith(f"udp_echo_client: no echo within 700 ms from 127.0.0.1:{port}"), proc.report()
     assert "never told" in proc.stderr
@@ -193,13 +193,48 @@ def test_no_server_connected_reports_econnrefused(lab):
     assert first.endswith("[ECONNREFUSED]") and "udp_echo_client: hint: " in proc.stderr, proc.report()
 
 
+@pytest.mark.parametrize("mode", [[], ["--connect"]], ids=["unconnected", "connected"])
+def test_kernel_sends_icmp_port_unreachable_whether_or_not_the_client_hears(lab, steps, mode):
+    """In a network namespace of our own, so that /proc/net/snmp counts only this client's traffic."""
+    if (reason := unavailable_reason()):
+        pytest.skip(reason)
+    with Lan() as lan:
+        host = lan.host("h1")  # only loopback, and nothing listens on 8088 (the notes' port)
+        counters = lambda: host.run("cat", "/proc/net/snmp").stdout  # noqa: E731
+        before = counters()
+        with steps.step(f"udp_echo_client {' '.join(mode)} sends one line to 127.0.0.1:8088"):
+            proc = lan.start(host, "udp_echo_client", "--timeout-ms", "700", *mode, lab=lab)
+            proc.send_line("anyone?")
+            proc.close_stdin()
+            assert proc.wait_exit(10 * slowdown()) == 1, proc.report()
+        after = counters()
+    sent = snmp(after, "Icmp", "OutDestUnreachs") - snmp(before, "Icmp", "OutDestUnreachs")
+    heard = snmp(after, "Icmp", "InDestUnreachs") - snmp(before, "Icmp", "InDestUnreachs")
+    assert (sent, heard) == (1, 1), f"one ICMP port unreachable sent and received, got {sent} and {heard}"
+    if mode:
+        assert "Connection refused [ECONNREFUSED]" in proc.stderr, proc.report()
+    else:
+        assert "no echo within 700 ms" in proc.stderr, "the ICMP came back, yet the unconnected socket is not told"
+
+
+def wchan(pid: int) -> str:
+    """The kernel function a sleeping process waits in (/proc/PID/wchan)."""
+    with open(f"/proc/{pid}/wchan") as f:
+        return f.read()
+
+
 def test_timeout_zero_blocks_forever_like_the_notes(lab, steps):
     proc = lab.start("udp_echo_client", "--port", free_udp_port(), "--timeout-ms", "0")
     proc.send_line("anyone?")
-    with steps.step("after 2 s the client still sleeps in its receive, with nothing to wake it"):
+    with steps.step("the client goes to sleep in the kernel's datagram receive"):
+        deadline = time.monotonic() + 10 * slowdown()
+        while "wait_for_more_packets" not in wchan(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "wait_for_more_packets" in wchan(proc.pid), f"wchan {wchan(proc.pid)!r}\n{proc.report()}"
+    with steps.step("2 s later it still sleeps there, with nothing to wake it"):
         time.sleep(2)
         assert proc.popen.poll() is None, proc.report()
-        assert probes.state(proc.pid) == "S"
+        assert probes.state(proc.pid) == "S" and "wait_for_more_packets" in wchan(proc.pid), proc.report()
     with steps.step("only a signal ends it (SIGTERM: exit 0)"):
         proc.popen.send_signal(15)
         assert proc.wait_exit(5) == 0, proc.report()
