@@ -7,7 +7,9 @@ its own `python3 -m harness grade` process (one grading per Python process: LabP
 relies on it), with its own cgroup; every program runs with --port 0 and announces its port on
 the ready line, so parallel gradings never collide on ports. A submission that crashes, hangs
 or cannot be built still gets its row and JSON (score 0 and the reason); the batch goes on.
-Output: OUT/grades.csv (student, per-lab scores, total, max, counts, status) and OUT/<student>.json.
+Output: OUT/grades.csv (student, per-lab scores, total, max, counts, status, and the previous total
+and the change when OUT held an earlier batch: a regrade that drops a score is visible, catching
+nondeterminism) and OUT/<student>.json. A grading that failed never replaces an earlier good result.
 """
 from __future__ import annotations
 
@@ -47,9 +49,22 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def grade_one(sub_dir: Path, out_dir: Path, extra: list[str], timeout: float) -> Submission:
+def _load(path: Path) -> Submission | None:
+    try:
+        return Submission.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def grade_one(sub_dir: Path, out_dir: Path, extra: list[str], timeout: float) -> tuple[Submission, Submission | None]:
+    """Grade one submission; (the result, the previous result of an earlier batch into OUT, if any).
+
+    A grading that failed (the grader's fault, not the submission's) never replaces a good earlier
+    result: the earlier JSON stays and the failed one is kept beside it as <student>.failed.json."""
     student = sub_dir.name
-    json_path = out_dir / f"{student}.json"
+    final = out_dir / f"{student}.json"
+    previous = _load(final)
+    json_path = out_dir / f"{student}.new.json"
     gs_path = out_dir / "gradescope" / f"{student}.json"
     cmd = [PYTHON, "-m", "harness", "grade", str(sub_dir), "--student", student, "--json", str(json_path),
            "--gradescope", str(gs_path), "--quiet", "--color", "never", *extra]
@@ -63,16 +78,18 @@ def grade_one(sub_dir: Path, out_dir: Path, extra: list[str], timeout: float) ->
     except subprocess.TimeoutExpired as e:
         rc = None
         log = (e.output or b"").decode("utf-8", "replace") + f"\n(grading stopped after {timeout:g} s)"
-    if json_path.exists():
-        try:
-            return Submission.from_dict(json.loads(json_path.read_text()))
-        except (ValueError, TypeError):
-            pass
-    sub = Submission(student=student, source=str(sub_dir), build_ok=False,
-                     error=f"grading did not finish (status {rc}):\n" + "\n".join(log.splitlines()[-30:]))
-    reports.write_text(json_path, json.dumps(sub.to_dict(), indent=2))
-    reports.write_text(gs_path, json.dumps(reports.gradescope(sub), indent=2))
-    return sub
+    sub = _load(json_path) if json_path.exists() else None
+    if sub is None:
+        sub = Submission(student=student, source=str(sub_dir), build_ok=False,
+                         error=f"grading did not finish (status {rc}):\n" + "\n".join(log.splitlines()[-30:]))
+        reports.write_text(json_path, json.dumps(sub.to_dict(), indent=2))
+        reports.write_text(gs_path, json.dumps(reports.gradescope(sub), indent=2))
+    if sub.error and previous is not None and not previous.error:
+        json_path.replace(out_dir / f"{student}.failed.json")
+        previous.error = ""  # the kept result is the earlier good one
+        return previous, previous
+    json_path.replace(final)
+    return sub, previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,24 +111,27 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     tty = sys.stderr.isatty()
 
-    def one(d: Path) -> Submission:
-        sub = grade_one(d, args.out, extra, args.timeout)
+    def one(d: Path) -> tuple[Submission, Submission | None]:
+        sub, previous = grade_one(d, args.out, extra, args.timeout)
         with lock:
             done.append(sub)
             status = "ERROR" if sub.error else "BUILD FAILED" if not sub.build_ok else ""
             line = (f"[{len(done)}/{len(subs)}] {sub.student}: {sub.score:g}/{sub.max_score:g} {status}"
                     f"  ({time.monotonic() - t0:.0f}s)")
+            if previous is not None and previous.score != sub.score:
+                line += f"  (was {previous.score:g}: {'DROPPED' if sub.score < previous.score else 'rose'})"
             print(("\r\033[K" if tty else "") + line, file=sys.stderr, flush=True)
-        return sub
+        return sub, previous
 
     print(f"grading {len(subs)} submissions, {args.jobs} at a time, labs {','.join(lab_ids)}", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(one, subs))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(reports.csv_header(lab_ids))
-    for sub in results:
-        w.writerow(reports.csv_row(sub, lab_ids))
+    w.writerow(reports.csv_header(lab_ids) + ["previous", "change"])
+    for sub, previous in results:
+        change = "" if previous is None else f"{sub.score - previous.score:+g}"
+        w.writerow(reports.csv_row(sub, lab_ids) + ["" if previous is None else f"{previous.score:g}", change])
     reports.write_text(args.out / "grades.csv", buf.getvalue())
     print(f"wrote {args.out / 'grades.csv'} and {len(results)} JSON files in {time.monotonic() - t0:.0f}s",
           file=sys.stderr)
