@@ -1,4 +1,4 @@
-"""python3 -m harness COMMAND ...   (the instructors' grading tools; README section "Grading")
+"""python3 -m harness COMMAND ...   (the instructors' grading tools; see harness/README.md)
 
   grade SUBMISSION   grade one bin folder, build folder or source tree
   batch FOLDER       grade every submission in FOLDER in parallel (-j N): CSV + one JSON each
