@@ -197,7 +197,7 @@ sniff.bind(("lo", 0))
 def segments(timeout=0.0):
     # TCP segments seen on lo since the last call: (sport, dport, seq, ack, flags), received side only.
     got = []
-    while select.select([sniff], [], [], timeout)[0]:
+    while len(got) < 10000 and select.select([sniff], [], [], timeout)[0]:
         frame, addr = sniff.recvfrom(65535)
         timeout = 0.0
         if addr[2] == socket.PACKET_OUTGOING or frame[12:14] != b"\x08\x00" or frame[23] != 6: continue
