@@ -8,17 +8,17 @@
 //          socket is told. --timeout-ms 0 waits forever, as the notes' client does.
 // Simplifications: exit 1 at the first missing echo (no retries); unconnected, any sender's datagram
 //          counts as the echo (a connected socket accepts only its peer's).
-// See also: socket(7) SO_RCVTIMEO, udp(7), UNP 8.9 and 8.11 (connected UDP); udp_echo_server.cpp.
+// See also: socket(7) SO_RCVTIMEO, udp(7), UNP 8.9 and 8.11 (connected UDP); udp_echo_server.cpp; escape.hpp.
 #include <sys/socket.h>
 #include <sys/time.h>
 
 #include <array>
-#include <cstdio>
 #include <iostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "escape.hpp"
 #include "lab.hpp"
 
 namespace {
@@ -32,17 +32,6 @@ constexpr std::array options{
     lab::Option{"--size", "N", "send one datagram of N bytes (0..65507), check the echo is identical, exit"},
 };
 constexpr lab::Program program{"udp_echo_client", "Sends each stdin line to a UDP echo server and prints the echo.", options};
-
-// Datagram bytes as a C string literal, so binary data and newlines stay on one line.
-std::string escaped(std::string_view bytes) {
-    std::string out = "\"";
-    for (const unsigned char c : bytes) {
-        if (c == '"' || c == '\\') { out += '\\'; out += static_cast<char>(c); }
-        else if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
-        else { char esc[5]; std::snprintf(esc, sizeof esc, "\\x%02x", c); out += esc; }
-    }
-    return out + "\"";
-}
 
 // Send one datagram and wait for one back. Connected: send/recv, and the kernel reports a closed port.
 // Unconnected: sendto/recvfrom, and nothing reports it: the receive timeout is all we have.
