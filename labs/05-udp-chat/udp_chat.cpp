@@ -6,8 +6,8 @@
 // Observe: `ss -uanp` shows one UDP socket and `ls /proc/$(pgrep -n udp_chat)/task` two threads;
 //          `strace -f -e trace=network,poll,write ./udp_chat ...` shows the receiver parked in poll().
 // Simplifications: one peer fixed at start; a line is one datagram (lost ones stay lost); a datagram
-//          that is not UTF-8 (checked byte by byte, overlong forms pass) is shown as \x.. escapes; a
-//          receive error shows once stdin ends.
+//          that is not UTF-8 shows as \x.. escapes (only lead and continuation bytes are checked:
+//          overlong forms and surrogates pass); a receive error shows once stdin ends.
 // See also: eventfd(2), poll(2), shutdown(2), close(2) ("Multithreaded processes and close()");
 //          lab 04 (udp_echo); lab 08 (the TCP chat).
 #include <poll.h>
