@@ -12,7 +12,9 @@ from __future__ import annotations
 import signal
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 class StepTimeout(Exception):
@@ -58,3 +60,16 @@ def wall_clock_limit(seconds: float, steps: Steps) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def wait_for(what: str, predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Poll `predicate` until it returns something truthy and return that; after `timeout`
+    seconds fail with an AssertionError that names `what`. Tests wait on conditions, never sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for: {what}")
+        time.sleep(interval)

@@ -23,21 +23,10 @@ import pytest
 from harness import probes
 from harness.clients import TcpClient, free_tcp_port
 from harness.programs import program
+from harness.steps import wait_for
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
 
 RECV_LINE = re.compile(r'^recv (\d+) bytes from (\S+): "(.*)"$')
-
-
-def wait_for(what: str, predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for: {what}")
-        time.sleep(interval)
 
 
 def listener_row(port: int) -> probes.TcpSocket:

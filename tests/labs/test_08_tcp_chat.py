@@ -14,22 +14,12 @@ import pytest
 
 from harness import probes
 from harness.clients import TcpClient, free_tcp_port
+from harness.steps import wait_for
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
 
 pytestmark = pytest.mark.tsan
 
 QUIET = 1.0  # seconds of silence that show a program is waiting (it would answer within ms)
-
-
-def wait_for(what: str, predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for: {what}")
-        time.sleep(interval)
 
 
 def stays_silent(proc, seconds: float = QUIET) -> bool:
