@@ -103,11 +103,11 @@ def test_lines_interleave_both_ways(lab, steps):
 def test_one_socket_two_threads(lab):
     with UdpClient(bind_port=0) as peer:
         proc = chat(lab, peer.local_port)
+        wait_blocked_in(proc, "poll")  # the receiving thread, parked in poll(): everything is set up
         targets = probes.fd_targets(proc.pid)
         sockets = [t for t in targets if t.startswith("socket:")]
         assert len(sockets) == 1, f"expected one socket, /proc shows {sockets}\n{proc.report()}"
         assert targets.count("anon_inode:[eventfd]") == 1, f"and one eventfd: /proc shows {targets}"
-        wait_blocked_in(proc, "poll")  # the receiving thread, parked in poll()
         # ThreadSanitizer runs a background thread of its own.
         expected = 3 if TSAN else 2
         assert probes.thread_count(proc.pid) == expected, "the main thread sends, one thread receives\n" + proc.report()
