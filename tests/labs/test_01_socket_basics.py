@@ -19,6 +19,21 @@ BOUND = re.compile(r"^bound fd=(\d+) to \S+ host=(\S+) port=(\d+)", re.M)
 BEFORE = re.compile(r"^before bind: fd=(\d+) is at (\S+) ", re.M)
 
 
+def printed(proc, rx: re.Pattern[str], shape: str) -> re.Match[str]:
+    """The line of proc's output that matches rx, or a failure that shows the expected shape."""
+    m = rx.search(proc.stdout)
+    assert m, f"socket_info printed no line like '{shape}'\n{proc.report()}"
+    return m
+
+
+def bound_line(proc) -> re.Match[str]:
+    return printed(proc, BOUND, "bound fd=N to ADDRESS host=H port=P")
+
+
+def before_line(proc) -> re.Match[str]:
+    return printed(proc, BEFORE, "before bind: fd=N is at ADDRESS ...")
+
+
 def sockets_of(proc) -> list[tuple[int, str, str, int]]:
     return [(int(m[1]), m[2], m[3], int(m[4])) for m in map(LINE.match, proc.stdout.splitlines()) if m]
 
@@ -43,7 +58,7 @@ def test_fds_are_small_ints_the_kernel_lists_as_sockets(lab, steps):
         proc.expect("holding the sockets open")
     with steps.step("compare printed fds with /proc/PID/fd"):
         fds = [fd for fd, *_ in sockets_of(proc)]
-        bound_fd = int(BOUND.search(proc.stdout)[1])
+        bound_fd = int(bound_line(proc)[1])
         # The lowest free numbers, in order: 0-2 are stdin/stdout/stderr, so 3, 4, 5, 6, then 7.
         assert fds + [bound_fd] == list(range(fds[0], fds[0] + 5)), proc.report()
         below = [n for n in range(fds[0]) if not os.path.exists(f"/proc/{proc.pid}/fd/{n}")]
@@ -61,7 +76,7 @@ def test_port_zero_binds_an_ephemeral_port_that_is_really_bound(lab, steps):
     with steps.step("start socket_info --hold (port 0)"):
         proc = lab.start("socket_info", "--hold")
         proc.expect("holding the sockets open")
-    m = BOUND.search(proc.stdout)
+    m = bound_line(proc)
     fd, host, port = int(m[1]), m[2], int(m[3])
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     assert host == "127.0.0.1"
@@ -84,7 +99,7 @@ def test_new_sockets_have_no_address_and_no_connection(lab, steps):
         proc = lab.start("socket_info", "--hold")
         proc.expect("holding the sockets open")
     with steps.step("getsockname() before bind() says 0.0.0.0:0: no address, no port"):
-        assert BEFORE.search(proc.stdout)[2] == "0.0.0.0:0", proc.report()
+        assert before_line(proc)[2] == "0.0.0.0:0", proc.report()
     with steps.step("/proc/net/{tcp,tcp6,udp,udp6} list only the bound socket, none of the four new ones"):
         def inode(fd: int) -> int:
             return int(os.readlink(f"/proc/{proc.pid}/fd/{fd}")[8:-1])
@@ -93,7 +108,7 @@ def test_new_sockets_have_no_address_and_no_connection(lab, steps):
             listed |= {int(line.split()[9]) for line in open(f"/proc/net/{table}").read().splitlines()[1:]}
         new = {fd: inode(fd) for fd, domain, *_ in sockets_of(proc) if domain != "AF_UNIX"}
         assert [fd for fd, ino in new.items() if ino in listed] == [], "a socket() made an address or a connection"
-        assert inode(int(BOUND.search(proc.stdout)[1])) in listed, "control: the bound UDP socket is listed"
+        assert inode(int(bound_line(proc)[1])) in listed, "control: the bound UDP socket is listed"
 
 
 def test_notes_print_statement_is_python_2_only():
@@ -106,8 +121,8 @@ def test_notes_print_statement_is_python_2_only():
 def test_ipv6_host(lab):
     proc = lab.run("socket_info", "--host", "::1")
     assert proc.popen.returncode == 0, proc.report()
-    assert BEFORE.search(proc.stdout)[2] == "[::]:0", "an AF_INET6 socket, not yet bound\n" + proc.report()
-    assert BOUND.search(proc.stdout)[2] == "::1"
+    assert before_line(proc)[2] == "[::]:0", "an AF_INET6 socket, not yet bound\n" + proc.report()
+    assert bound_line(proc)[2] == "::1"
 
 
 def test_cli_contract(lab):
