@@ -234,3 +234,25 @@ def listen_overflows() -> int:
         if head.startswith("TcpExt:"):
             return int(dict(zip(head.split()[1:], values.split()[1:]))["ListenOverflows"])
     return 0
+
+
+def wchans(pid: int) -> list[str]:
+    """For each thread of pid, the kernel function it sleeps in (/proc/PID/task/TID/wchan):
+    e.g. 'wait_for_more_packets' for a blocking datagram receive, 'do_sys_poll' for poll()."""
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError as e:
+        raise ProcessLookupError(pid) from e
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                out.append(f.read())
+        except OSError:
+            continue
+    return out
+
+
+def blocked_in(pid: int, kernel_function: str) -> bool:
+    """True if some thread of pid sleeps in a kernel function whose name contains `kernel_function`."""
+    return any(kernel_function in name for name in wchans(pid))

@@ -217,24 +217,18 @@ def test_kernel_sends_icmp_port_unreachable_whether_or_not_the_client_hears(lab,
         assert "no echo within 700 ms" in proc.stderr, "the ICMP came back, yet the unconnected socket is not told"
 
 
-def wchan(pid: int) -> str:
-    """The kernel function a sleeping process waits in (/proc/PID/wchan)."""
-    with open(f"/proc/{pid}/wchan") as f:
-        return f.read()
-
-
 def test_timeout_zero_blocks_forever_like_the_notes(lab, steps):
     proc = lab.start("udp_echo_client", "--port", free_udp_port(), "--timeout-ms", "0")
     proc.send_line("anyone?")
     with steps.step("the client goes to sleep in the kernel's datagram receive"):
         deadline = time.monotonic() + 10 * slowdown()
-        while "wait_for_more_packets" not in wchan(proc.pid) and time.monotonic() < deadline:
+        while not probes.blocked_in(proc.pid, "wait_for_more_packets") and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert "wait_for_more_packets" in wchan(proc.pid), f"wchan {wchan(proc.pid)!r}\n{proc.report()}"
+        assert probes.blocked_in(proc.pid, "wait_for_more_packets"), f"wchan {probes.wchans(proc.pid)}\n{proc.report()}"
     with steps.step("2 s later it still sleeps there, with nothing to wake it"):
         time.sleep(2)
         assert proc.popen.poll() is None, proc.report()
-        assert probes.state(proc.pid) == "S" and "wait_for_more_packets" in wchan(proc.pid), proc.report()
+        assert probes.state(proc.pid) == "S" and probes.blocked_in(proc.pid, "wait_for_more_packets"), proc.report()
     with steps.step("only a signal ends it (SIGTERM: exit 0)"):
         proc.popen.send_signal(15)
         assert proc.wait_exit(5) == 0, proc.report()

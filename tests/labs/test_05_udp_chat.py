@@ -56,13 +56,7 @@ def wait_blocked_in(proc, kernel_function: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout * slowdown()
     seen: list[str] = []
     while time.monotonic() < deadline:
-        seen = []
-        for tid in os.listdir(f"/proc/{proc.pid}/task"):
-            try:
-                with open(f"/proc/{proc.pid}/task/{tid}/wchan") as f:
-                    seen.append(f.read())
-            except OSError:
-                continue
+        seen = probes.wchans(proc.pid)
         if any(kernel_function in name for name in seen):
             return
         time.sleep(0.02)
