@@ -48,7 +48,9 @@ void orderly_close(Connection& c, bool client_first) {
     step(c, b + " retransmits its FIN, " + a + " ACKs again: only " + a + " stays in TIME_WAIT", retransmission);
 }
 
+// Both close before either FIN is ACKed: hold the server's FIN back so the client's FIN overtakes it.
 void simultaneous_close(Connection& c) {
+    // BEGIN SOLUTION: hold back the server's FIN; close the server, then the client; release the FIN (a step() after each)
     probe::hold(c.server.local, "tcp flags & fin == fin");
     c.server.fd.reset();
     step(c, "server close(): its FIN is held back on its way");
@@ -56,6 +58,9 @@ void simultaneous_close(Connection& c) {
     step(c, "client close(): FIN arrives at a server waiting for its own FIN's ACK");
     probe::release();
     step(c, "the server's FIN gets through: both closed actively, both wait", retransmission);
+    // STUB (void)c;
+    // STUB throw std::runtime_error("simultaneous_close is not written yet");
+    // END SOLUTION
 }
 
 void unread_data_reset(Connection& c) {
@@ -70,7 +75,10 @@ void unread_data_reset(Connection& c) {
 }
 
 void half_close(Connection& c) {
+    // BEGIN SOLUTION: close only the client's sending direction: its FIN goes, its socket can still receive
     lab::check(::shutdown(c.client.fd.get(), SHUT_WR), "shutdown(SHUT_WR)");
+    // STUB throw std::runtime_error("half_close: the client's half-close is not written yet");
+    // END SOLUTION
     step(c, "client shutdown(SHUT_WR): FIN sent, the client can still receive");
     std::array<char, 64> buf{};
     lab::say("server recv() -> ", lab::check(::recv(c.server.fd.get(), buf.data(), buf.size(), 0), "recv"), " (end of the client's data)");
@@ -97,8 +105,10 @@ void syn_sent(Connection& c) {
 }
 
 void syn_recv(Connection& c) {
+    // BEGIN SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: its end stays half-open until data arrives
     const int seconds = 5;  // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
     lab::check(::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds), "setsockopt(TCP_DEFER_ACCEPT)");
+    // END SOLUTION
     probe::connect_client(c, true);
     step(c, "connect() returns; TCP_DEFER_ACCEPT: the server keeps its end until data");
     lab::write_all(c.client.fd.get(), "hello");

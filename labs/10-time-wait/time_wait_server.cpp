@@ -47,8 +47,11 @@ int main(int argc, char** argv) {
         // The options count only if set before bind(). SO_REUSEADDR is also copied to every accepted
         // socket, and Linux lets a new bind pass a TIME_WAIT entry only if both sockets had it set.
         lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
+        // BEGIN SOLUTION: with enable(), set SO_REUSEADDR if --reuseaddr and SO_REUSEPORT if --reuseport
         if (args.flag("--reuseaddr")) enable(listener.get(), SO_REUSEADDR, "SO_REUSEADDR");
         if (args.flag("--reuseport")) enable(listener.get(), SO_REUSEPORT, "SO_REUSEPORT");
+        // STUB (void)enable;
+        // END SOLUTION
         lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
         lab::check(::listen(listener.get(), 5), "listen");
         lab::announce_ready(listener.get());
@@ -61,13 +64,16 @@ int main(int argc, char** argv) {
         const ssize_t n = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv");
         lab::write_all(conn.get(), "served: " + std::string(buf.data(), static_cast<std::size_t>(n)));
 
+        const std::string me = lab::to_string(lab::local_address(conn.get()));  // for the last line
+
         // Who sends the first FIN decides who waits in TIME_WAIT: the active closer, for 60 s on Linux.
+        // BEGIN SOLUTION: --client-closes-first: recv() until it returns 0 (the client's FIN) and say so; then close conn
         if (client_first) {
             while (lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv") > 0) {}
             lab::say("the client closed first (recv returned 0): TIME_WAIT will be on its side");
         }
-        const std::string me = lab::to_string(lab::local_address(conn.get()));
         conn.reset();
+        // END SOLUTION
         lab::say(client_first ? "closed " + me + " as the passive closer: no TIME_WAIT here"
                               : "closed first: " + me + " now waits in TIME_WAIT for 60 s");
         // Closing the listener frees the port at once; only the connection's TIME_WAIT can remain.
