@@ -16,7 +16,8 @@ import sys
 
 import pytest
 
-from harness.clients import TcpClient
+from harness.clients import ClientTimeout, TcpClient
+from harness.pytest_plugin import slowdown
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.probes import tcp_sockets
 from harness.programs import program
@@ -32,6 +33,14 @@ def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.
         client_port = client.local_port
         if not client_first:
             assert client.recv_until_eof() == b"", "the server should close first: the client reads EOF"
+        else:
+            # The server must wait for our FIN: for a while no EOF may come, or it closed first.
+            try:
+                early = client.recv_some(timeout=0.5 * slowdown())
+            except ClientTimeout:
+                early = None
+            assert early is None, (f"with --client-closes-first the server must wait for the client's FIN, but it "
+                                   f"{'closed first (EOF)' if early == b'' else f'sent {early!r}'}\n{server.report()}")
     assert server.wait_exit(10) == 0, server.report()
     return server.ready.port, client_port
 
