@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 from harness.contract import assert_cli_contract, assert_help_and_usage, assert_port_taken_fails, occupy_udp
+from harness.process import LabProcess
+from harness.programs import program
 from harness.netns import Lan, namespaces_of_this_process, unavailable_reason
 from harness.pytest_plugin import slowdown
 
@@ -104,11 +109,22 @@ def test_so_broadcast_needs_no_privilege(lab):
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
-    listening = receiver(lab, 0)
-    sender = lab.run("broadcast_sender", "--port", str(listening.ready.port), "--message", "from nobody",
-                     preexec=become_nobody)
-    assert sender.popen.returncode == 0, sender.report()
-    assert wait_for(listening, 1) == [("127.0.0.1", LOOPBACK_BROADCAST, "from nobody")]
+    # nobody must be able to reach the program: the build may sit below a folder only its owner can
+    # enter (a `mktemp -d` checkout, pytest's tmp_path), so run a copy from a folder anyone can read.
+    reachable = Path(tempfile.mkdtemp(prefix="socklab-nobody-"))
+    try:
+        os.chmod(reachable, 0o755)
+        copy = reachable / "broadcast_sender"
+        shutil.copy2(program("broadcast_sender"), copy)
+        listening = receiver(lab, 0)
+        sender = LabProcess([copy, "--port", str(listening.ready.port), "--message", "from nobody"],
+                            preexec=become_nobody)
+        lab.started.append(sender)
+        sender.close_stdin()
+        assert sender.wait_exit(10 * slowdown()) == 0, sender.report()
+        assert wait_for(listening, 1) == [("127.0.0.1", LOOPBACK_BROADCAST, "from nobody")]
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)
 
 
 def test_unicast_reaches_only_one_of_the_receivers_sharing_a_port(lab):
