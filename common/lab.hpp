@@ -143,6 +143,22 @@ template <class... Parts> void say(const Parts&... parts) {
     std::cout << line.str() << std::flush;
 }
 
+// Bytes as a C string literal: printable ASCII as is, \" \\ \n \t \r, any other byte as \xHH. Binary
+// data stays on one line and nothing is hidden (lab 02 shows datagrams this way, lab 07 the stream).
+inline std::string quoted(std::string_view bytes) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (const unsigned char c : bytes) {
+        if (c == '"' || c == '\\') { out += '\\'; out += static_cast<char>(c); }
+        else if (c == '\n') out += "\\n";
+        else if (c == '\t') out += "\\t";
+        else if (c == '\r') out += "\\r";
+        else if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
+        else { out += "\\x"; out += hex[c >> 4]; out += hex[c & 15]; }
+    }
+    return out + "\"";
+}
+
 // SIGINT and SIGTERM end the program with status 0. _exit() is async-signal-safe, and the
 // kernel closes every fd of an exiting process, which sends each peer its FIN.
 inline void exit_on_signals() {

@@ -28,20 +28,6 @@ constexpr std::array options{
 };
 constexpr lab::Program program{"udp_recv", "Receives UDP datagrams and prints each one byte-exactly.", options};
 
-// Bytes as a C string literal: printable ASCII as is, everything else escaped, so nothing is hidden.
-std::string escaped(std::string_view bytes) {
-    std::string out = "\"";
-    for (const unsigned char c : bytes) {
-        if (c == '"' || c == '\\') { out += '\\'; out += static_cast<char>(c); }
-        else if (c == '\n') out += "\\n";
-        else if (c == '\t') out += "\\t";
-        else if (c == '\r') out += "\\r";
-        else if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
-        else { char hex[5]; std::snprintf(hex, sizeof hex, "\\x%02x", c); out += hex; }
-    }
-    return out + "\"";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,12 +60,11 @@ int main(int argc, char** argv) {
             const bool truncated = msg.msg_flags & MSG_TRUNC;
 
             lab::say("datagram ", i, " from ", lab::to_string(from), " len ", got, " real ", real,
-                     " trunc ", truncated ? 1 : 0, " data ", escaped({buf.data(), got}));
+                     " trunc ", truncated ? 1 : 0, " data ", lab::quoted({buf.data(), got}));
             if (truncated)
                 lab::say("  TRUNCATED: the buffer holds ", buf.size(), " bytes; the other ", real - got,
                          " bytes of this datagram are lost for good");
-            // STUB (void)escaped;
-            // STUB throw std::runtime_error("receiving is not written yet");
+                        // STUB throw std::runtime_error("receiving is not written yet");
             // END SOLUTION
         }
         return 0;

@@ -8,7 +8,7 @@
 //          socket is told. --timeout-ms 0 waits forever, as the notes' client does.
 // Simplifications: exit 1 at the first missing echo (no retries); unconnected, any sender's datagram
 //          counts as the echo (a connected socket accepts only its peer's).
-// See also: socket(7) SO_RCVTIMEO, udp(7), UNP 8.9 and 8.11 (connected UDP); udp_echo_server.cpp; escape.hpp.
+// See also: socket(7) SO_RCVTIMEO, udp(7), UNP 8.9 and 8.11 (connected UDP); udp_echo_server.cpp.
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -18,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "escape.hpp"
 #include "lab.hpp"
 
 namespace {
@@ -90,7 +89,7 @@ int main(int argc, char** argv) {
 
         // Otherwise one datagram per stdin line, until EOF.
         for (std::string line; std::getline(std::cin, line);)
-            lab::say("echo ", escaped(round_trip(s, server, connected, line, timeout_ms)));
+            lab::say("echo ", lab::quoted(round_trip(s, server, connected, line, timeout_ms)));
         return 0;
     });
 }

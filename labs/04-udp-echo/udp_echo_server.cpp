@@ -5,14 +5,13 @@
 // Observe: each datagram gives one `callback N from HOST:PORT len L data "..."` line; two clients show
 //          two source ports. `ss -uanp 'sport = :8088'` shows one socket serving every client.
 // Simplifications: one datagram at a time, in arrival order; the log shows at most 64 bytes of each.
-// See also: recvfrom(2), sendto(2), udp(7); udp_echo_client.cpp; escape.hpp; UNP 8.3-8.4 (dg_echo).
+// See also: recvfrom(2), sendto(2), udp(7); udp_echo_client.cpp; UNP 8.3-8.4 (dg_echo).
 #include <sys/socket.h>
 
 #include <array>
 #include <string>
 #include <vector>
 
-#include "escape.hpp"
 #include "lab.hpp"
 
 namespace {
@@ -27,9 +26,9 @@ constexpr std::array options{
 };
 constexpr lab::Program program{"udp_echo_server", "Sends every UDP datagram back to its sender, and logs it.", options};
 
-// The first bytes of a datagram, escaped (escape.hpp), with "..." when there are more.
+// The first bytes of a datagram, escaped (lab::quoted), with "..." when there are more.
 std::string preview(std::string_view bytes) {
-    return bytes.size() > shown_bytes ? escaped(bytes.substr(0, shown_bytes)) + "..." : escaped(bytes);
+    return bytes.size() > shown_bytes ? lab::quoted(bytes.substr(0, shown_bytes)) + "..." : lab::quoted(bytes);
 }
 
 }  // namespace

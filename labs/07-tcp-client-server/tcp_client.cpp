@@ -16,7 +16,6 @@
 #include <string>
 
 #include "lab.hpp"
-#include "quoted.hpp"
 
 namespace {
 
@@ -64,7 +63,7 @@ void read_reply(int fd) {
         const ssize_t n = lab::check(::recv(fd, buf.data(), buf.size(), 0), "recv");
         if (n == 0) throw std::runtime_error("the server closed the connection before its reply ended (recv returned 0)");
         const std::string_view got(buf.data(), static_cast<std::size_t>(n));
-        lab::say("recv ", n, " bytes: ", quoted(got.size() > 200 ? got.substr(0, 200) : got), got.size() > 200 ? " ..." : "");
+        lab::say("recv ", n, " bytes: ", lab::quoted(got.size() > 200 ? got.substr(0, 200) : got), got.size() > 200 ? " ..." : "");
         done = got.find('\n') != std::string_view::npos;
     }
 }

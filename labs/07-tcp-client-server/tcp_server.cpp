@@ -18,7 +18,6 @@
 #include <system_error>
 
 #include "lab.hpp"
-#include "quoted.hpp"
 
 namespace {
 
@@ -43,7 +42,7 @@ void serve(const lab::Fd& conn, const std::string& who) {
         const ssize_t n = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv from " + who);
         if (n == 0) { lab::say("client ", who, " closed its side (recv returned 0): closing ours"); return; }
         const std::string_view data(buf.data(), static_cast<std::size_t>(n));
-        lab::say("recv ", n, " bytes from ", who, ": ", quoted(data));
+        lab::say("recv ", n, " bytes from ", who, ": ", lab::quoted(data));
         // One reply built whole, then sent with a loop: send() may take only part of it.
         lab::write_all(conn.get(), std::string(ack) + std::string(data));
     }

@@ -108,7 +108,7 @@ def test_log_shows_binary_escaped_and_long_datagrams_cut(server):
         c.send_to(b"z" * 100, server.ready.address)
         c.recv()
     first, second = server.expect(CALLBACK), server.expect(CALLBACK)
-    assert first[5] == r'a\x00\"\x0a' and first[6] is None
+    assert first[5] == r'a\x00\"\n' and first[6] is None
     assert (second[4], second[5], second[6]) == ("100", "z" * 64, "...")
 
 

@@ -200,6 +200,12 @@ TEST_CASE("write_all to a closed peer throws EPIPE and never raises SIGPIPE") {
     CHECK_FALSE(sigpipe_pending());  // had SIGPIPE been raised with the default action, we would be dead
 }
 
+TEST_CASE("quoted shows any bytes as a one-line C string literal") {
+    CHECK(lab::quoted("hello") == "\"hello\"");
+    CHECK(lab::quoted(std::string_view("a\0\"\\\n\t\r\x7f\xff", 9)) == R"("a\x00\"\\\n\t\r\x7f\xff")");
+    CHECK(lab::quoted("") == "\"\"");
+}
+
 TEST_CASE("parse_port accepts 0..65535 and names the option in its error") {
     CHECK(lab::parse_port("8088") == 8088);
     CHECK(lab::parse_port("0") == 0);
