@@ -102,6 +102,11 @@ class LabProcess:
                 f"  stderr:\n{_tail(self.stderr)}")
 
     def _fail(self, what: str) -> HarnessError:
+        if self.popen.poll() is not None:
+            # It has ended: let the reader threads drain what it wrote last (stderr is read
+            # separately from stdout, so its final lines can still be in the pipe).
+            for t in self._readers:
+                t.join(timeout=1)
         return HarnessError(f"{what}\n{self.report()}")
 
     # ---- reading lines ----
