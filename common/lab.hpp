@@ -1,9 +1,8 @@
-// lab.hpp: the one shared header of socklab.
-// What every lab program needs and no lab is about: error checks that keep the failing call's
-// name, one error-message format with hints, exit codes, an fd owner, a write-all that survives
-// short writes, option parsing, address formatting and the ready line. The system calls a lab
-// teaches stay raw in the lab, wrapped only by check().
-// Contract: README.md "The contract for your own programs". Tests: tests/unit/test_lab.cpp.
+// lab.hpp: the one shared header of socklab: error checks that keep the failing call's name, one
+// error-message format with hints, exit codes, an fd owner, a write-all that survives short writes,
+// option parsing, address formatting and the ready line. The calls a lab teaches stay raw in the
+// lab, wrapped only by check(). Contract: README.md "The contract for your own programs".
+// Tests: tests/unit/test_lab.cpp.
 #pragma once
 #include <netdb.h>
 #include <poll.h>
@@ -36,21 +35,19 @@ template <class T> T check(T rc, std::string_view what) {
     if (rc == T(-1)) { const int err = errno; throw std::system_error(err, std::system_category(), std::string(what)); }
     return rc;
 }
-
 // getaddrinfo()/getnameinfo() report through their return value, not errno.
 inline const std::error_category& gai_category() {
     struct category : std::error_category {
         const char* name() const noexcept override { return "getaddrinfo"; }
         std::string message(int code) const override { return ::gai_strerror(code); }
     };
-    static const category instance;  // error categories are compared by address: one instance
+    static const category instance;  // categories are compared by address: exactly one instance
     return instance;
 }
 inline void check_gai(int rc, std::string_view what) {
     if (rc == EAI_SYSTEM) check(-1, what);
     if (rc != 0) throw std::system_error(rc, gai_category(), std::string(what));
 }
-
 // pthread-style calls return the error number instead of setting errno.
 inline void check_en(int rc, std::string_view what) {
     if (rc != 0) throw std::system_error(rc, std::system_category(), std::string(what));
@@ -70,18 +67,16 @@ inline std::string_view hint_for(int err, std::string_view what) {
     default: return {};
     }
 }
-
 // "prog: what: strerror [ENAME]" and, where a classic mistake applies, "prog: hint: ...".
 inline std::string error_message(std::string_view prog, const std::exception& e) {
     std::string line = std::string(prog) + ": " + e.what();
     const auto* se = dynamic_cast<const std::system_error*>(&e);
     if (!se) return line;
     const int code = se->code().value();
-    const bool gai = se->code().category() == gai_category();
-    const char* name = gai ? nullptr : ::strerrorname_np(code);
-    line += gai ? " [EAI " + std::to_string(code) + "]" : " [" + std::string(name ? name : "E?") + "]";
-    if (auto hint = gai ? std::string_view{} : hint_for(code, e.what()); !hint.empty())
-        line += "\n" + std::string(prog) + ": hint: " + std::string(hint);
+    if (se->code().category() == gai_category()) return line + " [EAI " + std::to_string(code) + "]";
+    const char* name = ::strerrorname_np(code);
+    line += " [" + std::string(name ? name : "E?") + "]";
+    if (const auto hint = hint_for(code, e.what()); !hint.empty()) line += "\n" + std::string(prog) + ": hint: " + std::string(hint);
     return line;
 }
 
@@ -90,14 +85,13 @@ class Fd {
 public:
     Fd() = default;
     explicit Fd(int fd) noexcept : fd_(fd) {}
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Fd& operator=(Fd&& other) noexcept { if (this != &other) reset(std::exchange(other.fd_, -1)); return *this; }
-    Fd(const Fd&) = delete;
+    Fd(Fd&& other) noexcept : fd_(other.release()) {}
+    Fd& operator=(Fd&& other) noexcept { if (this != &other) reset(other.release()); return *this; }
     ~Fd() { reset(); }
     int get() const noexcept { return fd_; }
     int release() noexcept { return std::exchange(fd_, -1); }
-    void reset(int fd = -1) noexcept {
-        if (fd_ >= 0) { const int saved = errno; ::close(fd_); errno = saved; }  // Linux frees the fd even on EINTR
+    void reset(int fd = -1) noexcept {  // Linux frees the fd even when close() says EINTR: never retry
+        if (fd_ >= 0) { const int saved = errno; ::close(fd_); errno = saved; }
         fd_ = fd;
     }
     explicit operator bool() const noexcept { return fd_ >= 0; }
@@ -105,7 +99,8 @@ private:
     int fd_ = -1;
 };
 
-// write() on a pipe with SIGPIPE blocked for this thread, and a SIGPIPE we caused taken back.
+// write() to a non-socket (a pipe) with SIGPIPE blocked for this thread; a SIGPIPE we caused is
+// taken back before unblocking, one that was already pending is left alone.
 inline ssize_t write_without_sigpipe(int fd, std::span<const std::byte> data) {
     sigset_t pipe_only, old, pending;
     sigemptyset(&pipe_only); sigaddset(&pipe_only, SIGPIPE);
@@ -114,13 +109,11 @@ inline ssize_t write_without_sigpipe(int fd, std::span<const std::byte> data) {
     const bool was_pending = sigismember(&pending, SIGPIPE);
     const ssize_t n = ::write(fd, data.data(), data.size());
     const int err = errno;
-    const timespec zero{};
-    if (n < 0 && err == EPIPE && !was_pending) sigtimedwait(&pipe_only, nullptr, &zero);
+    if (const timespec zero{}; n < 0 && err == EPIPE && !was_pending) sigtimedwait(&pipe_only, nullptr, &zero);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     errno = err;
     return n;
 }
-
 // Send every byte however many calls it takes (send may write less than asked: see writen in
 // UNP 3.9). Retries EINTR, waits in poll() when a non-blocking fd is full, never raises SIGPIPE.
 inline void write_all(int fd, std::span<const std::byte> data) {
@@ -142,19 +135,15 @@ template <class... Parts> void say(const Parts&... parts) {
     (line << ... << parts) << '\n';
     std::cout << line.str() << std::flush;
 }
-
-// Bytes as a C string literal: printable ASCII as is, \" \\ \n \t \r, any other byte as \xHH. Binary
-// data stays on one line and nothing is hidden (lab 02 shows datagrams this way, lab 07 the stream).
+// Bytes as a C string literal: printable ASCII as is, \" \\ \n \t \r, any other byte as \xHH, so
+// binary data stays on one line and nothing is hidden (lab 02 shows datagrams so, lab 07 a stream).
 inline std::string quoted(std::string_view bytes) {
-    static constexpr char hex[] = "0123456789abcdef";
     std::string out = "\"";
     for (const unsigned char c : bytes) {
-        if (c == '"' || c == '\\') { out += '\\'; out += static_cast<char>(c); }
-        else if (c == '\n') out += "\\n";
-        else if (c == '\t') out += "\\t";
-        else if (c == '\r') out += "\\r";
+        if (c == '"' || c == '\\') out += {'\\', static_cast<char>(c)};
+        else if (const char* esc = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : nullptr) out += esc;
         else if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
-        else { out += "\\x"; out += hex[c >> 4]; out += hex[c & 15]; }
+        else out += {'\\', 'x', "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]};
     }
     return out + "\"";
 }
@@ -190,22 +179,20 @@ struct Address {
     const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
     int family() const noexcept { return storage.ss_family; }
 };
-
 // HOST (numeric, or a name) and PORT for a socket of `socktype`: the first answer of getaddrinfo.
 inline Address resolve(const std::string& host, std::uint16_t port, int socktype) {
     addrinfo hints{};
+    hints.ai_flags = AI_NUMERICSERV;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = socktype;
-    hints.ai_flags = AI_NUMERICSERV;
     addrinfo* list = nullptr;
     check_gai(::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list), "getaddrinfo " + host);
     Address a;
-    std::memcpy(&a.storage, list->ai_addr, list->ai_addrlen);
     a.len = list->ai_addrlen;
+    std::memcpy(&a.storage, list->ai_addr, a.len);
     ::freeaddrinfo(list);
     return a;
 }
-
 // Numeric host and port of an address: {"::1", 8088}.
 inline std::pair<std::string, std::uint16_t> host_port(const Address& a) {
     std::array<char, NI_MAXHOST> host{};
@@ -236,15 +223,16 @@ inline void announce_ready(int fd) {
 struct Option { std::string_view name, arg, help; };
 struct Program { std::string_view name, summary; std::span<const Option> options; };
 
+// The command line, checked against the program's options; the last occurrence of one wins.
 class Args {
 public:
     Args(const Program& program, int argc, char** argv) {
         for (int i = 1; i < argc; ++i) {
             const std::string_view word = argv[i];
             if (word == "--help") { help_ = true; continue; }
-            const Option* opt = find(program, word);
-            if (!opt) throw usage_error(word.starts_with("-") ? "unknown option '" + std::string(word) + "'"
-                                                              : "unexpected argument '" + std::string(word) + "'");
+            const Option* opt = nullptr;
+            for (const Option& o : program.options) if (o.name == word) opt = &o;
+            if (!opt) throw usage_error((word.starts_with("-") ? "unknown option '" : "unexpected argument '") + std::string(word) + "'");
             if (!opt->arg.empty() && i + 1 == argc) throw usage_error(std::string(word) + " needs a value");
             given_.emplace_back(opt->name, opt->arg.empty() ? std::string_view{} : std::string_view(argv[++i]));
         }
@@ -252,17 +240,13 @@ public:
     bool help() const { return help_; }
     bool flag(std::string_view name) const { return value(name).has_value(); }
     std::optional<std::string_view> value(std::string_view name) const {
-        std::optional<std::string_view> last;  // the last occurrence wins, as in most tools
+        std::optional<std::string_view> last;
         for (const auto& [n, v] : given_) if (n == name) last = v;
         return last;
     }
     std::string get(std::string_view name, std::string_view fallback) const { return std::string(value(name).value_or(fallback)); }
     std::uint16_t port(std::uint16_t fallback) const { auto v = value("--port"); return v ? parse_port(*v) : fallback; }
 private:
-    static const Option* find(const Program& p, std::string_view word) {
-        for (const Option& o : p.options) if (o.name == word) return &o;
-        return nullptr;
-    }
     std::vector<std::pair<std::string_view, std::string_view>> given_;
     bool help_ = false;
 };
@@ -270,7 +254,7 @@ private:
 inline void print_usage(std::ostream& out, const Program& p) {
     out << "usage: " << p.name << " [options]\n" << p.summary << "\noptions:\n";
     for (const Option& o : p.options) {
-        std::string head = std::string(o.name) + (o.arg.empty() ? "" : " " + std::string(o.arg));
+        const std::string head = std::string(o.name) + (o.arg.empty() ? "" : " " + std::string(o.arg));
         out << "  " << head << std::string(head.size() < 22 ? 22 - head.size() : 1, ' ') << o.help << '\n';
     }
     out << "  --help                print this text and exit\n" << std::flush;
