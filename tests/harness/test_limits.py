@@ -23,8 +23,9 @@ SCRIPTS = {
     # Forks until the process limit stops it.
     "forkbomb": {"udp_recv": "bomb() { bomb | bomb & }\nbomb\necho 'READY udp 127.0.0.1 9'\nwhile :; do sleep 1; done",
                  "udp_send": "bomb() { bomb | bomb & }\nbomb\nsleep 30"},
-    # Crashes (SIGSEGV) right after its ready line.
-    "crash": {"udp_recv": "echo 'READY udp 127.0.0.1 9'\nkill -SEGV $$",
+    # Crashes (SIGSEGV) right after its ready line. It ignores SIGTERM, so the SIGTERM a test sends once
+    # it sees the ready line cannot end it first (under load it sometimes did: "died from SIGTERM").
+    "crash": {"udp_recv": "trap '' TERM INT\necho 'READY udp 127.0.0.1 9'\nkill -SEGV $$",
               "udp_send": "kill -SEGV $$"},
     # Burns a core and never answers.
     "spin": {"udp_recv": "while :; do :; done", "udp_send": "while :; do :; done"},
