@@ -7,16 +7,18 @@
 //          `strace -f -e trace=network,poll,write ./udp_chat ...` shows the receiver parked in poll().
 // Simplifications: one peer fixed at start; a line is one datagram (lost ones stay lost); a datagram
 //          that is not UTF-8 shows as \x.. escapes (only lead and continuation bytes are checked:
-//          overlong forms and surrogates pass); a receive error shows once stdin ends.
+//          overlong forms and surrogates pass); a receive error ends the program at once.
 // See also: eventfd(2), poll(2), shutdown(2), close(2) ("Multithreaded processes and close()");
 //          lab 04 (udp_echo); lab 08 (the TCP chat).
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -153,13 +155,22 @@ int main(int argc, char** argv) {
         // Two threads share the socket: a recvfrom() blocked in one does not hold up a sendto() in
         // the other, and each call takes or gives one whole datagram. Both print through lab::say,
         // which hands each line to std::cout in one insertion, so lines never mix.
-        // The receiver keeps its error for main: an exception escaping a std::thread calls std::terminate.
+        // A receive error ends the program at once (exit 1): an exception escaping a std::thread
+        // would call std::terminate, and nothing could wake the main thread out of getline().
         std::atomic<bool> done{false};
-        std::exception_ptr receive_error, send_error;
+        std::exception_ptr send_error;
         std::thread receiver([&] {
             try { receive_lines(sock.get(), stop.get(), wake, done); }
-            catch (...) { receive_error = std::current_exception(); }
+            catch (const std::exception& e) { std::cerr << lab::error_message(program.name, e) << std::endl; std::_Exit(1); }
         });
+        // A process-directed signal goes to any one thread that does not block it. With SIGINT and
+        // SIGTERM blocked here (after the receiver inherited the open mask), they go to the receiver,
+        // parked in poll(), whose handler exits at once. The main thread then never sees EINTR in
+        // getline(), which reports it as the end of input (and ThreadSanitizer, which runs a handler
+        // at its next interception point, would run it halfway through our orderly shutdown).
+        sigset_t ending;
+        sigemptyset(&ending), sigaddset(&ending, SIGINT), sigaddset(&ending, SIGTERM);
+        lab::check_en(::pthread_sigmask(SIG_BLOCK, &ending, nullptr), "pthread_sigmask");
 
         // Send until stdin ends, then wake the receiver and join it, whatever happened: a joinable
         // std::thread destroyed at exit aborts the program.
@@ -168,8 +179,7 @@ int main(int argc, char** argv) {
         catch (...) { if (!send_error) send_error = std::current_exception(); }
         receiver.join();
         if (wake == Wake::close) sock.release();  // already closed: never close a number twice
-        for (const auto& error : {send_error, receive_error})
-            if (error) std::rethrow_exception(error);
+        if (send_error) std::rethrow_exception(send_error);
         return 0;
     });
 }

@@ -220,9 +220,14 @@ def test_ipv6_loopback(lab):
 
 
 def test_sigterm_exits_zero(lab):
+    """SIGTERM while both threads sleep (main in read() on stdin, the receiver in poll()) ends the
+    program with 0 and nothing else: no thread left half-finished, no report from a sanitizer."""
     proc = chat(lab, 9)
+    wait_blocked_in(proc, "pipe_read")  # the main thread waits for a line on stdin
+    wait_blocked_in(proc, "poll")       # the receiver waits for a datagram
     proc.popen.terminate()
     assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
+    assert proc.stderr == "", f"SIGTERM should end it silently\n{proc.report()}"
 
 
 def test_cli_contract(lab):
