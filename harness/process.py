@@ -101,6 +101,14 @@ class LabProcess:
         return (f"$ {' '.join(self.argv)}\n  [{status}]\n  stdout:\n{_tail(self.stdout)}\n"
                 f"  stderr:\n{_tail(self.stderr)}")
 
+    def _ended_soon(self, timeout: float = 2.0) -> bool:
+        """After EOF on its stdout: has it ended (reaped within timeout)? Never raises."""
+        try:
+            self.popen.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
     def _fail(self, what: str) -> HarnessError:
         if self.popen.poll() is not None:
             # It has ended: let the reader threads drain what it wrote last (stderr is read
@@ -139,6 +147,7 @@ class LabProcess:
                 continue
             if line is None:
                 self._lines.put(None)
+                self._ended_soon()
                 raise self._fail(f"{self.name} closed stdout without printing a line matching /{rx.pattern}/")
             m = rx.search(line)
             if m:
@@ -159,8 +168,9 @@ class LabProcess:
                 continue
             if line is None:
                 self._lines.put(None)
-                self.popen.wait(timeout=2)
-                raise self._fail(f"{self.name} ended before printing its ready line")
+                if self._ended_soon():
+                    raise self._fail(f"{self.name} ended before printing its ready line")
+                raise self._fail(f"{self.name} closed its stdout before printing its ready line, and is still running")
             self.ready = parse_ready(line)
             if self.ready is None:
                 self._unread.append(line)

@@ -71,6 +71,17 @@ def test_a_crash_before_the_ready_line_is_reported_with_its_output():
     proc.stop()
 
 
+def test_a_program_that_closes_stdout_is_reported_as_still_running():
+    proc = fixture("closes_stdout.py")
+    with pytest.raises(HarnessError) as err:
+        proc.wait_ready(timeout=10)
+    text = str(err.value)
+    assert "closed its stdout before printing its ready line, and is still running" in text
+    assert "still running" in text and "going quiet" in text
+    proc.stop(grace=0.5)
+    assert survivors("closes_stdout.py") == []
+
+
 def test_a_missing_ready_line_times_out_with_a_likely_cause():
     proc = fixture("silent.py")
     with pytest.raises(HarnessError) as err:
