@@ -23,6 +23,7 @@ import pytest
 from harness import probes
 from harness.clients import TcpClient, free_tcp_port
 from harness.programs import program
+from harness.pytest_plugin import slowdown
 from harness.steps import wait_for
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
 
@@ -138,6 +139,23 @@ def _client_states(port: int, ours: dict[int, socket.socket]) -> dict[int, str]:
     return {s.local[1]: s.state for s in probes.tcp_sockets(port) if s.local[1] in ours and s.remote[1] == port}
 
 
+def _wait_until_settled(port: int, ours: dict[int, socket.socket], newest: int, expected: int, what: str) -> None:
+    """Wait until the newest client's connect has done what it will do, before the next one starts: its
+    handshake finished (the client ESTABLISHED and counted in the listener's accept queue), or the queue
+    already holds the `expected` connections, so its SYN is dropped whenever it is processed. Loopback
+    packets are handled in softirq context; on a loaded machine that can lag, and two overlapping
+    handshakes would both get a SYN-ACK before either reaches the queue (clients ESTABLISHED too many)."""
+    def settled() -> bool:
+        rows = probes.tcp_sockets(port)
+        queue = [s.recv_q for s in rows if s.state == "LISTEN" and s.local[1] == port]
+        clients = {s.local[1]: s.state for s in rows if s.local[1] in ours and s.remote[1] == port}
+        if len(queue) != 1:
+            return False
+        done = clients.get(newest) == "ESTABLISHED" and queue[0] == list(clients.values()).count("ESTABLISHED")
+        return done or queue[0] >= expected
+    wait_for(what, settled, timeout=15 * slowdown())
+
+
 def _ss_listen_queues(port: int) -> tuple[int, int] | None:
     """(Recv-Q, Send-Q) of the listener as `ss -ltn` prints them."""
     out = subprocess.run(["ss", "-ltn", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
@@ -160,11 +178,13 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
     overflows_before = probes.listen_overflows()
     socks: dict[int, socket.socket] = {}
     try:
-        with steps.step(f"{attempts} non-blocking connects, one every 50 ms"):
-            for _ in range(attempts):
+        with steps.step(f"{attempts} non-blocking connects, each once the one before has settled"):
+            for i in range(attempts):
                 s = _connect_nonblocking(port)
                 socks[s.getsockname()[1]] = s
-                time.sleep(0.05)
+                _wait_until_settled(port, socks, s.getsockname()[1], expected,
+                                    f"connect {i + 1} of {attempts} to complete into the accept queue, or the queue "
+                                    f"to hold {expected} (backlog {backlog} + 1) already")
         with steps.step(f"{expected} complete; wait 2.5 s more so every SYN retransmission (1 s) is dropped too"):
             wait_for(f"{expected} ESTABLISHED clients",
                      lambda: list(_client_states(port, socks).values()).count("ESTABLISHED") >= expected)
@@ -219,8 +239,9 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
 
 # Runs inside `unshare -rn` (a private network namespace, where this script is root and the
 # per-namespace sysctls net.core.somaxconn and net.ipv4.tcp_abort_on_overflow can be set): tcp_server
-# --hold with a backlog, 8 non-blocking clients, then each client's state and SO_ERROR after every
-# SYN retransmission had time to happen, and the listener's Recv-Q/Send-Q from `ss -ltn`.
+# --hold with a backlog, 8 non-blocking clients, each started once the one before was either queued
+# or dropped (the namespace's own ListenOverflows counts that exactly), then each client's state and
+# SO_ERROR after every SYN retransmission had time to happen, and the listener's Recv-Q/Send-Q from `ss -ltn`.
 QUEUE = r"""
 import json, socket, subprocess, sys, time
 binary, somaxconn, abort, backlog = sys.argv[1:5]
@@ -230,13 +251,29 @@ open("/proc/sys/net/ipv4/tcp_abort_on_overflow", "w").write(abort)
 server = subprocess.Popen([binary, "--port", "0", "--backlog", backlog, "--hold", "--clients", "8"],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 port = int(server.stdout.readline().split()[3])
+def accept_queue():    # the listener's Recv-Q in /proc/net/tcp: connections waiting for accept()
+    rows = [r.split() for r in open("/proc/net/tcp").read().splitlines()[1:]]
+    return sum(int(r[4].split(":")[1], 16) for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == port)
+def overflows():       # this namespace's TcpExt ListenOverflows: SYNs dropped because the queue was full
+    lines = open("/proc/net/netstat").read().splitlines()
+    for head, values in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            return int(dict(zip(head.split()[1:], values.split()[1:]))["ListenOverflows"])
+def state(c):
+    return c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
 clients = []
-for _ in range(8):
+for i in range(8):     # each connect settles before the next: overlapping handshakes could all get a SYN-ACK
+    queued, dropped = accept_queue(), overflows()
     c = socket.socket()
     c.setblocking(False)
     c.connect_ex(("127.0.0.1", port))
     clients.append(c)
-    time.sleep(0.05)
+    deadline = time.monotonic() + 20
+    while not ((state(c) == 1 and accept_queue() == queued + 1) or overflows() > dropped):
+        if time.monotonic() > deadline:
+            sys.exit(f"connect {i + 1}: neither queued nor dropped after 20 s (Recv-Q {accept_queue()}, "
+                     f"ListenOverflows {overflows()}, client state {state(c)})")
+        time.sleep(0.02)
 time.sleep(3.5)        # the first SYN retransmission comes after 1 s, the second after 3 s
 names = {1: "ESTABLISHED", 2: "SYN_SENT"}
 states = [names.get(c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0], "other") for c in clients]
