@@ -21,6 +21,7 @@ from harness.pytest_plugin import slowdown
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.probes import tcp_sockets
 from harness.programs import program
+from harness.steps import wait_for
 
 
 def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.1") -> tuple[int, int]:
@@ -42,7 +43,17 @@ def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.
             assert early is None, (f"with --client-closes-first the server must wait for the client's FIN, but it "
                                    f"{'closed first (EOF)' if early == b'' else f'sent {early!r}'}\n{server.report()}")
     assert server.wait_exit(10) == 0, server.report()
+    # The server may exit before the last FIN or ACK has been processed (loopback packets are handled in
+    # softirq context, which lags on a loaded machine): wait until the close handshake is over.
+    wait_for(f"the close of the connection between ports {server.ready.port} and {client_port} to finish "
+             f"(each end gone or in TIME_WAIT)", lambda: closed(server.ready.port, client_port), timeout=10 * slowdown())
     return server.ready.port, client_port
+
+
+def closed(port: int, client_port: int) -> bool:
+    """True once no end of the connection port <-> client_port is in a state that still waits for a
+    segment (FIN_WAIT1/2, CLOSING, LAST_ACK...): each end is gone or in TIME_WAIT."""
+    return all(s.state == "TIME_WAIT" for s in tcp_sockets(port) if {s.local[1], s.remote[1]} == {port, client_port})
 
 
 def time_wait_on(port: int) -> list:
@@ -162,10 +173,13 @@ with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
     while c.recv(1024):
         pass
 server.wait(timeout=10)
-start = time.monotonic()
 def waiting():
     rows = open("/proc/net/tcp").read().splitlines()[1:]
     return any(int(r.split()[1].split(":")[1], 16) == port and r.split()[3] == "06" for r in rows)
+deadline = time.monotonic() + 20   # the client's FIN may not be processed yet: the entry appears when it is
+while not waiting() and time.monotonic() < deadline:
+    time.sleep(0.02)
+start = time.monotonic()
 print("TIME_WAIT", waiting(), flush=True)
 while waiting() and time.monotonic() - start < 300:
     time.sleep(0.25)
@@ -240,6 +254,11 @@ def wait_for(cond, limit=10.0):
         if (v := cond()): return v
         time.sleep(0.05)
     return cond()
+def closed(port, client):
+    # The close handshake is over: each /proc/net/tcp row of this connection is gone or in TIME_WAIT.
+    rows = [r.split() for r in open("/proc/net/tcp").read().splitlines()[1:]]
+    ends = [r[3] for r in rows if {int(r[1].split(":")[1], 16), int(r[2].split(":")[1], 16)} == {port, client}]
+    return all(state == "06" for state in ends)
 def serve_one(*extra):
     # time_wait_server (server closes first) serves one client: (server port, client port, seqs).
     server = subprocess.Popen([binary, "--port", "0", *extra], stdout=subprocess.PIPE, text=True)
@@ -249,6 +268,7 @@ def serve_one(*extra):
         while c.recv(1024): pass
         client = c.getsockname()[1]
     server.wait(timeout=10)
+    wait_for(lambda: closed(port, client), 20)   # every segment of the close was processed, so captured too
     segs = segments(0.5)
     client_fin = [s for s in segs if s[:2] == (client, port) and s[4] & FIN][-1]
     server_fin = [s for s in segs if s[:2] == (port, client) and s[4] & FIN][-1]
