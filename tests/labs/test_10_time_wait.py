@@ -248,6 +248,14 @@ def time_wait(port, client):
         if int(f[1].split(":")[1], 16) == port and int(f[2].split(":")[1], 16) == client and f[3] == "06":
             return int(f[5].split(":")[1], 16) / 100
     return None
+def acked_by(port, client, ack, limit=10.0):
+    # Read lo until port sends client an ACK of `ack` (True) or `limit` seconds pass (False).
+    end = time.monotonic() + limit
+    for _ in range(1000):
+        left = end - time.monotonic()
+        if left <= 0: break
+        if any(s[:2] == (port, client) and s[4] & ACK and s[3] == ack for s in segments(left)): return True
+    return False
 def wait_for(cond, limit=10.0):
     end = time.monotonic() + limit
     while time.monotonic() < end:
@@ -280,7 +288,7 @@ if mode == "fin":
     start = wait_for(lambda: time_wait(port, client))
     before = wait_for(lambda: (t := time_wait(port, client)) is not None and t <= start - 3 and t, 30)
     inject(client, port, rcv_nxt - 1, snd_nxt, FIN | ACK)   # the peer's FIN again, as if our ACK was lost
-    acked = any(s[:2] == (port, client) and s[4] & ACK and s[3] == rcv_nxt for s in segments(2.0))
+    acked = acked_by(port, client, rcv_nxt)    # not only what came with the FIN: the ACK may lag behind it
     after = wait_for(lambda: (t := time_wait(port, client)) is not None and t > before + 1 and t, 5)
     out(start=start, before=before, after=after or time_wait(port, client), acked=acked)
 elif mode == "rst":
