@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -26,6 +25,7 @@ from harness.programs import program
 from harness.pytest_plugin import slowdown
 from harness.steps import wait_for
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
+from harness.netns import private_namespace_unavailable, run_in_private_namespace
 
 RECV_LINE = re.compile(r'^recv (\d+) bytes from (\S+): "(.*)"$')
 
@@ -285,15 +285,10 @@ print(json.dumps({"states": states, "errors": errors, "recv_q": int(listen[1]), 
 
 
 def _queue_in_private_namespace(somaxconn: int, abort_on_overflow: int, backlog: int) -> dict:
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("needs unshare(1) (Debian package util-linux) for a private network namespace")
-    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a private network namespace here (`unshare -rn`): {probe.stderr.strip()}")
-    done = subprocess.run([unshare, "-rn", sys.executable, "-c", QUEUE, str(program("tcp_server")),
-                           str(somaxconn), str(abort_on_overflow), str(backlog)],
-                          capture_output=True, text=True, timeout=60, env=os.environ)
+    if (reason := private_namespace_unavailable()):
+        pytest.skip(reason)
+    done = run_in_private_namespace(QUEUE, str(program("tcp_server")), str(somaxconn), str(abort_on_overflow),
+                                    str(backlog), timeout=60)
     assert done.returncode == 0, f"the queue script failed\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout.strip().splitlines()[-1])
 

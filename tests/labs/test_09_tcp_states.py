@@ -12,12 +12,12 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 
 import pytest
 
 from harness.clients import free_tcp_port
 from harness.contract import assert_help_and_usage
+from harness.netns import private_namespace_unavailable
 from harness.probes import tcp_sockets
 
 ROW = re.compile(r"^client (\S+)\s+\| server (\S+)\s+(.*)$")
@@ -63,13 +63,7 @@ def unavailable_reason() -> str | None:
     """Why tcp_states cannot run here (no private network namespace, no nft), or None."""
     if shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
         return "tcp_states needs the nft tool (Debian package nftables)"
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None  # cannot probe; let tcp_states try and report
-    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        return f"cannot create a private network namespace here (`unshare -rn`): {probe.stderr.strip()}"
-    return None
+    return private_namespace_unavailable()
 
 
 def run_states(lab, *args: str) -> str:

@@ -7,18 +7,15 @@ at the TIME_WAIT entries in /proc/net/tcp.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from harness.clients import ClientTimeout, TcpClient
 from harness.pytest_plugin import slowdown
 from harness.contract import assert_cli_contract, occupy_tcp
+from harness.netns import private_namespace_unavailable, run_in_private_namespace
 from harness.probes import tcp_sockets
 from harness.programs import program
 from harness.steps import wait_for
@@ -190,12 +187,11 @@ print("LASTED", round(time.monotonic() - start, 1), flush=True)
 @pytest.mark.slow
 @pytest.mark.limit(200)
 def test_time_wait_lasts_about_60_seconds_not_tcp_fin_timeout(steps):
-    unshare = shutil.which("unshare")
-    assert unshare, "this test needs unshare(1) (Debian package util-linux)"
+    reason = private_namespace_unavailable()
+    assert reason is None, f"this test needs a private network namespace: {reason}"
     fin_timeout = 10
     with steps.step(f"in a private namespace with tcp_fin_timeout={fin_timeout}: serve one client, time TIME_WAIT"):
-        done = subprocess.run([unshare, "-rn", sys.executable, "-c", TIMER, str(program("time_wait_server")),
-                               str(fin_timeout)], capture_output=True, text=True, timeout=400, env=os.environ)
+        done = run_in_private_namespace(TIMER, str(program("time_wait_server")), str(fin_timeout), timeout=400)
     assert done.returncode == 0, f"the timing script failed\n{done.stdout}\n{done.stderr}"
     assert "TIME_WAIT True" in done.stdout, f"no TIME_WAIT entry after the server closed first\n{done.stdout}"
     lasted = float(re.search(r"LASTED ([\d.]+)", done.stdout)[1])
@@ -325,14 +321,9 @@ elif mode == "syn":
 
 def in_private_namespace(mode: str) -> dict:
     """Run SEGMENTS in `unshare -rn`; skip (with the reason) where no namespace can be made here."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("needs unshare(1) (Debian package util-linux) for a private network namespace")
-    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a private network namespace here (`unshare -rn`): {probe.stderr.strip()}")
-    done = subprocess.run([unshare, "-rn", sys.executable, "-c", SEGMENTS, str(program("time_wait_server")), mode],
-                          capture_output=True, text=True, timeout=90, env=os.environ)
+    if (reason := private_namespace_unavailable()):
+        pytest.skip(reason)
+    done = run_in_private_namespace(SEGMENTS, str(program("time_wait_server")), mode, timeout=90)
     assert done.returncode == 0, f"the segment script ({mode}) failed\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout.strip().splitlines()[-1])
 
