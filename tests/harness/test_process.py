@@ -61,25 +61,21 @@ def test_a_program_that_ignores_sigterm_is_killed():
     assert survivors("hang.py") == []
 
 
-def test_a_crash_before_the_ready_line_is_reported_with_its_output():
-    proc = fixture("crash.py")
+@pytest.mark.parametrize("script, expected", [
+    ("crash.py", ["ended before printing its ready line", "SIGSEGV", "about to crash", "starting up"]),
+    ("closes_stdout.py", ["closed its stdout before printing its ready line, and is still running", "going quiet"]),
+])
+def test_no_ready_line_is_reported_with_what_happened_and_its_output(script: str, expected: list[str]):
+    """A program that crashes before its ready line, or closes stdout and runs on, gets a
+    HarnessError with its exit status (or 'still running') and its last stdout and stderr lines."""
+    proc = fixture(script)
     with pytest.raises(HarnessError) as err:
         proc.wait_ready(timeout=10)
     text = str(err.value)
-    assert "ended before printing its ready line" in text
-    assert "SIGSEGV" in text and "about to crash" in text and "starting up" in text
-    proc.stop()
-
-
-def test_a_program_that_closes_stdout_is_reported_as_still_running():
-    proc = fixture("closes_stdout.py")
-    with pytest.raises(HarnessError) as err:
-        proc.wait_ready(timeout=10)
-    text = str(err.value)
-    assert "closed its stdout before printing its ready line, and is still running" in text
-    assert "still running" in text and "going quiet" in text
+    missing = [phrase for phrase in expected if phrase not in text]
+    assert not missing, f"the report lacks {missing}:\n{text}"
     proc.stop(grace=0.5)
-    assert survivors("closes_stdout.py") == []
+    assert survivors(script) == []
 
 
 def test_a_missing_ready_line_times_out_with_a_likely_cause():
