@@ -101,6 +101,12 @@ class LabProcess:
         return (f"$ {' '.join(self.argv)}\n  [{status}]\n  stdout:\n{_tail(self.stdout)}\n"
                 f"  stderr:\n{_tail(self.stderr)}")
 
+    def _drain(self, timeout: float = 2.0) -> None:
+        """Once it has ended, let the reader threads take in what it wrote last: stdout and stderr
+        are read by separate threads, so stderr's final lines can still be in the pipe at stdout's EOF."""
+        for t in self._readers:
+            t.join(timeout=timeout)
+
     def _ended_soon(self, timeout: float = 2.0) -> bool:
         """After EOF on its stdout: has it ended (reaped within timeout)? Never raises."""
         try:
@@ -111,10 +117,7 @@ class LabProcess:
 
     def _fail(self, what: str) -> HarnessError:
         if self.popen.poll() is not None:
-            # It has ended: let the reader threads drain what it wrote last (stderr is read
-            # separately from stdout, so its final lines can still be in the pipe).
-            for t in self._readers:
-                t.join(timeout=1)
+            self._drain(timeout=1)
         return HarnessError(f"{what}\n{self.report()}")
 
     # ---- reading lines ----
@@ -197,8 +200,7 @@ class LabProcess:
             rc = self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise self._fail(f"{self.name} did not exit within {timeout:g}s") from None
-        for t in self._readers:
-            t.join(timeout=2)
+        self._drain()
         return rc
 
     def _collect(self) -> set[int]:
@@ -245,8 +247,7 @@ class LabProcess:
             self.popen.kill()
         rc = self.popen.wait()
         _reap_orphans()
-        for t in self._readers:
-            t.join(timeout=2)
+        self._drain()
         for stream in (self.popen.stdout, self.popen.stderr):
             if stream:
                 stream.close()
