@@ -169,7 +169,9 @@ int main(int argc, char** argv) {
         // getline(), which reports it as the end of input (and ThreadSanitizer, which runs a handler
         // at its next interception point, would run it halfway through our orderly shutdown).
         sigset_t ending;
-        sigemptyset(&ending), sigaddset(&ending, SIGINT), sigaddset(&ending, SIGTERM);
+        sigemptyset(&ending);
+        sigaddset(&ending, SIGINT);
+        sigaddset(&ending, SIGTERM);
         lab::check_en(::pthread_sigmask(SIG_BLOCK, &ending, nullptr), "pthread_sigmask");
 
         // Send until stdin ends, then wake the receiver and join it, whatever happened: a joinable
