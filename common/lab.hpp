@@ -129,6 +129,12 @@ inline void write_all(int fd, std::span<const std::byte> data) {
 }
 inline void write_all(int fd, std::string_view text) { write_all(fd, std::as_bytes(std::span(text))); }
 
+// The peer reset or closed the connection (ECONNRESET, EPIPE): end that peer only, not the program.
+inline bool peer_gone(const std::system_error& e) noexcept {
+    const int code = e.code().value();
+    return e.code().category() == std::system_category() && (code == ECONNRESET || code == EPIPE);
+}
+
 // One whole line to stdout, flushed, so a pipe reader (a test, a grader) sees it at once.
 template <class... Parts> void say(const Parts&... parts) {
     std::ostringstream line;
@@ -246,6 +252,11 @@ public:
     }
     std::string get(std::string_view name, std::string_view fallback) const { return std::string(value(name).value_or(fallback)); }
     std::uint16_t port(std::uint16_t fallback) const { auto v = value("--port"); return v ? parse_port(*v) : fallback; }
+    // Option NAME as a whole number in [lo, hi]; fallback when it is not given.
+    template <std::integral T> T number(std::string_view name, T lo, T hi, T fallback) const {
+        const auto v = value(name);
+        return v ? parse_number<T>(*v, name, lo, hi) : fallback;
+    }
 private:
     std::vector<std::pair<std::string_view, std::string_view>> given_;
     bool help_ = false;
