@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import limits, probes
+from .output import Line
 from .programs import program
 from .ready import Ready, parse_ready
 
@@ -136,9 +137,10 @@ class LabProcess:
             self._lines.put(None)  # stay at EOF
         return line
 
-    def expect(self, pattern: str | re.Pattern[str], timeout: float = 5.0) -> re.Match[str]:
-        """Skip stdout lines until one matches `pattern` (re.search); its match."""
-        rx = re.compile(pattern)
+    def expect(self, pattern: "str | re.Pattern[str] | Line", timeout: float = 5.0) -> re.Match[str]:
+        """Skip stdout lines until one matches `pattern` (re.search, or an output-contract Line);
+        its match."""
+        rx = pattern.pattern if isinstance(pattern, Line) else re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
