@@ -1,7 +1,8 @@
 """The reading-order table of README.md, made from labs/manifest.toml.
 
-    /usr/bin/python3 -m harness.readme_table          print the table
-    /usr/bin/python3 -m harness.readme_table --write  rewrite it in README.md between the markers
+    /usr/bin/python3 -m harness readme            print the table
+    /usr/bin/python3 -m harness readme --write    rewrite it in README.md between the markers
+    /usr/bin/python3 -m harness readme --check    exit 1 if README.md's table is stale
 
 tests/harness/test_readme.py fails when README.md and the manifest disagree.
 """
@@ -30,9 +31,18 @@ def rewrite(text: str) -> str:
     return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
 
 
-def main() -> int:
-    if "--write" in sys.argv[1:]:
-        readme = REPO / "README.md"
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "-h" in args or "--help" in args:
+        print(__doc__.strip())
+        return 0
+    readme = REPO / "README.md"
+    if "--check" in args:
+        stale = rewrite(readme.read_text()) != readme.read_text()
+        if stale:
+            print("README.md is stale: run /usr/bin/python3 -m harness readme --write", file=sys.stderr)
+        return 1 if stale else 0
+    if "--write" in args:
         readme.write_text(rewrite(readme.read_text()))
     else:
         print(table())

@@ -11,7 +11,7 @@ README = (REPO / "README.md").read_text()
 
 def test_reading_order_table_matches_the_manifest():
     assert readme_table.rewrite(README) == README, \
-        "README.md's reading-order table is stale: run /usr/bin/python3 -m harness.readme_table --write"
+        "README.md's reading-order table is stale: run /usr/bin/python3 -m harness readme --write"
 
 
 def test_every_available_lab_has_readme_programs_and_spec():
