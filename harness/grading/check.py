@@ -1,83 +1,119 @@
-"""The per-lab check table: run every available lab's spec against a build, print pass/fail.
+"""The per-lab check table: every available lab's spec against a build, pass / fail / skipped.
 
-    /usr/bin/python3 -m harness check [--build build/dev] [--labs 01,02] [--slow]
+    /usr/bin/python3 -m harness check [--build build/dev] [--labs 01,02 | 1-4] [--slow]
 
-This is what the README's first command ends with. Exit status 0 only if every checked lab passes.
+This is what the README's first command ends with. It is a view over the grader's runner: each
+lab runs exactly as `harness grade` runs it (runner.py: Debian's Python, one pytest process per
+lab, the lab's behaviour probes; scoring.py: the result model and the hint of each failure), but
+without the submission's resource limits and with no points shown. A skipped test is listed with
+its reason, never counted as passed. Exit status 0 only if no checked test failed.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .. import manifest
+from ..process import become_subreaper
 from ..programs import REPO
+from .points import Points
+from .results import FAILED, FLAKY, PASSED, SKIPPED, LabResult
+from .scoring import grade_lab
+from .selection import select_labs
 
 
 def colour(text: str, code: str) -> str:
     return f"\033[{code}m{text}\033[0m" if sys.stdout.isatty() else text
 
 
-def run_spec(spec: Path, bin_dir: Path, slow: bool) -> tuple[int, int, int, str]:
-    """(passed, failed, skipped, tail of pytest's output) for one spec file."""
-    with tempfile.TemporaryDirectory() as tmp:
-        xml = Path(tmp) / "junit.xml"
-        argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", str(spec), f"--junitxml={xml}"]
-        if not slow:
-            argv += ["-m", "not slow"]
-        env = dict(os.environ, SOCKLAB_BIN_DIR=str(bin_dir), PYTHONDONTWRITEBYTECODE="1")
-        run = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
-        if not xml.exists():
-            return 0, 1, 0, run.stdout[-3000:] + run.stderr[-2000:]
-        suite = ET.parse(xml).getroot()
-        suite = suite if suite.tag == "testsuite" else suite[0]
-        total, failures, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-        failed = failures + errors
-        return total - failed - skipped, failed, skipped, "\n".join(run.stdout.splitlines()[-25:])
+def verdict(result: LabResult) -> str:
+    statuses = [t.status for t in result.tests]
+    if result.error or FAILED in statuses or FLAKY in statuses or not statuses:
+        return "FAIL"
+    return "PASS" if PASSED in statuses else "SKIP"
+
+
+def counts(result: LabResult) -> str:
+    passed = sum(t.status == PASSED for t in result.tests)
+    ran = sum(t.status != SKIPPED for t in result.tests)
+    skipped = len(result.tests) - ran
+    return f"{passed}/{ran}" + (f" ({skipped} skipped)" if skipped else "")
+
+
+def one_line(text: str, limit: int = 150) -> str:
+    flat = " / ".join(part.strip() for part in text.splitlines() if part.strip())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def details(result: LabResult, bin_dir: Path) -> list[str]:
+    """What a student reads under the table: each failure (expected, actual, hint), each skip (why)."""
+    out = []
+    for t in result.tests:
+        if t.status in (FAILED, FLAKY):
+            out.append(f"  FAIL {t.name}")
+            for label, text in (("expected", t.expected), ("actual", t.actual), ("hint", t.hint)):
+                if text:
+                    out.append(f"       {label + ':':<9} {one_line(text)}")
+            if not (t.expected or t.actual or t.hint):
+                out.append(f"       {one_line(t.message)}")
+        elif t.status == SKIPPED:
+            out.append(f"  SKIP {t.name}: {one_line(t.message)}")
+    if result.error:
+        out.append("  note: " + one_line(result.error, 400))
+    if any(t.status in (FAILED, FLAKY) for t in result.tests) or result.error:
+        out.append(f"  rerun: cmake --build --preset dev --target check_{result.id}   (evidence of one "
+                   f"test: /usr/bin/python3 -m harness grade {bin_dir} --labs {result.id} -k TEST)")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m harness check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=str(REPO / "build" / "dev"), help="build folder (default build/dev)")
-    ap.add_argument("--labs", help="comma-separated lab numbers (default: every available lab)")
+    ap.add_argument("--labs", help="labs to check, e.g. 01,02 or 1-4 (default: every available lab)")
     ap.add_argument("--slow", action="store_true", help="also run tests marked slow (e.g. the 60 s TIME_WAIT wait)")
+    ap.add_argument("--lab-timeout", type=float, default=600.0, help="wall-clock limit of one lab's run (s)")
     args = ap.parse_args(argv)
     bin_dir = Path(args.build).resolve() / "bin"
-    wanted = {n.zfill(2) for n in args.labs.split(",")} if args.labs else None
+    become_subreaper()
 
-    rows, failures = [], []
+    rows: list[tuple[str, str, str, str]] = []
+    notes: list[tuple[str, list[str]]] = []
+    failed = False
     unit = bin_dir / "unit_tests"
-    if unit.exists() and wanted is None:
+    if unit.exists() and args.labs is None:
         ok = subprocess.run([unit, "--minimal"], capture_output=True).returncode == 0
         rows.append(("--", "common/ unit tests (doctest)", "", "PASS" if ok else "FAIL"))
         if not ok:
-            failures.append(("unit", f"run {unit} to see which"))
+            failed = True
+            notes.append(("unit", [f"  run {unit} to see which"]))
+    chosen = {lab.id for lab in select_labs(args.labs)}
+    pts = Points.load()
     for lab in manifest.load():
-        if wanted is not None and lab.id not in wanted:
-            continue
-        if not lab.available:
+        if not lab.available and args.labs is None:
             rows.append((lab.id, lab.title, "", "coming"))
+        if lab.id not in chosen:
             continue
         print(f"checking lab {lab.id} ({lab.title}) ...", flush=True)
-        passed, failed, skipped, tail = run_spec(lab.spec, bin_dir, args.slow)
-        verdict = "PASS" if failed == 0 and passed > 0 else "FAIL"
-        counts = f"{passed}/{passed + failed}" + (f" ({skipped} skipped)" if skipped else "")
-        rows.append((lab.id, lab.title, counts, verdict))
-        if verdict == "FAIL":
-            failures.append((lab.id, tail))
+        result = grade_lab(lab, bin_dir, None, pts, hidden=None, hidden_visibility="visible", keyword=None,
+                           repeat=1, timeout=args.lab_timeout, flaky_credit=False, skip_slow=not args.slow)
+        shown = verdict(result)
+        failed |= shown == "FAIL"
+        rows.append((lab.id, lab.title, counts(result), shown))
+        lines = details(result, bin_dir)
+        if lines:
+            notes.append((lab.id, lines))
 
     print()
-    print(f"{'lab':<4} {'title':<34} {'tests':<16} result")
-    for lab_id, title, counts, verdict in rows:
-        shown = colour(verdict, "32" if verdict == "PASS" else "31" if verdict == "FAIL" else "90")
-        print(f"{lab_id:<4} {title:<34} {counts:<16} {shown}")
-    for lab_id, tail in failures:
-        print(f"\n--- lab {lab_id}: what failed (rerun: cmake --build --preset dev --target check_{lab_id}) ---\n{tail}")
-    return 1 if failures else 0
+    print(f"{'lab':<4} {'title':<34} {'tests':<18} result")
+    for lab_id, title, tally, shown in rows:
+        code = {"PASS": "32", "FAIL": "31", "SKIP": "33"}.get(shown, "90")
+        print(f"{lab_id:<4} {title:<34} {tally:<18} {colour(shown, code)}")
+    for lab_id, lines in notes:
+        print(f"\n--- lab {lab_id} ---")
+        print("\n".join(lines))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

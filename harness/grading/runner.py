@@ -21,15 +21,18 @@ PROBE_SPEC = REPO / "harness" / "grading" / "specs" / "test_behaviour.py"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 
 
-def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: Limits, *,
+def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: Limits | None, *,
                  keyword: str | None, timeout: float, collect_only: bool = False, skip_slow: bool = False,
                  first_failure: bool = False) -> tuple[list[dict], str]:
     """One pytest run of a lab: the JSON records and a note if the run was cut short."""
     with tempfile.NamedTemporaryFile("w", prefix=f"socklab-lab{lab.id}-", suffix=".jsonl", delete=False) as f:
         out = Path(f.name)
     env = dict(os.environ)
-    env.update({"SOCKLAB_BIN_DIR": str(bin_dir), "SOCKLAB_GRADE_OUT": str(out),
-                "SOCKLAB_LIMITS": lim.to_env(), "SOCKLAB_PROBE_LAB": lab.id,
+    for name in ("SOCKLAB_LIMITS", "SOCKLAB_DURATIONS", "SOCKLAB_ENTRY"):  # a CTest entry's, not this run's
+        env.pop(name, None)
+    if lim is not None:   # None: the programs run with the caller's own limits (`harness check`)
+        env["SOCKLAB_LIMITS"] = lim.to_env()
+    env.update({"SOCKLAB_BIN_DIR": str(bin_dir), "SOCKLAB_GRADE_OUT": str(out), "SOCKLAB_PROBE_LAB": lab.id,
                 "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
                 "PYTHONDONTWRITEBYTECODE": "1"})
     cmd = [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "--noconftest", "-p", "harness.pytest_plugin",

@@ -48,7 +48,7 @@ def _combine(test: TestResult, runs: list[tuple[dict | None, str]], flaky_credit
     return failing
 
 
-def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: Limits, pts: Points, *, hidden: Path | None,
+def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: Limits | None, pts: Points, *, hidden: Path | None,
               hidden_visibility: str, keyword: str | None, repeat: int, timeout: float,
               flaky_credit: bool, skip_slow: bool = False, first_failure: bool = False,
               progress=None) -> LabResult:
