@@ -11,7 +11,10 @@ Markers:
 """
 from __future__ import annotations
 
+import json
 import os
+import time
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -27,6 +30,10 @@ def slowdown() -> float:
     return 3.0 if os.environ.get("SOCKLAB_SANITIZE") else 1.0
 
 
+_durations: list[tuple[str, float]] = []
+_session_start = time.monotonic()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "limit(seconds): wall-clock limit of one test")
     config.addinivalue_line("markers", "slow: a long test; CTest runs slow tests as their own entry")
@@ -38,6 +45,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     stop_all()
+    record_durations()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect each test's time (setup + call + teardown) for record_durations()."""
+    if _durations and _durations[-1][0] == report.nodeid:
+        _durations[-1] = (report.nodeid, _durations[-1][1] + report.duration)
+    else:
+        _durations.append((report.nodeid, report.duration))
+
+
+def record_durations() -> None:
+    """With $SOCKLAB_DURATIONS (a folder; CTest sets it), write this run's test times there as
+    one JSON file named after $SOCKLAB_ENTRY: tests/slowest.py prints the slowest after the run."""
+    folder, entry = os.environ.get("SOCKLAB_DURATIONS"), os.environ.get("SOCKLAB_ENTRY")
+    if not folder or not entry:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    record = {"entry": entry, "seconds": round(time.monotonic() - _session_start, 2),
+              "tests": [[nodeid, round(secs, 2)] for nodeid, secs in _durations]}
+    (Path(folder) / f"{entry}.json").write_text(json.dumps(record))
 
 
 class Lab:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
 
 from harness.grading.handout import tree_files
-from harness.programs import REPO
+from harness.programs import REPO, bin_dir
 
 PYTHON = "/usr/bin/python3"
 VARIANTS = Path(__file__).resolve().parent / "variants"
@@ -37,6 +40,45 @@ def apply_variant(tree: Path, variant: dict) -> None:
         text = f.read_text()
         assert text.count(r["old"]) == 1, f"{r['file']}: the text to replace occurs {text.count(r['old'])} times: {r['old']!r}"
         f.write_text(text.replace(r["old"], r["new"]))
+
+
+def build_variant(variant: dict, dst: Path) -> Path:
+    """A bin folder for a variant without building a tree: the reference build's programs, and
+    each program whose source the variant changes compiled again from the changed source with the
+    reference build's own compile command (compile_commands.json, without -Werror, as the grader
+    builds), linked in the same call.
+
+    Every lab program is one .cpp file, so this is the build a source-tree grading would do, minus
+    configuring CMake and compiling the unchanged programs (grading a source tree is tested by
+    test_handout.py's batch)."""
+    ref = bin_dir()
+    commands = {Path(e["file"]).resolve(): e for e in json.loads((ref.parent / "compile_commands.json").read_text())}
+    out = dst / "bin"
+    out.mkdir(parents=True)
+    for program in ref.iterdir():
+        shutil.copy2(program, out / program.name)   # a copy: the grader may run it as another uid
+    tree = dst / "src"
+    for r in variant["replace"]:
+        source = tree / r["file"]
+        if not source.exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / r["file"], source)
+    apply_variant(tree, variant)
+    for rel in sorted({r["file"] for r in variant["replace"]}):
+        entry = commands[(REPO / rel).resolve()]
+        argv = shlex.split(entry["command"])
+        obj = argv[argv.index("-o") + 1]
+        name = Path(obj).name.removesuffix(".cpp.o")
+        argv[argv.index("-o") + 1] = str(out / name)
+        argv.remove("-c")
+        argv = [a for a in argv if a not in ("-Werror", "-g")]   # as the grader builds (no --werror); no debug info
+        argv[argv.index(entry["file"])] = str(tree / rel)
+        (out / name).unlink()
+        proc = subprocess.run(argv, cwd=entry["directory"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, f"the variant of {rel} did not compile:\n{proc.stdout[-3000:]}"
+        assert os.access(out / name, os.X_OK), f"no program {name} after compiling {rel}"
+    return out
 
 
 def grade(submission: Path, out: Path, *args: str, timeout: float = 600) -> tuple[dict, subprocess.CompletedProcess]:

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -120,12 +119,12 @@ def test_handout_scores_below_full_on_every_lab_with_solution_regions(built_hand
 
 @pytest.mark.limit(900)
 def test_batch_of_reference_handout_and_broken_gives_three_rows_in_parallel(built_handout, tmp_path):
-    tree = built_handout[0]
+    build = built_handout[1]
     subs = tmp_path / "subs"
     subs.mkdir()
-    (subs / "reference").symlink_to(bin_dir())
-    (subs / "handout").symlink_to(tree)            # a source tree: the grader builds it
-    broken = copy_tree(subs / "broken", labs=["01", "02"])
+    (subs / "reference").symlink_to(bin_dir())     # a bin folder
+    (subs / "handout").symlink_to(build)           # a build folder (built once, by the fixture)
+    broken = copy_tree(subs / "broken", labs=["01", "02"])   # a source tree: the grader builds it
     apply_variant(broken, load_variant(VARIANTS / "02_truncation_silent.toml"))
     out = tmp_path / "out"
     proc = subprocess.run([PYTHON, "-m", "harness", "batch", str(subs), "-j", "3", "--out", str(out),
