@@ -1,13 +1,16 @@
 """Small TCP and UDP clients with timeouts, for driving lab servers over loopback.
 
 Every blocking call has a timeout and raises ClientTimeout with what was received so far,
-so a test fails with evidence instead of hanging.
+so a test fails with evidence instead of hanging. Timeouts are an idle machine's; the clients
+stretch them by steps.slowdown().
 """
 from __future__ import annotations
 
 import socket
 import struct
 import time
+
+from .steps import scaled
 
 
 class ClientTimeout(AssertionError):
@@ -27,9 +30,9 @@ class TcpClient:
         self.sock = socket.socket(_family(host), socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
+        self.timeout = scaled(timeout)
+        self.sock.settimeout(self.timeout)
         self.sock.connect((host, port))
-        self.timeout = timeout
 
     @property
     def local_port(self) -> int:
@@ -38,13 +41,17 @@ class TcpClient:
     def send(self, data: bytes | str) -> None:
         self.sock.sendall(data.encode() if isinstance(data, str) else data)
 
+    def _limit(self, timeout: float | None) -> float:
+        return scaled(timeout) if timeout else self.timeout
+
     def recv_some(self, timeout: float | None = None, size: int = 65536) -> bytes:
         """Whatever one recv returns (b'' at EOF)."""
-        self.sock.settimeout(timeout or self.timeout)
+        limit = self._limit(timeout)
+        self.sock.settimeout(limit)
         try:
             return self.sock.recv(size)
         except socket.timeout:
-            raise ClientTimeout(f"nothing received within {timeout or self.timeout:g}s") from None
+            raise ClientTimeout(f"nothing received within {limit:.3g}s") from None
 
     def recv_exactly(self, n: int, timeout: float | None = None) -> bytes:
         return self._recv_while(lambda buf: len(buf) < n, timeout, f"{n} bytes")[:n]
@@ -57,7 +64,7 @@ class TcpClient:
         return self._recv_while(lambda buf: True, timeout, "EOF (the server closing)", until_eof=True)
 
     def _recv_while(self, want_more, timeout: float | None, what: str, until_eof: bool = False) -> bytes:
-        limit = timeout or self.timeout
+        limit = self._limit(timeout)
         deadline = time.monotonic() + limit
         buf = b""
         while want_more(buf):
@@ -100,7 +107,7 @@ class UdpClient:
         self.sock = socket.socket(_family(host), socket.SOCK_DGRAM)
         if bind_port is not None:
             self.sock.bind((host, bind_port))
-        self.timeout = timeout
+        self.timeout = scaled(timeout)
 
     @property
     def local_port(self) -> int:
@@ -110,11 +117,12 @@ class UdpClient:
         self.sock.sendto(data.encode() if isinstance(data, str) else data, address)
 
     def recv(self, timeout: float | None = None, size: int = 65535) -> tuple[bytes, tuple]:
-        self.sock.settimeout(timeout or self.timeout)
+        limit = scaled(timeout) if timeout else self.timeout
+        self.sock.settimeout(limit)
         try:
             return self.sock.recvfrom(size)
         except socket.timeout:
-            raise ClientTimeout(f"no datagram within {timeout or self.timeout:g}s") from None
+            raise ClientTimeout(f"no datagram within {limit:.3g}s") from None
 
     def close(self) -> None:
         self.sock.close()

@@ -5,6 +5,7 @@ stderr. Reader threads collect its output line by line, so a test can wait for t
 expect a line, or read everything it printed. stop() ends the whole group: SIGTERM, a grace
 period, then SIGKILL to the group and to every descendant found in /proc, including ones that
 left the group with setsid() (this process is a child subreaper, so orphans come back to it).
+Every timeout is an idle machine's; the waits stretch it by steps.slowdown().
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from . import probes, rlimits
 from .output import Line
 from .programs import program
 from .ready import Ready, parse_ready
+from .steps import scaled
 
 _PR_SET_CHILD_SUBREAPER = 36
 _live: set["LabProcess"] = set()
@@ -129,10 +131,11 @@ class LabProcess:
 
     def read_line(self, timeout: float = 5.0) -> str | None:
         """The next stdout line, or None at EOF; HarnessError if none comes within timeout."""
+        timeout = scaled(timeout)
         try:
             line = self._next(timeout)
         except queue.Empty:
-            raise self._fail(f"{self.name} printed no line within {timeout:g}s") from None
+            raise self._fail(f"{self.name} printed no line within {timeout:.3g}s") from None
         if line is None:
             self._lines.put(None)  # stay at EOF
         return line
@@ -141,11 +144,12 @@ class LabProcess:
         """Skip stdout lines until one matches `pattern` (re.search, or an output-contract Line);
         its match."""
         rx = pattern.pattern if isinstance(pattern, Line) else re.compile(pattern)
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self._fail(f"{self.name} printed no line matching /{rx.pattern}/ within {timeout:g}s")
+                raise self._fail(f"{self.name} printed no line matching /{rx.pattern}/ within {timeout:.3g}s")
             try:
                 line = self._next(left)
             except queue.Empty:
@@ -161,6 +165,7 @@ class LabProcess:
     def wait_ready(self, timeout: float = 10.0) -> Ready:
         """Wait for the ready line `READY <proto> <host> <port>` and return it. Lines printed before
         it stay unread, for read_line() and expect()."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while self.ready is None:
             left = deadline - time.monotonic()
@@ -169,7 +174,7 @@ class LabProcess:
             except queue.Empty:
                 if left <= 0:
                     raise self._fail(f"{self.name} printed no ready line (READY <tcp|udp> <host> <port>) within "
-                                     f"{timeout:g}s. Likely cause: it blocks before printing, or does not flush stdout") from None
+                                     f"{timeout:.3g}s. Likely cause: it blocks before printing, or does not flush stdout") from None
                 continue
             if line is None:
                 self._lines.put(None)
@@ -198,10 +203,11 @@ class LabProcess:
     # ---- ending ----
     def wait_exit(self, timeout: float = 5.0) -> int:
         """Its exit status (negative: killed by that signal); HarnessError if still running after timeout."""
+        timeout = scaled(timeout)
         try:
             rc = self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise self._fail(f"{self.name} did not exit within {timeout:g}s") from None
+            raise self._fail(f"{self.name} did not exit within {timeout:.3g}s") from None
         self._drain()
         return rc
 

@@ -5,7 +5,7 @@ Fixtures:
   steps     Steps: `with steps.step("..."):` names what the test is doing
   lab       start(name, *args) -> LabProcess; every program started is stopped after the test
 Markers:
-  limit(seconds)   the test's wall-clock limit (default 60 s; x3 under sanitizers)
+  limit(seconds)   the test's wall-clock limit (default 60 s; stretched by steps.slowdown())
   slow             long tests (e.g. waiting out TIME_WAIT); CTest runs them as their own entry
   tsan             this lab's tests also run under the tsan preset
 """
@@ -20,14 +20,9 @@ from typing import Iterator
 import pytest
 
 from .process import LabProcess, become_subreaper, stop_all
-from .steps import Steps, wall_clock_limit
+from .steps import Steps, slowdown, wall_clock_limit
 
 DEFAULT_LIMIT = 60.0
-
-
-def slowdown() -> float:
-    """Sanitized builds run several times slower: stretch limits (never tighten them)."""
-    return 3.0 if os.environ.get("SOCKLAB_SANITIZE") else 1.0
 
 
 _durations: list[tuple[str, float]] = []
@@ -82,7 +77,7 @@ class Lab:
     def server(self, name: str, *args: str | int, **kw) -> LabProcess:
         """Start a server and wait for its ready line (proc.ready has host and port)."""
         proc = self.start(name, *args, **kw)
-        proc.wait_ready(timeout=10 * slowdown())
+        proc.wait_ready(timeout=10)
         return proc
 
     def run(self, name: str, *args: str | int, input: bytes | str | None = None,
@@ -98,7 +93,7 @@ class Lab:
             except BrokenPipeError:
                 pass
         proc.close_stdin()
-        proc.wait_exit(timeout * slowdown())
+        proc.wait_exit(timeout)
         return proc
 
     def stop_all(self) -> None:
