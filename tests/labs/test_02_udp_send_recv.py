@@ -12,7 +12,6 @@ from harness import probes
 from harness.clients import free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
 from harness.netns import Lan, unavailable_reason
-from harness.pytest_plugin import slowdown
 
 DATAGRAM = re.compile(r'^datagram (\d+) from (\S+):(\d+) len (\d+) real (\d+) trunc ([01]) data "(.*)"$')
 
@@ -110,12 +109,12 @@ def test_3000_bytes_over_ethernet_leave_as_three_ip_fragments(lab, steps):
             h2 = lan.host("h2", ("link", "192.0.2.2/24"))
             assert h1.run("cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1500"
             receiver = lan.start(h2, "udp_recv", "--host", "192.0.2.2", "--port", "0", "--bufsize", "65536", lab=lab)
-            receiver.wait_ready(timeout=10 * slowdown())
+            receiver.wait_ready(timeout=10)
         counters = lambda host: host.run("cat", "/proc/net/snmp").stdout  # noqa: E731
         sent_before, reassembled_before = counters(h1), counters(h2)
         with steps.step("h1 sends one 3000-byte datagram to h2"):
             sender = lan.start(h1, "udp_send", "--host", "192.0.2.2", "--port", receiver.ready.port, "--size", "3000", lab=lab)
-            assert sender.wait_exit(10 * slowdown()) == 0, sender.report()
+            assert sender.wait_exit(10) == 0, sender.report()
             got = next_datagram(receiver)
             assert (got.real, got.truncated, got.data) == (3000, False, b"x" * 3000)
         sent_after, reassembled_after = counters(h1), counters(h2)

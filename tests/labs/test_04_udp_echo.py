@@ -20,7 +20,7 @@ from harness import probes
 from harness.clients import UdpClient, free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
 from harness.netns import Lan, unavailable_reason
-from harness.pytest_plugin import slowdown
+from harness.steps import wait_for
 
 CALLBACK = re.compile(r'^callback (\d+) from (\S+):(\d+) len (\d+) data "(.*)"(\.\.\.)?$')
 
@@ -206,7 +206,7 @@ def test_kernel_sends_icmp_port_unreachable_whether_or_not_the_client_hears(lab,
             proc = lan.start(host, "udp_echo_client", "--timeout-ms", "700", *mode, lab=lab)
             proc.send_line("anyone?")
             proc.close_stdin()
-            assert proc.wait_exit(10 * slowdown()) == 1, proc.report()
+            assert proc.wait_exit(10) == 1, proc.report()
         after = counters()
     sent = snmp(after, "Icmp", "OutDestUnreachs") - snmp(before, "Icmp", "OutDestUnreachs")
     heard = snmp(after, "Icmp", "InDestUnreachs") - snmp(before, "Icmp", "InDestUnreachs")
@@ -221,10 +221,9 @@ def test_timeout_zero_blocks_forever_like_the_notes(lab, steps):
     proc = lab.start("udp_echo_client", "--port", free_udp_port(), "--timeout-ms", "0")
     proc.send_line("anyone?")
     with steps.step("the client goes to sleep in the kernel's datagram receive"):
-        deadline = time.monotonic() + 10 * slowdown()
-        while not probes.blocked_in(proc.pid, "wait_for_more_packets") and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert probes.blocked_in(proc.pid, "wait_for_more_packets"), f"wchan {probes.wchans(proc.pid)}\n{proc.report()}"
+        wait_for("a thread of udp_echo_client asleep in wait_for_more_packets (wchan)",
+                 lambda: probes.blocked_in(proc.pid, "wait_for_more_packets"), timeout=10, interval=0.02,
+                 evidence=lambda: f"wchan {probes.wchans(proc.pid)}\n{proc.report()}")
     with steps.step("2 s later it still sleeps there, with nothing to wake it"):
         time.sleep(2)
         assert proc.popen.poll() is None, proc.report()
