@@ -14,7 +14,7 @@ import pytest
 from harness import probes
 from harness.clients import ClientTimeout, UdpClient, free_udp_port
 from harness.contract import assert_help_and_usage, assert_port_taken_fails
-from harness.pytest_plugin import slowdown
+from harness.steps import scaled, wait_for
 
 pytestmark = pytest.mark.tsan
 
@@ -26,7 +26,7 @@ def received(proc, count: int, timeout: float = 5.0) -> list[tuple[int, str]]:
     """The next `count` 'from HOST:PORT: TEXT' lines as (port, text)."""
     out = []
     for _ in range(count):
-        m = proc.expect(FROM, timeout=timeout * slowdown())
+        m = proc.expect(FROM, timeout=timeout)
         out.append((int(m[2]), m[3]))
     return out
 
@@ -42,7 +42,7 @@ def chat_pair(lab):
         a = chat(lab, b_port)
         b = lab.start("udp_chat", "--port", b_port, "--peer", f"127.0.0.1:{a.ready.port}")
         try:
-            b.wait_ready(timeout=10 * slowdown())
+            b.wait_ready(timeout=10)
             return a, b
         except AssertionError:  # someone took b_port in between: try another
             a.stop(), b.stop()
@@ -53,19 +53,14 @@ def wait_blocked_in(proc, kernel_function: str, timeout: float = 10.0) -> None:
     """Wait (bounded) until a thread of proc sleeps in the kernel, in a function whose name contains
     `kernel_function` (/proc/PID/task/TID/wchan): "poll" for poll(), "wait_for_more_packets" for a
     datagram receive. A test that means to wake a blocked call must first see it blocked."""
-    deadline = time.monotonic() + timeout * slowdown()
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        seen = probes.wchans(proc.pid)
-        if any(kernel_function in name for name in seen):
-            return
-        time.sleep(0.02)
-    pytest.fail(f"no thread of {proc.name} blocked in *{kernel_function}* (wchan: {seen})\n{proc.report()}")
+    wait_for(f"a thread of {proc.name} blocked in *{kernel_function}* (wchan)",
+             lambda: probes.blocked_in(proc.pid, kernel_function), timeout=timeout, interval=0.02,
+             evidence=lambda: f"wchan: {probes.wchans(proc.pid)}\n{proc.report()}")
 
 
 def assert_exits_zero_within(proc, seconds: float) -> None:
     t0 = time.monotonic()
-    rc = proc.wait_exit(seconds * slowdown())
+    rc = proc.wait_exit(seconds)
     assert rc == 0, f"expected exit 0 after {time.monotonic() - t0:.2f}s\n{proc.report()}"
 
 
@@ -106,7 +101,7 @@ def test_one_socket_two_threads(lab):
         expected = 3 if TSAN else 2
         assert probes.thread_count(proc.pid) == expected, "the main thread sends, one thread receives\n" + proc.report()
         proc.send_line("from the sending thread")
-        data, source = peer.recv(timeout=5 * slowdown())
+        data, source = peer.recv(timeout=5)
         assert data == "from the sending thread".encode() and source[1] == proc.ready.port
 
 
@@ -147,7 +142,7 @@ def test_never_woken_receiver_hangs_after_eof(lab, steps):
             wait_blocked_in(proc, "wait_for_more_packets")
             proc.close_stdin()
             proc.expect("not waking the receiver")
-            time.sleep(2 * slowdown())
+            time.sleep(scaled(2))   # long enough to see it does not exit
             assert probes.alive(proc.pid), "with --wake none the program should still hang\n" + proc.report()
             wait_blocked_in(proc, "wait_for_more_packets", timeout=1)
         with steps.step("the receiver thread is alive and blocked: a datagram still gets printed"):
@@ -155,7 +150,7 @@ def test_never_woken_receiver_hangs_after_eof(lab, steps):
             assert received(proc, 1) == [(peer.local_port, "anyone home?")]
             assert probes.alive(proc.pid)
         proc.popen.terminate()
-        assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
+        assert proc.wait_exit(5) == 0, proc.report()
 
 
 def test_close_from_other_thread_does_not_wake_receiver(lab, steps):
@@ -165,20 +160,19 @@ def test_close_from_other_thread_does_not_wake_receiver(lab, steps):
         proc.close_stdin()
         if TSAN:
             with steps.step("ThreadSanitizer reports the close() racing with the blocked recvfrom()"):
-                deadline = time.monotonic() + 10 * slowdown()
-                while "SUMMARY: ThreadSanitizer" not in proc.stderr and time.monotonic() < deadline:
-                    time.sleep(0.1)
+                wait_for("ThreadSanitizer's SUMMARY line on stderr", lambda: "SUMMARY: ThreadSanitizer" in proc.stderr,
+                         timeout=10, interval=0.1, fail=False)
                 assert "ThreadSanitizer: data race" in proc.stderr and " close " in proc.stderr, proc.report()
             return
         with steps.step("after close() the program still hangs, its receiver still asleep in recvfrom()"):
             proc.expect("closed the socket")
-            time.sleep(2 * slowdown())
+            time.sleep(scaled(2))   # long enough to see it does not exit
             assert probes.alive(proc.pid), "close() should not have woken recvfrom\n" + proc.report()
             wait_blocked_in(proc, "wait_for_more_packets", timeout=1)
         with steps.step("a datagram still reaches the 'closed' socket; the next recvfrom gets EBADF"):
             peer.send_to("still here", ("127.0.0.1", proc.ready.port))
             assert received(proc, 1) == [(peer.local_port, "still here")]
-            assert proc.wait_exit(5 * slowdown()) == 1, proc.report()
+            assert proc.wait_exit(5) == 1, proc.report()
             assert "udp_chat: recvfrom: Bad file descriptor [EBADF]" in proc.stderr, proc.report()
 
 
@@ -213,9 +207,9 @@ def test_ipv6_loopback(lab):
         proc = lab.server("udp_chat", "--host", "::1", "--port", "0", "--peer", f"[::1]:{peer.local_port}")
         assert proc.ready.host == "::1"
         proc.send_line("over v6")
-        assert peer.recv(timeout=5 * slowdown())[0] == b"over v6"
+        assert peer.recv(timeout=5)[0] == b"over v6"
         peer.send_to("back over v6", ("::1", proc.ready.port))
-        m = proc.expect(FROM, timeout=5 * slowdown())
+        m = proc.expect(FROM, timeout=5)
         assert (m[1], int(m[2]), m[3]) == ("[::1]", peer.local_port, "back over v6")
 
 
@@ -226,7 +220,7 @@ def test_sigterm_exits_zero(lab):
     wait_blocked_in(proc, "pipe_read")  # the main thread waits for a line on stdin
     wait_blocked_in(proc, "poll")       # the receiver waits for a datagram
     proc.popen.terminate()
-    assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
+    assert proc.wait_exit(5) == 0, proc.report()
     assert proc.stderr == "", f"SIGTERM should end it silently\n{proc.report()}"
 
 

@@ -20,7 +20,7 @@ from harness.contract import assert_cli_contract, assert_help_and_usage, assert_
 from harness.process import LabProcess
 from harness.programs import program
 from harness.netns import Lan, namespaces_of_this_process, unavailable_reason
-from harness.pytest_plugin import slowdown
+from harness.steps import scaled, wait_for as until
 
 DATAGRAM = re.compile(r"^datagram (\d+) from (\S+):(\d+) to (\S+): (.*)$")
 LOOPBACK_BROADCAST = "127.255.255.255"
@@ -34,17 +34,14 @@ def datagrams(proc) -> list[tuple[str, str, str]]:
 
 def wait_for(proc, count: int, timeout: float = 5.0) -> list[tuple[str, str, str]]:
     """Wait until the receiver printed `count` datagrams (or more); all it printed."""
-    deadline = time.monotonic() + timeout * slowdown()
-    while len(datagrams(proc)) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    got = datagrams(proc)
-    assert len(got) >= count, f"expected {count} datagram(s), got {len(got)}\n{proc.report()}"
-    return got
+    until(f"{proc.name} to print {count} datagram(s)", lambda: len(datagrams(proc)) >= count, timeout=timeout,
+          interval=0.02, evidence=lambda: f"it printed {len(datagrams(proc))}\n{proc.report()}")
+    return datagrams(proc)
 
 
 def quiet_period() -> None:
     """Time for a datagram that was going to arrive to arrive (loopback and veth take microseconds)."""
-    time.sleep(0.5 * slowdown())
+    time.sleep(scaled(0.5))
 
 
 def receiver(lab, port: int | str, host: str = "0.0.0.0", *extra: str):
@@ -121,7 +118,7 @@ def test_so_broadcast_needs_no_privilege(lab):
                             preexec=become_nobody)
         lab.started.append(sender)
         sender.close_stdin()
-        assert sender.wait_exit(10 * slowdown()) == 0, sender.report()
+        assert sender.wait_exit(10) == 0, sender.report()
         assert wait_for(listening, 1) == [("127.0.0.1", LOOPBACK_BROADCAST, "from nobody")]
     finally:
         shutil.rmtree(reachable, ignore_errors=True)
@@ -131,9 +128,8 @@ def test_unicast_reaches_only_one_of_the_receivers_sharing_a_port(lab):
     first = receiver(lab, 0)
     second = receiver(lab, first.ready.port)
     send(lab, "--host", "127.0.0.1", "--port", str(first.ready.port), "--message", "just one")
-    deadline = time.monotonic() + 5 * slowdown()
-    while not (datagrams(first) or datagrams(second)) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    until("a datagram at either receiver", lambda: datagrams(first) or datagrams(second), timeout=5, interval=0.02,
+          fail=False)
     quiet_period()
     assert len(datagrams(first)) + len(datagrams(second)) == 1, first.report() + "\n" + second.report()
 
@@ -163,7 +159,7 @@ def test_empty_line_is_sent_as_an_empty_datagram(lab):
 def test_sigterm_exits_zero(lab):
     proc = receiver(lab, 0)
     proc.popen.terminate()
-    assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
+    assert proc.wait_exit(5) == 0, proc.report()
 
 
 def test_cli_contract(lab):
@@ -195,7 +191,7 @@ def lan_receivers(lan, lab, names=("h1", "h2", "h3", "h4")) -> dict:
     out = {}
     for name in names:
         proc = lan.start(lan.hosts[name], "broadcast_receiver", "--host", "0.0.0.0", lab=lab)
-        proc.wait_ready(timeout=10 * slowdown())
+        proc.wait_ready(timeout=10)
         assert proc.ready.port == NOTES_PORT
         out[name] = proc
     return out
@@ -203,7 +199,7 @@ def lan_receivers(lan, lab, names=("h1", "h2", "h3", "h4")) -> dict:
 
 def lan_send(lan, lab, destination: str, text: str, *extra: str):
     proc = lan.start(lan.hosts["h1"], "broadcast_sender", "--host", destination, "--message", text, *extra, lab=lab)
-    assert proc.wait_exit(10 * slowdown()) == 0, proc.report()
+    assert proc.wait_exit(10) == 0, proc.report()
     return proc
 
 
@@ -242,5 +238,5 @@ def test_lan_directed_broadcast_to_another_subnet_is_not_forwarded(lan, lab, ste
 def test_lan_without_so_broadcast_is_eacces_too(lan, lab):
     proc = lan.start(lan.hosts["h1"], "broadcast_sender", "--host", "192.0.2.255", "--message", "x",
                      "--no-so-broadcast", lab=lab)
-    assert proc.wait_exit(10 * slowdown()) == 1, proc.report()
+    assert proc.wait_exit(10) == 1, proc.report()
     assert "Permission denied [EACCES]" in proc.stderr, proc.report()
