@@ -22,7 +22,6 @@ import pytest
 from harness import probes
 from harness.clients import TcpClient, free_tcp_port
 from harness.programs import program
-from harness.pytest_plugin import slowdown
 from harness.steps import wait_for
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
 from harness.netns import private_namespace_unavailable, run_in_private_namespace
@@ -153,7 +152,7 @@ def _wait_until_settled(port: int, ours: dict[int, socket.socket], newest: int, 
             return False
         done = clients.get(newest) == "ESTABLISHED" and queue[0] == list(clients.values()).count("ESTABLISHED")
         return done or queue[0] >= expected
-    wait_for(what, settled, timeout=15 * slowdown())
+    wait_for(what, settled, timeout=15)
 
 
 def _ss_listen_queues(port: int) -> tuple[int, int] | None:

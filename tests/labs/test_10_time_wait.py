@@ -13,7 +13,6 @@ import signal
 import pytest
 
 from harness.clients import ClientTimeout, TcpClient
-from harness.pytest_plugin import slowdown
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.netns import private_namespace_unavailable, run_in_private_namespace
 from harness.probes import tcp_sockets
@@ -34,7 +33,7 @@ def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.
         else:
             # The server must wait for our FIN: for a while no EOF may come, or it closed first.
             try:
-                early = client.recv_some(timeout=0.5 * slowdown())
+                early = client.recv_some(timeout=0.5)
             except ClientTimeout:
                 early = None
             assert early is None, (f"with --client-closes-first the server must wait for the client's FIN, but it "
@@ -43,7 +42,7 @@ def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.
     # The server may exit before the last FIN or ACK has been processed (loopback packets are handled in
     # softirq context, which lags on a loaded machine): wait until the close handshake is over.
     wait_for(f"the close of the connection between ports {server.ready.port} and {client_port} to finish "
-             f"(each end gone or in TIME_WAIT)", lambda: closed(server.ready.port, client_port), timeout=10 * slowdown())
+             f"(each end gone or in TIME_WAIT)", lambda: closed(server.ready.port, client_port), timeout=10)
     return server.ready.port, client_port
 
 
