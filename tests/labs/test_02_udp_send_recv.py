@@ -12,9 +12,11 @@ from harness import probes
 from harness.clients import free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
 from harness.netns import Lan, unavailable_reason
+from harness.output import contract
 from harness.pytest_plugin import slowdown
 
-DATAGRAM = re.compile(r'^datagram (\d+) from (\S+):(\d+) len (\d+) real (\d+) trunc ([01]) data "(.*)"$')
+C = contract("02")
+DATAGRAM = C["datagram"]
 
 
 class Datagram:
@@ -30,7 +32,7 @@ def next_datagram(receiver) -> Datagram:
 
 def send(lab, port: int, *args: str, host: str = "127.0.0.1", input: bytes | None = None):
     sender = lab.run("udp_send", "--host", host, "--port", str(port), *args, input=input)
-    assert sender.popen.returncode == 0, sender.report()
+    assert sender.popen.returncode == C.status("sent"), sender.report()
     return sender
 
 
@@ -72,9 +74,10 @@ def test_largest_ipv4_payload_65507_passes(lab, receiver):
 
 def test_65508_bytes_fail_with_emsgsize(lab, receiver):
     sender = lab.run("udp_send", "--port", str(receiver.ready.port), "--size", "65508")
-    assert sender.popen.returncode == 1, sender.report()
-    assert "udp_send: sendto 127.0.0.1:" in sender.stderr and "[EMSGSIZE]" in sender.stderr, sender.report()
-    assert "65507" in sender.stderr, "the hint should give the real limit\n" + sender.report()
+    assert sender.popen.returncode == C.status("too_big"), sender.report()
+    m = C["too_big"].find(sender.stderr)
+    assert m and m[1] == "127.0.0.1", sender.report()
+    assert C["too_big_hint"].find(sender.stderr), "the hint should give the real limit\n" + sender.report()
 
 
 def test_3000_bytes_into_1024_byte_buffer_is_reported_truncated(lab, steps):
@@ -84,7 +87,7 @@ def test_3000_bytes_into_1024_byte_buffer_is_reported_truncated(lab, steps):
     got = next_datagram(small)
     assert (got.length, got.real, got.truncated) == (1024, 3000, True)
     assert got.data == b"x" * 1024
-    small.expect(r"TRUNCATED: .*1976 bytes .* lost")
+    assert small.expect(C["truncated"])[1] == "1976", small.report()
     with steps.step("the tail is not waiting for a second receive: the next one gets the next datagram"):
         send(lab, small.ready.port, "--message", "next")
         after = next_datagram(small)
@@ -108,14 +111,14 @@ def test_3000_bytes_over_ethernet_leave_as_three_ip_fragments(lab, steps):
             lan.switch("link")
             h1 = lan.host("h1", ("link", "192.0.2.1/24"))
             h2 = lan.host("h2", ("link", "192.0.2.2/24"))
-            assert h1.run("cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1500"
+            assert int(h1.run("cat", "/sys/class/net/eth0/mtu").stdout) == 1500
             receiver = lan.start(h2, "udp_recv", "--host", "192.0.2.2", "--port", "0", "--bufsize", "65536", lab=lab)
             receiver.wait_ready(timeout=10 * slowdown())
         counters = lambda host: host.run("cat", "/proc/net/snmp").stdout  # noqa: E731
         sent_before, reassembled_before = counters(h1), counters(h2)
         with steps.step("h1 sends one 3000-byte datagram to h2"):
             sender = lan.start(h1, "udp_send", "--host", "192.0.2.2", "--port", receiver.ready.port, "--size", "3000", lab=lab)
-            assert sender.wait_exit(10 * slowdown()) == 0, sender.report()
+            assert sender.wait_exit(10 * slowdown()) == C.status("sent"), sender.report()
             got = next_datagram(receiver)
             assert (got.real, got.truncated, got.data) == (3000, False, b"x" * 3000)
         sent_after, reassembled_after = counters(h1), counters(h2)
@@ -127,10 +130,11 @@ def test_3000_bytes_over_ethernet_leave_as_three_ip_fragments(lab, steps):
 
 def test_sender_source_port_is_ephemeral_and_bound_implicitly(lab, receiver):
     sender = send(lab, receiver.ready.port, "--message", "who am i")
-    assert re.search(r"bound to 0\.0\.0\.0:0 ", sender.stdout), "before sendto the socket has no port\n" + sender.report()
-    m = re.search(r"sent \d+ bytes to \S+ from (\S+):(\d+)$", sender.stdout, re.M)
-    assert m[1] == "0.0.0.0", "the implicit bind takes the wildcard address and a port\n" + sender.report()
-    sent_from = int(m[2])
+    unbound = C["unbound"].find(sender.stdout)
+    assert unbound and unbound[1] == "0.0.0.0:0", "before sendto the socket has no port\n" + sender.report()
+    m = C["sent"].find(sender.stdout)
+    assert m and m[3] == "0.0.0.0", "the implicit bind takes the wildcard address and a port\n" + sender.report()
+    sent_from = int(m[4])
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     assert low <= sent_from <= high
     got = next_datagram(receiver)
@@ -139,7 +143,7 @@ def test_sender_source_port_is_ephemeral_and_bound_implicitly(lab, receiver):
 
 def test_sendto_without_receiver_succeeds(lab):
     sender = send(lab, free_udp_port(), "--message", "anyone there?")
-    assert "sent 13 bytes" in sender.stdout
+    assert [int(m[1]) for m in C["sent"].findall(sender.stdout)] == [13], sender.report()
 
 
 def test_receiver_is_one_unconnected_socket_on_its_port(lab, receiver):
@@ -154,7 +158,7 @@ def test_receiver_is_one_unconnected_socket_on_its_port(lab, receiver):
 def test_count_ends_receiver_with_status_zero(lab):
     receiver = lab.server("udp_recv", "--port", "0", "--count", "1")
     send(lab, receiver.ready.port, "--message", "bye")
-    assert receiver.wait_exit(5) == 0, receiver.report()
+    assert receiver.wait_exit(5) == C.status("count"), receiver.report()
 
 
 def test_ipv6_loopback(lab):
@@ -170,7 +174,7 @@ def test_ipv6_limit_is_65527(lab):
     send(lab, receiver.ready.port, "--size", "65527", host="::1")
     assert next_datagram(receiver).real == 65527
     too_big = lab.run("udp_send", "--host", "::1", "--port", str(receiver.ready.port), "--size", "65528")
-    assert too_big.popen.returncode == 1 and "[EMSGSIZE]" in too_big.stderr, too_big.report()
+    assert too_big.popen.returncode == C.status("too_big") and C["too_big"].find(too_big.stderr), too_big.report()
 
 
 def test_sigterm_exits_zero(lab):
@@ -184,4 +188,4 @@ def test_cli_contract(lab):
         assert_cli_contract(lab, "udp_recv", port)
     assert_help_and_usage(lab, "udp_send")
     bad = lab.run("udp_send", "--hex", "0g")
-    assert bad.popen.returncode == 2 and "--hex" in bad.stderr, bad.report()
+    assert bad.popen.returncode == C.status("usage") and "--hex" in bad.stderr, bad.report()

@@ -6,7 +6,6 @@ chats talking to each other or a Python socket playing the peer.
 from __future__ import annotations
 
 import os
-import re
 import time
 
 import pytest
@@ -14,11 +13,13 @@ import pytest
 from harness import probes
 from harness.clients import ClientTimeout, UdpClient, free_udp_port
 from harness.contract import assert_help_and_usage, assert_port_taken_fails
+from harness.output import HINT, USAGE, contract
 from harness.pytest_plugin import slowdown
 
 pytestmark = pytest.mark.tsan
 
-FROM = re.compile(r"^from (\S+):(\d+): (.*)$")
+C = contract("05")
+FROM = C["from"]
 TSAN = os.environ.get("SOCKLAB_SANITIZE", "") == "thread"
 
 
@@ -66,7 +67,7 @@ def wait_blocked_in(proc, kernel_function: str, timeout: float = 10.0) -> None:
 def assert_exits_zero_within(proc, seconds: float) -> None:
     t0 = time.monotonic()
     rc = proc.wait_exit(seconds * slowdown())
-    assert rc == 0, f"expected exit 0 after {time.monotonic() - t0:.2f}s\n{proc.report()}"
+    assert rc == C.status("eof"), f"expected exit 0 after {time.monotonic() - t0:.2f}s\n{proc.report()}"
 
 
 def test_two_chats_exchange_lines_full_duplex(lab, steps):
@@ -137,7 +138,8 @@ def test_shutdown_wakes_receiver_despite_enotconn(lab):
         wait_blocked_in(proc, "wait_for_more_packets")  # the receiver sleeps in recvfrom()
         proc.close_stdin()
         assert_exits_zero_within(proc, 2)
-        assert "shutdown: Transport endpoint is not connected" in proc.stdout, proc.report()
+        m = C["shutdown_woke"].find(proc.stdout)
+        assert m and m[1] == "Transport endpoint is not connected", proc.report()
 
 
 def test_never_woken_receiver_hangs_after_eof(lab, steps):
@@ -146,7 +148,7 @@ def test_never_woken_receiver_hangs_after_eof(lab, steps):
         with steps.step("stdin ends, as in the notes nobody wakes the receiver"):
             wait_blocked_in(proc, "wait_for_more_packets")
             proc.close_stdin()
-            proc.expect("not waking the receiver")
+            proc.expect(C["not_waking"])
             time.sleep(2 * slowdown())
             assert probes.alive(proc.pid), "with --wake none the program should still hang\n" + proc.report()
             wait_blocked_in(proc, "wait_for_more_packets", timeout=1)
@@ -155,7 +157,7 @@ def test_never_woken_receiver_hangs_after_eof(lab, steps):
             assert received(proc, 1) == [(peer.local_port, "anyone home?")]
             assert probes.alive(proc.pid)
         proc.popen.terminate()
-        assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
+        assert proc.wait_exit(5 * slowdown()) == C.status("eof"), proc.report()
 
 
 def test_close_from_other_thread_does_not_wake_receiver(lab, steps):
@@ -166,20 +168,20 @@ def test_close_from_other_thread_does_not_wake_receiver(lab, steps):
         if TSAN:
             with steps.step("ThreadSanitizer reports the close() racing with the blocked recvfrom()"):
                 deadline = time.monotonic() + 10 * slowdown()
-                while "SUMMARY: ThreadSanitizer" not in proc.stderr and time.monotonic() < deadline:
+                while not C["tsan_summary"].find(proc.stderr) and time.monotonic() < deadline:
                     time.sleep(0.1)
-                assert "ThreadSanitizer: data race" in proc.stderr and " close " in proc.stderr, proc.report()
+                assert C["tsan_race"].find(proc.stderr) and C["tsan_close"].find(proc.stderr), proc.report()
             return
         with steps.step("after close() the program still hangs, its receiver still asleep in recvfrom()"):
-            proc.expect("closed the socket")
+            proc.expect(C["closed_socket"])
             time.sleep(2 * slowdown())
             assert probes.alive(proc.pid), "close() should not have woken recvfrom\n" + proc.report()
             wait_blocked_in(proc, "wait_for_more_packets", timeout=1)
         with steps.step("a datagram still reaches the 'closed' socket; the next recvfrom gets EBADF"):
             peer.send_to("still here", ("127.0.0.1", proc.ready.port))
             assert received(proc, 1) == [(peer.local_port, "still here")]
-            assert proc.wait_exit(5 * slowdown()) == 1, proc.report()
-            assert "udp_chat: recvfrom: Bad file descriptor [EBADF]" in proc.stderr, proc.report()
+            assert proc.wait_exit(5 * slowdown()) == C.status("ebadf"), proc.report()
+            assert C["ebadf"].find(proc.stderr), proc.report()
 
 
 def test_gb2312_datagram_is_shown_escaped_and_chat_goes_on(lab):
@@ -196,9 +198,10 @@ def test_gb2312_datagram_is_shown_escaped_and_chat_goes_on(lab):
 def test_address_the_machine_lacks_fails_with_eaddrnotavail(lab):
     """192.0.2.1 (TEST-NET-1, RFC 5737) stands for the notes' 172.20.10.4: an address no interface here has."""
     proc = lab.run("udp_chat", "--host", "192.0.2.1", "--port", "8088", "--peer", "127.0.0.1:9")
-    assert proc.popen.returncode == 1, proc.report()
-    assert re.search(r"^udp_chat: bind 192\.0\.2\.1:8088: .*\[EADDRNOTAVAIL\]$", proc.stderr, re.M), proc.report()
-    assert "udp_chat: hint: " in proc.stderr, proc.report()
+    assert proc.popen.returncode == C.status("not_here"), proc.report()
+    m = C["not_here"].find(proc.stderr)
+    assert m and m.group(1, 2) == ("192.0.2.1", "8088"), proc.report()
+    assert any(h["prog"] == "udp_chat" for h in HINT.findall(proc.stderr)), proc.report()
 
 
 def test_second_chat_on_same_port_fails_with_eaddrinuse(lab):
@@ -226,12 +229,12 @@ def test_sigterm_exits_zero(lab):
     wait_blocked_in(proc, "pipe_read")  # the main thread waits for a line on stdin
     wait_blocked_in(proc, "poll")       # the receiver waits for a datagram
     proc.popen.terminate()
-    assert proc.wait_exit(5 * slowdown()) == 0, proc.report()
-    assert proc.stderr == "", f"SIGTERM should end it silently\n{proc.report()}"
+    assert proc.wait_exit(5 * slowdown()) == C.status("eof"), proc.report()
+    assert not proc.stderr, f"SIGTERM should end it silently\n{proc.report()}"
 
 
 def test_cli_contract(lab):
     assert_help_and_usage(lab, "udp_chat")
     for args in ([], ["--peer", "nowhere"], ["--peer", "127.0.0.1:65536"], ["--peer", "127.0.0.1:9", "--wake", "later"]):
         proc = lab.run("udp_chat", *args)
-        assert proc.popen.returncode == 2 and "usage" in proc.stderr, proc.report()
+        assert proc.popen.returncode == C.status("usage") and USAGE.find(proc.stderr), proc.report()
