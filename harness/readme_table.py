@@ -44,6 +44,15 @@ def _code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def _prose(text: str) -> str:
+    """Plain text for Markdown: <values>, backslashes and asterisks shown as typed, `code` kept."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):   # even parts are outside code spans
+        parts[i] = (parts[i].replace("\\", "\\\\").replace("<", "&lt;").replace(">", "&gt;")
+                    .replace("*", "\\*").replace("_", "\\_"))
+    return "`".join(parts)
+
+
 def _free(line: Line) -> str:
     rx = line.pattern.pattern
     start, end = rx.startswith("^"), rx.endswith("$") and not rx.endswith("\\$")
@@ -72,14 +81,15 @@ def output_section(c: Contract) -> str:
             continue
         out += ["", f"### `{program}`"]
         for line in lines:
-            out += ["", f"- **{line.name}** ({line.stream}), {line.when}: {_code(line.template)}",
+            out += ["", f"- **{line.name}** ({line.stream}): {_code(line.template)}",
+                    f"  - when: {_prose(line.when)}",
                     f"  - example: {_code(line.example)}",
                     f"  - pattern ({_free(line)}): {_code(line.pattern.pattern)}"]
         if exits:
             out += ["", "Exit statuses:", ""]
             for e in exits:
                 after = f", after the **{e.stderr}** line" if e.stderr else ""
-                out.append(f"- **{e.status}** {e.when}{after}")
+                out.append(f"- **{e.status}**: {_prose(e.when)}{after}")
     return "\n".join(out)
 
 
