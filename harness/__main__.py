@@ -1,32 +1,41 @@
-"""python3 -m harness COMMAND ...   (the instructors' grading tools; see harness/README.md)
+"""python3 -m harness VERB ...   (every tool of the harness; `python3 -m harness VERB --help`)
 
-  grade SUBMISSION   grade one bin folder, build folder or source tree
-  batch FOLDER       grade every submission in FOLDER in parallel (-j N): CSV + one JSON each
-  handout OUT        write the student tree: solution regions replaced by TODO stubs
-  points --check     every collected test of every available lab has points (labs/points.toml)
+  check [--labs 01,02]   the per-lab pass/fail table of a build (the README's first command)
+  grade SUBMISSION       grade one bin folder, build folder or source tree
+  batch FOLDER           grade every submission in FOLDER in parallel (-j N): CSV + one JSON each
+  handout OUT            write the student tree: solution regions replaced by TODO stubs
+  points [--check]       the points of every test; --check: none missing (labs/points.toml)
+  gradescope OUT.zip     pack the Gradescope autograder
+  readme [--check]       README.md's reading-order table, made from labs/manifest.toml
+
+This is the only module of the core that reaches into harness.grading (the grader's tools):
+the verbs are the user interface of both halves.
 """
 from __future__ import annotations
 
+import importlib
 import sys
+
+VERBS = {
+    "check": "harness.grading.check",
+    "grade": "harness.grading.grade",
+    "batch": "harness.grading.batch",
+    "handout": "harness.grading.handout",
+    "points": "harness.grading.points",
+    "gradescope": "harness.grading.gradescope.pack",
+    "readme": "harness.readme_table",
+}
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0 if argv else 2
-    cmd, rest = argv[0], argv[1:]
-    if cmd == "grade":
-        from .grade import main as run
-    elif cmd == "batch":
-        from .batch import main as run
-    elif cmd == "handout":
-        from .handout import main as run
-    elif cmd == "points":
-        from .pointscheck import main as run
-    else:
-        print(f"python3 -m harness: unknown command '{cmd}'\n\n{__doc__.strip()}", file=sys.stderr)
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"python3 -m harness: unknown verb '{verb}'\n\n{__doc__.strip()}", file=sys.stderr)
         return 2
-    return run(rest)
+    return importlib.import_module(VERBS[verb]).main(rest)
 
 
 if __name__ == "__main__":

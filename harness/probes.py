@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Any
 
 TCP_STATES = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
@@ -256,3 +257,28 @@ def wchans(pid: int) -> list[str]:
 def blocked_in(pid: int, kernel_function: str) -> bool:
     """True if some thread of pid sleeps in a kernel function whose name contains `kernel_function`."""
     return any(kernel_function in name for name in wchans(pid))
+
+
+def snapshot(proc: Any) -> str:
+    """What /proc says about a running lab program (a LabProcess: name, pid, ready): the evidence
+    a failure report shows."""
+    pid = proc.pid
+    if not alive(pid):
+        return f"{proc.name} (pid {pid}): not running"
+    try:
+        fds = fd_targets(pid)
+        kinds: dict[str, int] = {}
+        for t in fds:
+            k = t.split(":")[0] if ":" in t else "file"
+            kinds[k] = kinds.get(k, 0) + 1
+        lines = [f"{proc.name} (pid {pid}) state {state(pid)}: {len(fds)} fds "
+                 f"({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}), "
+                 f"{thread_count(pid)} threads, {len(children(pid))} children, "
+                 f"{len(zombies(pid))} zombies, VmRSS {rss_kib(pid)} KiB"]
+        if proc.ready is not None and proc.ready.proto == "tcp":
+            states = tcp_states(proc.ready.port)
+            lines.append(f"  TCP sockets on port {proc.ready.port}: " +
+                         (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"))
+        return "\n".join(lines)
+    except (ProcessLookupError, KeyError) as e:
+        return f"{proc.name} (pid {pid}): gone while looking ({e})"

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import limits, probes
+from . import probes, rlimits
 from .output import Line
 from .programs import program
 from .ready import Ready, parse_ready
@@ -60,7 +60,7 @@ class LabProcess:
         self.known_pids: set[int] = set()
         self.popen = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, preexec_fn=limits.wrap_preexec(preexec), env=env, cwd=cwd)
+            start_new_session=True, preexec_fn=rlimits.wrap_preexec(preexec), env=env, cwd=cwd)
         self.pid = self.popen.pid
         self.known_pids.add(self.pid)
         with _live_lock:

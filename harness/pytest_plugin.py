@@ -97,6 +97,12 @@ _LAB = pytest.StashKey[Lab]()
 _STEPS = pytest.StashKey[Steps]()
 
 
+def programs_started(item: pytest.Item) -> list[LabProcess]:
+    """The lab programs a test started through its `lab` fixture (for evidence at a failure)."""
+    started = item.stash.get(_LAB, None)
+    return list(started.started) if started is not None else []
+
+
 @pytest.fixture(autouse=True)
 def per_test_limit(request: pytest.FixtureRequest, steps: Steps) -> Iterator[None]:
     marker = request.node.get_closest_marker("limit")

@@ -1,9 +1,9 @@
 """The generated parts of the READMEs: README.md's reading-order table (from labs/manifest.toml)
 and each lab README's Output section (from the lab's output contract, labs/NN-topic/output.toml).
 
-    /usr/bin/python3 -m harness.readme_table           print the reading-order table
-    /usr/bin/python3 -m harness.readme_table --write   rewrite every generated part between its markers
-    /usr/bin/python3 -m harness.readme_table --check   exit 1 (naming the files) when one is stale
+    /usr/bin/python3 -m harness readme            print the reading-order table
+    /usr/bin/python3 -m harness readme --write    rewrite every generated part between its markers
+    /usr/bin/python3 -m harness readme --check    exit 1 (naming the files) when one is stale
 
 tests/harness/test_readme.py and tests/harness/test_contracts.py fail when a README is stale.
 """
@@ -69,7 +69,7 @@ def output_section(c: Contract) -> str:
     """The lab README's Output section body, made from its contract."""
     lab = manifest.by_id(c.lab)
     out = [f"What the specs read from each program, one printed line at a time (made from "
-           f"`labs/{lab.dir}/output.toml`; edit that file, then `/usr/bin/python3 -m harness.readme_table "
+           f"`labs/{lab.dir}/output.toml`; edit that file, then `/usr/bin/python3 -m harness readme "
            f"--write`). Print these lines exactly; any other line is free text. `<name>` marks a value; "
            f"the pattern is the Python regular expression matched against one line. The ready line, "
            f"the error line `<prog>: <what>: <strerror> [<ENAME>]` and the exit statuses 0/1/2 are the "
@@ -127,6 +127,9 @@ def generated() -> dict[Path, tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if "-h" in args or "--help" in args:
+        print(__doc__.strip())
+        return 0
     if "--write" in args:
         for path, (now, wanted) in generated().items():
             if now != wanted:
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = [p for p, (now, wanted) in generated().items() if now != wanted]
         for path in stale:
             print(f"{path.relative_to(REPO)}: a generated part is stale; run "
-                  f"/usr/bin/python3 -m harness.readme_table --write", file=sys.stderr)
+                  f"/usr/bin/python3 -m harness readme --write", file=sys.stderr)
         return 1 if stale else 0
     else:
         print(table())

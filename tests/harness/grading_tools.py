@@ -6,7 +6,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from harness.handout import tree_files
+from harness.grading.handout import tree_files
 from harness.programs import REPO
 
 PYTHON = "/usr/bin/python3"

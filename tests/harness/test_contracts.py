@@ -155,6 +155,6 @@ def test_readme_output_section_is_made_from_the_contract(lab):
     text = path.read_text()
     assert "\n## Output\n" in text, f"{path.relative_to(REPO)} has no '## Output' section"
     assert readme_table.rewrite_lab(text, lab.id) == text, \
-        f"{path.relative_to(REPO)}: the Output section is stale: run /usr/bin/python3 -m harness.readme_table --write"
+        f"{path.relative_to(REPO)}: the Output section is stale: run /usr/bin/python3 -m harness readme --write"
     for line in contract(lab.id).lines.values():
         assert line.template in text and line.pattern.pattern in text, f"{line.name} is not shown"

@@ -11,9 +11,9 @@ import pytest
 
 from grading_tools import PYTHON, every_test, grade
 from harness import manifest
-from harness.points import Points
+from harness.grading.points import Points
 from harness.programs import REPO, bin_dir
-from harness.reports import validate_gradescope
+from harness.grading.reports import validate_gradescope
 
 import subprocess
 

@@ -12,7 +12,7 @@ import pytest
 
 from grading_tools import PYTHON
 from harness.programs import REPO
-from harness.reports import validate_gradescope
+from harness.grading.reports import validate_gradescope
 
 
 def autograder(tmp_path, files: dict[str, bytes], labs: str = "01") -> dict:
@@ -20,7 +20,7 @@ def autograder(tmp_path, files: dict[str, bytes], labs: str = "01") -> dict:
     (root / "source").mkdir(parents=True)
     (root / "submission").mkdir()
     zpath = tmp_path / "ag.zip"
-    subprocess.run([PYTHON, "-m", "harness.gradescope", str(zpath), "--labs", labs], cwd=REPO, check=True,
+    subprocess.run([PYTHON, "-m", "harness", "gradescope", str(zpath), "--labs", labs], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
     with zipfile.ZipFile(zpath) as z:
         z.extractall(root / "source")

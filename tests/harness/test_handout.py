@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from grading_tools import PYTHON, VARIANTS, apply_variant, copy_tree, every_test, load_variant
-from harness import handout, manifest
+from harness import manifest
+from harness.grading import handout
 from harness.programs import REPO, bin_dir
 
 AVAILABLE = [l.id for l in manifest.load() if l.available]

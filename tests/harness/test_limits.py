@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from grading_tools import PYTHON, every_test
-from harness.limits import Limits, Sandbox, wrap_preexec
+from harness.grading.sandbox import Sandbox
+from harness.rlimits import Limits, wrap_preexec
 from harness.programs import REPO
 
 SCRIPTS = {

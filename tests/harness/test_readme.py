@@ -12,7 +12,7 @@ README = (REPO / "README.md").read_text()
 def test_reading_order_table_matches_the_manifest():
     assert readme_table.rewrite(README) == README, \
         "README.md's reading-order table or its list of Output sections is stale: " \
-        "run /usr/bin/python3 -m harness.readme_table --write"
+        "run /usr/bin/python3 -m harness readme --write"
 
 
 def test_readme_check_command_says_which_file_is_stale(monkeypatch, capsys):

@@ -1,7 +1,7 @@
 """Lab 06 udp-broadcast: broadcast_sender and broadcast_receiver, on loopback and on a LAN.
 
 Each test states one claim of labs/06-udp-broadcast/README.md. The loopback tests send only to
-127.255.255.255. The LAN tests build their own network namespaces (harness/netns.py): hosts on
+127.255.255.255. The LAN tests build their own network namespaces (harness/netns/lan.py): hosts on
 192.0.2.0/24 (h1, h2, h3) and, behind a router, 198.51.100.0/24 (h4); nothing they send leaves
 those namespaces. Where namespaces cannot be created they are skipped, with the reason.
 """

@@ -25,8 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import reports
-from .grade import PYTHON, add_common_options, select_labs
-from .programs import REPO
+from ..programs import REPO
+from .grade import add_common_options
+from .runner import PYTHON
+from .selection import select_labs
 from .results import Submission
 
 

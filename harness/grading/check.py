@@ -1,6 +1,6 @@
 """The per-lab check table: run every available lab's spec against a build, print pass/fail.
 
-    /usr/bin/python3 -m harness.check [--build build/dev] [--labs 01,02] [--slow]
+    /usr/bin/python3 -m harness check [--build build/dev] [--labs 01,02] [--slow]
 
 This is what the README's first command ends with. Exit status 0 only if every checked lab passes.
 """
@@ -14,8 +14,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from . import manifest
-from .programs import REPO
+from .. import manifest
+from ..programs import REPO
 
 
 def colour(text: str, code: str) -> str:
@@ -41,7 +41,7 @@ def run_spec(spec: Path, bin_dir: Path, slow: bool) -> tuple[int, int, int, str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness.check", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python3 -m harness check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=str(REPO / "build" / "dev"), help="build folder (default build/dev)")
     ap.add_argument("--labs", help="comma-separated lab numbers (default: every available lab)")
     ap.add_argument("--slow", action="store_true", help="also run tests marked slow (e.g. the 60 s TIME_WAIT wait)")

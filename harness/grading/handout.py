@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .programs import REPO
+from ..programs import REPO
 
 MARK = re.compile(r"^(?P<indent>\s*)(?://|#)\s*(?P<what>BEGIN SOLUTION|END SOLUTION|STUB|BEGIN HIDDEN TESTS|"
                   r"END HIDDEN TESTS)\b(?::?\s?)(?P<rest>.*)$")

@@ -1,6 +1,6 @@
 """Pack the Gradescope autograder zip:
 
-    /usr/bin/python3 -m harness.gradescope autograder.zip [--hidden DIR] [--labs 01,02] [--extra "--skip-slow"]
+    /usr/bin/python3 -m harness gradescope autograder.zip [--hidden DIR] [--labs 01,02] [--extra "--skip-slow"]
 
 The zip holds setup.sh and run_autograder at its root, socklab/ (the tracked files of this
 checkout: labs, harness, specs) and, with --hidden, hidden/ (your hidden tests and their points).
@@ -13,14 +13,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+from ...programs import REPO
 from ..handout import tree_files
-from ..programs import REPO
 
 HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m harness.gradescope", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python3 -m harness gradescope", description=__doc__.split("\n\n")[0])
     p.add_argument("zip", type=Path)
     p.add_argument("--hidden", type=Path, help="folder of hidden tests (test_NN_*.py, points.toml)")
     p.add_argument("--labs", default="", help="labs to grade (default: every available lab)")

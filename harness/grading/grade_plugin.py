@@ -1,6 +1,6 @@
 """pytest plugin of the grader: streams one JSON line per test to $SOCKLAB_GRADE_OUT.
 
-Loaded with `-p harness.grade_plugin` by grade.py in the pytest run of one lab. Lines:
+Loaded with `-p harness.grading.grade_plugin` by runner.py in the pytest run of one lab. Lines:
   {"event": "collected", "id", "doc", "markers"}     (every collected test, before any runs)
   {"event": "start", "id"}                           (flushed at once: a hang is still attributed)
   {"event": "result", "id", "outcome", "duration", "message", "longrepr", "sections",
@@ -18,7 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import probes
+from .. import probes
+from ..pytest_plugin import programs_started
 
 _OUT = os.environ.get("SOCKLAB_GRADE_OUT")
 _file = None
@@ -60,39 +61,14 @@ def pytest_runtest_logstart(nodeid: str, location: object) -> None:
                         "sections": {}, "credit": None, "snapshot": ""}
 
 
-def snapshot(proc) -> str:
-    """What /proc says about a running lab program: the evidence a failure report shows."""
-    pid = proc.pid
-    if not probes.alive(pid):
-        return f"{proc.name} (pid {pid}): not running"
-    try:
-        fds = probes.fd_targets(pid)
-        kinds: dict[str, int] = {}
-        for t in fds:
-            k = t.split(":")[0] if ":" in t else "file"
-            kinds[k] = kinds.get(k, 0) + 1
-        lines = [f"{proc.name} (pid {pid}) state {probes.state(pid)}: {len(fds)} fds "
-                 f"({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}), "
-                 f"{probes.thread_count(pid)} threads, {len(probes.children(pid))} children, "
-                 f"{len(probes.zombies(pid))} zombies, VmRSS {probes.rss_kib(pid)} KiB"]
-        if proc.ready is not None and proc.ready.proto == "tcp":
-            states = probes.tcp_states(proc.ready.port)
-            lines.append(f"  TCP sockets on port {proc.ready.port}: " +
-                         (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"))
-        return "\n".join(lines)
-    except (ProcessLookupError, KeyError) as e:
-        return f"{proc.name} (pid {pid}): gone while looking ({e})"
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
     if report.failed and report.when in ("setup", "call"):
-        from .pytest_plugin import _LAB  # the programs this test started
-        started = item.stash.get(_LAB, None)
-        if started is not None and started.started:
-            _partial.setdefault(item.nodeid, {})["snapshot"] = "\n".join(snapshot(p) for p in started.started)
+        started = programs_started(item)
+        if started:
+            _partial.setdefault(item.nodeid, {})["snapshot"] = "\n".join(probes.snapshot(p) for p in started)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

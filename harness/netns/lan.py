@@ -34,13 +34,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .process import LabProcess
-from .programs import program
+from ..process import LabProcess
+from ..programs import program
 
 PREFIX = "socklab-"
 _sequence = itertools.count()
@@ -79,26 +78,6 @@ def unavailable_reason() -> str | None:
         return f"network namespaces unavailable here: {e}"
     finally:
         _ip("netns", "del", probe, check=False)
-
-
-@functools.cache
-def private_namespace_unavailable() -> str | None:
-    """None if `unshare -rn` works here (a private network namespace of one host, where the
-    script is root and can change net.* sysctls), else a one-line reason for pytest.skip. Probed once."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return "needs unshare(1) (Debian package util-linux) for a private network namespace"
-    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        return f"cannot create a private network namespace here (`unshare -rn`): {probe.stderr.strip()}"
-    return None
-
-
-def run_in_private_namespace(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run the Python `script` (text) with `args` inside `unshare -rn`, to completion; its result.
-    Check private_namespace_unavailable() first. Only loopback exists in there: nothing leaves it."""
-    return subprocess.run([shutil.which("unshare") or "unshare", "-rn", sys.executable, "-c", script, *args],
-                          capture_output=True, text=True, timeout=timeout, env=os.environ)
 
 
 def cleanup_stale() -> list[str]:

@@ -25,7 +25,7 @@ import time
 import pytest
 
 from harness import probes
-from harness.points import Points, Probe
+from harness.grading.points import Points, Probe
 from harness.pytest_plugin import slowdown
 
 

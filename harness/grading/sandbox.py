@@ -1,93 +1,21 @@
-"""Per-submission resource limits: rlimits in every program the harness starts, plus a cgroup.
+"""One cgroup per submission (or a documented fallback): the grader's sandbox.
 
-The grader decides the limits once per submission and hands them to the pytest run in the
-environment variable SOCKLAB_LIMITS (JSON). LabProcess (process.py) calls `preexec()` in each
-child between fork and exec, so every lab program of that submission:
-  - joins the submission's cgroup (pids.max stops a fork bomb; memory.max caps memory),
-  - gets RLIMIT_NOFILE, RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC and RLIMIT_CORE=0,
-  - when no cgroup could be made and we are root (RLIMIT_NPROC does not bind root), runs as
-    an unprivileged user so that RLIMIT_NPROC does bind.
-A test's own preexec (e.g. one that raises RLIMIT_NOFILE on purpose) runs after ours and wins.
-
-Cgroups: cgroup v2 (a child of our own cgroup or of the root, with +pids +memory enabled), else
-the v1 `pids` and `memory` hierarchies, else none; `Sandbox.note` says which, for the report.
+cgroup v2 (a child of our own cgroup or of the root, with +pids +memory enabled), else the v1
+`pids` and `memory` hierarchies, else none; `Sandbox.note` says which, for the report. The
+programs join it through the Limits (harness/rlimits.py) the grader hands to the pytest run.
 """
 from __future__ import annotations
 
-import json
 import os
-import resource
 import signal
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
-ENV = "SOCKLAB_LIMITS"
+from ..rlimits import Limits
+
 CGROOT = Path("/sys/fs/cgroup")
 NOBODY = 65534
 
-
-@dataclass
-class Limits:
-    nofile: int = 1024              # open files per process
-    address_space_mib: int = 4096   # RLIMIT_AS (skipped for sanitizer builds: ASan reserves terabytes)
-    cpu_seconds: int = 120          # RLIMIT_CPU per process: an endless loop dies by SIGXCPU/SIGKILL
-    nproc: int = 256                # RLIMIT_NPROC (binds non-root users only)
-    pids_max: int = 256             # cgroup pids.max for all programs of one submission
-    memory_mib: int = 1024          # cgroup memory.max
-    cgroup_dirs: list[str] = field(default_factory=list)  # cgroup folders to join ("cgroup.procs")
-    run_as: int | None = None       # uid/gid to switch to (fallback when no cgroup and root)
-
-    def to_env(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_env(cls, text: str) -> "Limits":
-        return cls(**json.loads(text))
-
-
-def _apply(lim: Limits) -> None:
-    """In the child, between fork and exec. Must not raise for a missing cgroup."""
-    for d in lim.cgroup_dirs:
-        try:
-            with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                f.write("0")
-        except OSError:
-            pass
-    def setlim(which: int, value: int) -> None:
-        try:
-            soft, hard = resource.getrlimit(which)
-            resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY or hard > value else hard))
-        except (ValueError, OSError):
-            pass
-    setlim(resource.RLIMIT_NOFILE, lim.nofile)
-    if not os.environ.get("SOCKLAB_SANITIZE"):
-        setlim(resource.RLIMIT_AS, lim.address_space_mib << 20)
-    setlim(resource.RLIMIT_CPU, lim.cpu_seconds)
-    setlim(resource.RLIMIT_NPROC, lim.nproc)
-    setlim(resource.RLIMIT_CORE, 0)
-    if lim.run_as is not None and os.getuid() == 0:
-        os.setgroups([])
-        os.setgid(lim.run_as)
-        os.setuid(lim.run_as)
-
-
-def wrap_preexec(preexec: Callable[[], None] | None) -> Callable[[], None] | None:
-    """The preexec LabProcess should use: the limits from $SOCKLAB_LIMITS, then the test's own."""
-    text = os.environ.get(ENV)
-    if not text:
-        return preexec
-    lim = Limits.from_env(text)
-
-    def both() -> None:
-        _apply(lim)
-        if preexec is not None:
-            preexec()
-    return both
-
-
-# ---------------------------------------------------------------- cgroups (grader side)
 
 def _own_v2_path() -> str | None:
     try:

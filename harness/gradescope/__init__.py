@@ -1,1 +1,0 @@
-"""Gradescope: setup.sh, run_autograder, and `python3 -m harness.gradescope OUT.zip` to pack them."""

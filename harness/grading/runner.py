@@ -1,0 +1,81 @@
+"""The one pytest runner of the harness: one lab's spec files in a pytest process of their own,
+with Debian's Python, the submission's programs under limits, one JSON line per test streamed by
+grade_plugin.py, and a wall-clock limit on the whole run. grade, check and points all use it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .. import manifest
+from ..programs import REPO
+from ..rlimits import Limits
+
+PROBE_SPEC = REPO / "harness" / "grading" / "specs" / "test_behaviour.py"
+PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+
+def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: Limits, *,
+                 keyword: str | None, timeout: float, collect_only: bool = False, skip_slow: bool = False,
+                 first_failure: bool = False) -> tuple[list[dict], str]:
+    """One pytest run of a lab: the JSON records and a note if the run was cut short."""
+    with tempfile.NamedTemporaryFile("w", prefix=f"socklab-lab{lab.id}-", suffix=".jsonl", delete=False) as f:
+        out = Path(f.name)
+    env = dict(os.environ)
+    env.update({"SOCKLAB_BIN_DIR": str(bin_dir), "SOCKLAB_GRADE_OUT": str(out),
+                "SOCKLAB_LIMITS": lim.to_env(), "SOCKLAB_PROBE_LAB": lab.id,
+                "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+                "PYTHONDONTWRITEBYTECODE": "1"})
+    cmd = [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "--noconftest", "-p", "harness.pytest_plugin",
+           "-p", "harness.grading.grade_plugin", "--import-mode=importlib", "--rootdir", str(REPO), "-q",
+           "--no-header", "-o", "console_output_style=classic", *map(str, files)]
+    if keyword:
+        cmd += ["-k", keyword]
+    if skip_slow:
+        cmd += ["-m", "not slow"]
+    if first_failure:
+        cmd.append("-x")
+    if collect_only:
+        cmd.append("--collect-only")
+    note = ""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        console, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        note = f"the lab's test run was stopped after {timeout:g} s"
+        kill_group(proc.pid)
+        console, _ = proc.communicate()
+    kill_group(proc.pid)  # anything of that run still in its session
+    text = console.decode("utf-8", "replace")
+    records = []
+    try:
+        for line in out.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    finally:
+        out.unlink(missing_ok=True)
+    if proc.returncode not in (0, 1, 5) and not note:  # 5: nothing collected
+        note = f"pytest ended with status {proc.returncode}"
+    if note or (proc.returncode not in (0, 1, 5)):
+        note += "\n" + "\n".join(text.splitlines()[-25:])
+    if not any(r["event"] == "collected" for r in records) and proc.returncode not in (0, 5):
+        note = (note + "\n" if note else "") + "no test was collected:\n" + "\n".join(text.splitlines()[-25:])
+    return records, note.strip()
+
+
+def kill_group(pgid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.2)
