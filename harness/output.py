@@ -56,8 +56,11 @@ class Line:
 
     def find(self, text: str) -> re.Match[str] | None:
         """The match of the first line of `text` (a program's whole stdout or stderr) that has
-        this line's format, or None."""
-        return next(iter(self.findall(text)), None)
+        this line's format, or None (remembered as a miss: the grader's evidence)."""
+        found = next(iter(self.findall(text)), None)
+        if found is None:
+            missed(self, text)
+        return found
 
     def findall(self, text: str) -> list[re.Match[str]]:
         """The matches of every line of `text` that has this line's format, in order."""
@@ -67,11 +70,16 @@ class Line:
         """The matches if every line of `text` has this line's format, else None."""
         rows = text.splitlines()
         found = self.findall(text)
-        return found if len(found) == len(rows) else None
+        if len(found) != len(rows):
+            missed(self, text)
+            return None
+        return found
 
     @property
     def where(self) -> str:
         """Where a student reads this line's format."""
+        if not self.lab:
+            return "README.md, The contract for your own programs"
         return f"Output section of labs/{manifest.by_id(self.lab).dir}/README.md"
 
 
@@ -82,6 +90,26 @@ class Exit:
     when: str
     stderr: str = ""
     name: str = ""
+
+
+# The latest look-ups of a contract line that found none: (line, the text searched). The grader
+# reads them at a failure to tell a format mismatch ("expected a line like ...") from a behaviour.
+_misses: list[tuple[Line, str]] = []
+
+
+def missed(line: Line, text: str) -> None:
+    """Remember that `text` (what a program printed) holds no line of `line`'s format."""
+    _misses.append((line, text[-8000:]))
+    del _misses[:-10]
+
+
+def misses() -> list[tuple[Line, str]]:
+    """The latest misses, oldest first (cleared by clear_misses() at each test's start)."""
+    return list(_misses)
+
+
+def clear_misses() -> None:
+    _misses.clear()
 
 
 # The suite-wide lines of README.md's contract, as Lines of no lab.

@@ -37,6 +37,8 @@ def sockets_of(proc) -> list[tuple[int, str, str, int]]:
     return [(int(m[1]), m[2], m[3], int(m[4])) for m in C["socket"].findall(proc.stdout)]
 
 
+@pytest.mark.hint("create the four sockets in order (TCP, UDP, TCP over IPv6, AF_UNIX) and print what "
+                  "getsockopt SO_DOMAIN/SO_TYPE/SO_PROTOCOL returns")
 def test_prints_domain_type_protocol_as_the_kernel_reports(lab, steps):
     with steps.step("run socket_info"):
         proc = lab.run("socket_info")
@@ -50,6 +52,7 @@ def test_prints_domain_type_protocol_as_the_kernel_reports(lab, steps):
     ], proc.report()
 
 
+@pytest.mark.hint("print the fds socket() really returned, and keep them open until stdin ends (--hold)")
 @pytest.mark.limit(20)
 def test_fds_are_small_ints_the_kernel_lists_as_sockets(lab, steps):
     with steps.step("start socket_info --hold"):
@@ -70,6 +73,8 @@ def test_fds_are_small_ints_the_kernel_lists_as_sockets(lab, steps):
         assert proc.wait_exit(5) == C.status("done"), proc.report()
 
 
+@pytest.mark.hint("the printed port must be the one bound: read it back with getsockname() and convert it "
+                  "with ntohs() (network byte order)")
 @pytest.mark.limit(20)
 def test_port_zero_binds_an_ephemeral_port_that_is_really_bound(lab, steps):
     with steps.step("start socket_info --hold (port 0)"):
@@ -117,6 +122,7 @@ def test_notes_print_statement_is_python_2_only():
     compile("print('Socket Created')\n", "TCP链接", "exec")
 
 
+@pytest.mark.hint("with --host ::1 create an AF_INET6 socket: take the family from getaddrinfo's result")
 def test_ipv6_host(lab):
     proc = lab.run("socket_info", "--host", "::1")
     assert proc.popen.returncode == C.status("done"), proc.report()
@@ -124,6 +130,8 @@ def test_ipv6_host(lab):
     assert bound_line(proc)[2] == "::1"
 
 
+@pytest.mark.hint("--help exits 0, a bad option exits 2 with usage on stderr, a failed bind exits 1 with "
+                  "`prog: what: strerror [ENAME]`")
 def test_cli_contract(lab):
     with occupy_udp() as port:
         assert_cli_contract(lab, "socket_info", taken_port=port)

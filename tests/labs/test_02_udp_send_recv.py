@@ -43,6 +43,8 @@ def receiver(lab):
 
 @pytest.mark.parametrize("payload", [b"hello", b"\x00\x01\xff binary \n\r\t\"\\", bytes(range(256))],
                          ids=["text", "escapes", "all-256-byte-values"])
+@pytest.mark.hint("send and print the bytes exactly: binary data may hold NUL bytes, so use lengths, never "
+                  "C strings")
 def test_payload_arrives_byte_exact(lab, receiver, payload):
     send(lab, receiver.ready.port, "--hex", payload.hex())
     got = next_datagram(receiver)
@@ -50,12 +52,16 @@ def test_payload_arrives_byte_exact(lab, receiver, payload):
     assert (got.length, got.real, got.truncated) == (len(payload), len(payload), False)
 
 
+@pytest.mark.hint("a 0-byte datagram is a real datagram: recvfrom returns 0 for it, which is not an error "
+                  "or EOF")
 def test_empty_datagram_is_a_datagram(lab, receiver):
     send(lab, receiver.ready.port, "--message", "")
     got = next_datagram(receiver)
     assert (got.data, got.length, got.real) == (b"", 0, 0)
 
 
+@pytest.mark.hint("one sendto() per message: UDP keeps message boundaries, so each stdin line must be its "
+                  "own datagram")
 def test_two_sends_are_two_datagrams(lab, receiver, steps):
     with steps.step("send 'first' and 'second' from one socket (two stdin lines)"):
         send(lab, receiver.ready.port, input=b"first\nsecond\n")
@@ -65,6 +71,8 @@ def test_two_sends_are_two_datagrams(lab, receiver, steps):
     assert (a.index, b.index) == (1, 2)
 
 
+@pytest.mark.hint("the receive buffer must hold 65507 bytes (--bufsize), and the sender must send the whole"
+                  " payload at once")
 def test_largest_ipv4_payload_65507_passes(lab, receiver):
     send(lab, receiver.ready.port, "--size", "65507")
     got = next_datagram(receiver)
@@ -72,6 +80,8 @@ def test_largest_ipv4_payload_65507_passes(lab, receiver):
     assert got.data == b"x" * 65507
 
 
+@pytest.mark.hint("sendto fails with EMSGSIZE above 65507 bytes: report it on stderr and exit 1, never exit"
+                  " 0 on an error")
 def test_65508_bytes_fail_with_emsgsize(lab, receiver):
     sender = lab.run("udp_send", "--port", str(receiver.ready.port), "--size", "65508")
     assert sender.popen.returncode == C.status("too_big"), sender.report()
@@ -80,6 +90,8 @@ def test_65508_bytes_fail_with_emsgsize(lab, receiver):
     assert C["too_big_hint"].find(sender.stderr), "the hint should give the real limit\n" + sender.report()
 
 
+@pytest.mark.hint("the receive buffer truncated the datagram silently: receive with MSG_TRUNC and check "
+                  "msg_flags & MSG_TRUNC to report the real length")
 def test_3000_bytes_into_1024_byte_buffer_is_reported_truncated(lab, steps):
     with steps.step("start udp_recv with the notes' 1024-byte buffer"):
         small = lab.server("udp_recv", "--port", "0")
@@ -128,6 +140,7 @@ def test_3000_bytes_over_ethernet_leave_as_three_ip_fragments(lab, steps):
     assert snmp_counter(reassembled_after, "Ip", "ReasmOKs") - snmp_counter(reassembled_before, "Ip", "ReasmOKs") == 1
 
 
+@pytest.mark.hint("do not bind() the sender: the kernel picks an ephemeral port at the first sendto()")
 def test_sender_source_port_is_ephemeral_and_bound_implicitly(lab, receiver):
     sender = send(lab, receiver.ready.port, "--message", "who am i")
     unbound = C["unbound"].find(sender.stdout)
@@ -141,6 +154,7 @@ def test_sender_source_port_is_ephemeral_and_bound_implicitly(lab, receiver):
     assert (got.host, got.port) == ("127.0.0.1", sent_from)
 
 
+@pytest.mark.hint("an unconnected UDP sendto succeeds even if nobody listens: do not treat that as an error")
 def test_sendto_without_receiver_succeeds(lab):
     sender = send(lab, free_udp_port(), "--message", "anyone there?")
     assert [int(m[1]) for m in C["sent"].findall(sender.stdout)] == [13], sender.report()
@@ -155,12 +169,15 @@ def test_receiver_is_one_unconnected_socket_on_its_port(lab, receiver):
     assert mine == [(f"0100007F:{receiver.ready.port:04X}", "00000000:0000", "07")], mine
 
 
+@pytest.mark.hint("--count N: exit with status 0 after N datagrams")
 def test_count_ends_receiver_with_status_zero(lab):
     receiver = lab.server("udp_recv", "--port", "0", "--count", "1")
     send(lab, receiver.ready.port, "--message", "bye")
     assert receiver.wait_exit(5) == C.status("count"), receiver.report()
 
 
+@pytest.mark.hint("bind the address --host names (::1 needs an AF_INET6 socket) and print it in the ready "
+                  "line")
 def test_ipv6_loopback(lab):
     receiver = lab.server("udp_recv", "--host", "::1", "--port", "0")
     assert receiver.ready.host == "::1"
@@ -177,12 +194,15 @@ def test_ipv6_limit_is_65527(lab):
     assert too_big.popen.returncode == C.status("too_big") and C["too_big"].find(too_big.stderr), too_big.report()
 
 
+@pytest.mark.hint("SIGTERM/SIGINT must end the program with status 0 (the contract)")
 def test_sigterm_exits_zero(lab):
     receiver = lab.server("udp_recv", "--port", "0")
     receiver.popen.send_signal(15)
     assert receiver.wait_exit(5) == 0, receiver.report()
 
 
+@pytest.mark.hint("--help exits 0, a bad option exits 2 with usage on stderr, a port in use exits 1 with "
+                  "[EADDRINUSE] and a hint")
 def test_cli_contract(lab):
     with occupy_udp() as port:
         assert_cli_contract(lab, "udp_recv", port)

@@ -58,6 +58,8 @@ def send_raw(port: int, data: bytes, host: str = "127.0.0.1") -> None:
     ("gbk", "c4 e3 ba c3"),
     ("gb18030", "c4 e3 ba c3"),
 ])
+@pytest.mark.hint("a socket carries bytes: encode the text with the chosen encoding (iconv) before send, "
+                  "exactly")
 def test_nihao_bytes_on_the_wire(lab, encoding, expected):
     with UdpClient(bind_port=0) as wire:
         printed = send(lab, wire.local_port, "--encoding", encoding, "--message", NIHAO)
@@ -129,6 +131,7 @@ def test_input_that_is_not_utf8_is_named_as_such(lab, data, offset, first):
 
 # ---- the receiver: bytes first, then text or a clear error -----------------------------------
 
+@pytest.mark.hint("decode the received bytes with the same encoding the sender used")
 @pytest.mark.parametrize("encoding", ["utf-8", "gb2312", "gbk", "gb18030"])
 def test_matching_encodings_round_trip(lab, encoding):
     text = "你好, socket! 网络编程" + ("😀€" if encoding in ("utf-8", "gb18030") else "")
@@ -228,6 +231,8 @@ def test_split_character_fails_when_each_datagram_is_decoded_alone(lab, steps):
         assert second.re is ERROR.pattern and (second[1], second[3]) == ("0", "EILSEQ"), recv.report()
 
 
+@pytest.mark.hint("a character split across datagrams: keep the incomplete tail bytes and decode them with "
+                  "the next datagram")
 def test_split_character_decodes_with_carry(lab, steps):
     recv = receiver(lab, "utf-8", "--carry")
     with steps.step("send 'a你b' split after byte 2: 61 e4 | bd a0 62"):

@@ -77,6 +77,8 @@ def fake_server(reply: Callable[[socket.socket, bytes, tuple], None]) -> Iterato
 
 # ---- the server: byte-exact echoes, a counter, every sender ---------------------------------
 
+@pytest.mark.hint("send back exactly the bytes received (the length recvfrom returned), to the address "
+                  "recvfrom reported")
 @pytest.mark.parametrize("size", [1, 1472, 1500, 8192, 65507])
 def test_echo_is_byte_exact(server, size):
     payload = os.urandom(size)
@@ -183,6 +185,8 @@ def test_client_size_check_catches_a_changed_echo(lab):
     assert C["differs"].find(proc.stderr), proc.report()
 
 
+@pytest.mark.hint("no timeout on the UDP client: a lost datagram blocks recvfrom forever; set SO_RCVTIMEO "
+                  "and exit 1 on EAGAIN")
 def test_no_server_unconnected_times_out_with_exit_1(lab):
     port = free_udp_port()
     started = time.monotonic()
@@ -195,6 +199,8 @@ def test_no_server_unconnected_times_out_with_exit_1(lab):
     assert waited >= 0.7, "it must wait out its timeout: nothing tells an unconnected socket the port is closed"
 
 
+@pytest.mark.hint("only a connect()ed UDP socket hears ICMP port unreachable (ECONNREFUSED); and it needs "
+                  "SO_RCVTIMEO as well")
 def test_no_server_connected_reports_econnrefused(lab):
     port = free_udp_port()
     proc = client(lab, port, "--connect", "--timeout-ms", "10000", input="anyone?\n")

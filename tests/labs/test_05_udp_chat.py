@@ -111,6 +111,9 @@ def test_one_socket_two_threads(lab):
         assert data == "from the sending thread".encode() and source[1] == proc.ready.port
 
 
+@pytest.mark.hint("at stdin EOF the sender must wake the receiving thread (eventfd + poll, or shutdown): "
+                  "close() does not wake a blocked recvfrom, and the program cannot exit while a joinable "
+                  "thread still runs")
 def test_eof_exits_zero_within_2s(lab, steps):
     with UdpClient(bind_port=0) as peer:
         proc = chat(lab, peer.local_port)
@@ -121,6 +124,7 @@ def test_eof_exits_zero_within_2s(lab, steps):
             assert_exits_zero_within(proc, 2)
 
 
+@pytest.mark.hint("the quit line ends the chat like EOF: do not send it, wake the receiver, exit 0")
 def test_quit_line_exits_zero_and_is_not_sent(lab, steps):
     with UdpClient(bind_port=0) as peer:
         proc = chat(lab, peer.local_port)

@@ -67,6 +67,8 @@ def send(lab, *args: str, input: str | None = None, rc: int = C.status("sent")):
 
 # ---- loopback -----------------------------------------------------------------------------
 
+@pytest.mark.hint("the sender needs SO_BROADCAST; receivers must bind 0.0.0.0 (with SO_REUSEADDR to share "
+                  "the port)")
 def test_two_wildcard_receivers_each_get_every_broadcast(lab, steps):
     with steps.step("two receivers bind 0.0.0.0 on one port (both set SO_REUSEADDR)"):
         first = receiver(lab, 0)
@@ -93,6 +95,8 @@ def test_receiver_bound_to_127_0_0_1_gets_no_broadcast(lab, steps):
         assert wait_for(specific, 1) == [("127.0.0.1", "127.0.0.1", "to you")]
 
 
+@pytest.mark.hint("without SO_BROADCAST sendto to a broadcast address fails with EACCES: report it and exit"
+                  " 1")
 def test_without_so_broadcast_sendto_fails_with_eacces(lab):
     listening = receiver(lab, 0)
     sender = send(lab, "--port", str(listening.ready.port), "--message", "x", "--no-so-broadcast",

@@ -104,6 +104,8 @@ def test_connect_completes_before_accept(lab, steps):
         client.close()
 
 
+@pytest.mark.hint("TCP is a byte stream: one recv() may hold two sends; never assume one recv is one "
+                  "message")
 def test_one_recv_returns_two_sends_merged(lab, steps):
     with steps.step("start tcp_server --hold"):
         server = lab.server("tcp_server", "--port", "0", "--hold")
@@ -360,6 +362,8 @@ def _small_window_listener() -> socket.socket:
     return ls
 
 
+@pytest.mark.hint("send() may take fewer bytes than asked (a short write): loop until every byte is sent, "
+                  "or the rest is lost")
 @pytest.mark.limit(90)
 def test_send_loop_survives_short_sends(lab, steps):
     with _small_window_listener() as ls:
@@ -412,6 +416,7 @@ def test_notes_single_send_loses_bytes(lab, steps):
         printed(client, "cut_off", "stderr")
 
 
+@pytest.mark.hint("a client's RST (ECONNRESET/EPIPE) must end that connection only, never the server")
 def test_client_reset_does_not_stop_server(lab):
     server = lab.server("tcp_server", "--port", "0", "--clients", "2")
     with TcpClient("127.0.0.1", server.ready.port) as first:

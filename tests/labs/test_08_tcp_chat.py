@@ -58,6 +58,8 @@ def server(lab):
 
 # ---- the serial, lock-step chat ----------------------------------------------------------------
 
+@pytest.mark.hint("the serial chat takes turns: read one whole line from the peer, then send one line from "
+                  "stdin")
 def test_turns_alternate_line_by_line(lab, server, steps):
     client = lab.start("tcp_chat_client", "--port", server.ready.port)
     client_port(client)

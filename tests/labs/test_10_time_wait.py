@@ -83,6 +83,8 @@ def test_server_that_closed_first_leaves_time_wait_on_its_port(lab):
     assert not time_wait_on(client_port), "the client was the passive closer: no TIME_WAIT on its port"
 
 
+@pytest.mark.hint("without SO_REUSEADDR a restart while TIME_WAIT remains must fail with EADDRINUSE (exit 1"
+                  " with the message)")
 def test_restart_without_reuseaddr_fails_with_eaddrinuse(lab, steps):
     with steps.step("first run: the server closes first"):
         port, _ = serve_one(lab)
@@ -95,6 +97,8 @@ def test_restart_without_reuseaddr_fails_with_eaddrinuse(lab, steps):
 @pytest.mark.parametrize("old, new, works", [
     (False, False, False), (False, True, False), (True, False, False), (True, True, True),
 ], ids=["neither", "new-only", "old-only", "both"])
+@pytest.mark.hint("set SO_REUSEADDR before bind() when --reuseaddr is given: Linux lets the bind pass "
+                  "TIME_WAIT only then")
 def test_reuseaddr_must_be_set_on_old_and_new_socket(lab, old, new, works):
     port, _ = serve_one(lab, *(["--reuseaddr"] if old else []))
     ok, proc = restart(lab, port, *(["--reuseaddr"] if new else []))
