@@ -231,14 +231,18 @@ def expected_actual(message: str) -> tuple[str, str, str]:
         actual = who if not actual or actual.startswith("exit status") else f"{actual} ({who})"
     elif custom:
         sentence, data = _sentence(custom)
+        more = [l.strip() for l in lines[1:at] if not l.startswith(("$ ", "  "))]
+        data = "\n".join(([data] if data else []) + more)
         em = re.match(r"(?i)^expected (.+?)(?:,\s*(?:got|found|measured|it is|it ended)\s+|;\s*)(.+)$", sentence)
-        nm = re.search(r"printed no (line (?:like|matching) .+?)(?: within [\d.]+s)?$", sentence)
+        nm = re.search(r"(?:printed no|without printing a) (line (?:like|matching) .+?)(?: within [\d.]+s)?$", sentence)
         if em:
             expected, actual = em[1], em[2]
         elif sentence.lower().startswith("expected "):
             expected, actual = sentence[len("expected "):], actual
         else:
             expected, actual = (f"a {nm[1]}" if nm else expected), sentence
+    if not expected and re.search(r"ready line", actual):
+        expected = f"its ready line `{output.READY.template}`"
     if not actual and compare:
         actual = f"this did not hold: {compare}"
     return expected, actual or (lines[0] if lines else ""), data

@@ -164,3 +164,11 @@ def test_a_long_test_name_is_cut_before_its_parameter():
     name = "test_kernel_sends_icmp_port_unreachable_whether_or_not_the_client_hears[connected]"
     assert len(short_name(name)) == 70 and short_name(name).endswith("...[connected]")
     assert short_name("test_x[a]") == "test_x[a]"
+
+
+def test_a_missing_line_or_ready_line_is_the_expected_half():
+    t = explained(message="harness.process.HarnessError: tcp_chat_duplex closed stdout without printing a line "
+                          "like `recv: \"<x>\"` (Output section of labs/08-tcp-chat/README.md)\n$ x")
+    assert t.expected == 'a line like `recv: "<x>"` (Output section of labs/08-tcp-chat/README.md)'
+    t = explained(message="harness.process.HarnessError: broadcast_receiver ended before printing its ready line\n$ x")
+    assert t.expected == "its ready line `READY <tcp|udp> <host> <port>`"

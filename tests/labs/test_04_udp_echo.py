@@ -100,6 +100,8 @@ def test_largest_ipv6_payload_65527_is_echoed(lab):
     assert echo == payload
 
 
+@pytest.mark.hint("every echo must go back to the address recvfrom() reported for that very datagram: "
+                  "each sender gets its own echoes")
 def test_counter_increments_and_logs_each_sender(server):
     with UdpClient(timeout=5) as a, UdpClient(timeout=5) as b:
         for sender, text in ((a, b"one"), (b, b"two"), (a, b"three")):
@@ -133,6 +135,8 @@ def test_non_utf8_datagram_is_echoed_and_logged_not_decoded(server):
     assert server.popen.poll() is None
 
 
+@pytest.mark.hint("every echo must go back to the address recvfrom() reported for that very datagram: "
+                  "each client gets exactly its own echoes")
 def test_many_clients_at_once_each_get_their_own_echoes(lab, server, steps):
     clients, lines = 8, 20
     with steps.step(f"start {clients} udp_echo_client processes, {lines} lines each, all at once"):

@@ -180,6 +180,8 @@ def _ss_listen_queues(port: int) -> tuple[int, int] | None:
     return None
 
 
+@pytest.mark.hint("listen() must get the --backlog value: the kernel queues backlog + 1 completed "
+                  "connections for accept() and drops the SYNs of the others, which wait in SYN_SENT")
 @pytest.mark.limit(90)
 @pytest.mark.parametrize("backlog", [1, 3])
 def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, steps, backlog):
@@ -206,13 +208,19 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
             states = _client_states(port, socks)
         established = sorted(p for p, st in states.items() if st == "ESTABLISHED")
         waiting = sorted(p for p, st in states.items() if st == "SYN_SENT")
-        assert len(established) == expected, f"backlog {backlog}: expected {expected} completed, states {states}"
-        assert len(waiting) == attempts - expected, f"the rest should wait in SYN_SENT, states {states}"
+        assert len(established) == expected, (
+            f"with --backlog {backlog}, {expected} of {attempts} connects should complete (backlog + 1), but "
+            f"{len(established)} did\nclient states by port: {states}")
+        assert len(waiting) == attempts - expected, (
+            f"the {attempts - expected} connects beyond backlog + 1 should wait in SYN_SENT, but {len(waiting)} "
+            f"do\nclient states by port: {states}")
         refused = [p for p, s in socks.items() if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)]
         assert not refused, "no client should be refused: a full queue drops SYNs, it does not answer RST"
         with steps.step("the listener: Send-Q = backlog, Recv-Q = connections waiting for accept"):
             row = listener_row(port)
-            assert (row.recv_q, row.send_q) == (expected, backlog), row
+            assert (row.recv_q, row.send_q) == (expected, backlog), (
+                f"the listener should show Recv-Q {expected} (waiting for accept) and Send-Q {backlog} (the "
+                f"backlog), it shows {row.recv_q} and {row.send_q}")
             if shutil.which("ss"):
                 assert _ss_listen_queues(port) == (expected, backlog), "ss -ltn should show Recv-Q/Send-Q"
         assert probes.listen_overflows() > overflows_before, "TcpExt ListenOverflows should count the dropped SYNs"
@@ -244,7 +252,8 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
                                 del pending[cport]
                 sel.close()
                 assert not pending, f"clients never served: {sorted(pending)}\n{server.report()}"
-                assert all(replies[p] == f"has recv:{p}\n".encode() for p in socks), replies
+                wrong = {p: replies[p] for p in socks if replies[p] != f"has recv:{p}\n".encode()}
+                assert not wrong, f"{len(wrong)} clients got a wrong reply\nreplies by client port: {wrong}"
             assert server.wait_exit(10) == C.status("served"), server.report()
     finally:
         for s in socks.values():
@@ -313,13 +322,15 @@ def test_backlog_is_capped_at_somaxconn():
     assert got["send_q"] == 2 and got["recv_q"] == 3, (
         f"listen(10) with net.core.somaxconn=2 should be cut to 2 (listen(2) NOTES): Send-Q 2, and 2 + 1 "
         f"connections waiting for accept(): {got}")
-    assert got["states"].count("ESTABLISHED") == 3 and got["states"].count("SYN_SENT") == 5, got
+    assert got["states"].count("ESTABLISHED") == 3 and got["states"].count("SYN_SENT") == 5, (
+        f"3 of 8 clients should complete (somaxconn 2, + 1) and 5 wait in SYN_SENT\nclient states: {got['states']}")
 
 
 @pytest.mark.limit(90)
 def test_full_queue_refuses_nobody_even_with_tcp_abort_on_overflow():
     got = _queue_in_private_namespace(somaxconn=4096, abort_on_overflow=1, backlog=1)
-    assert got["states"].count("ESTABLISHED") == 2 and got["states"].count("SYN_SENT") == 6, got
+    assert got["states"].count("ESTABLISHED") == 2 and got["states"].count("SYN_SENT") == 6, (
+        f"2 of 8 clients should complete (backlog 1, + 1) and 6 wait in SYN_SENT\nclient states: {got['states']}")
     assert not any(got["errors"]), (
         "with tcp_abort_on_overflow=1 a SYN that finds the accept queue full is still dropped, not answered "
         "with RST (tcp_conn_request() in net/ipv4/tcp_input.c): no client gets ECONNREFUSED. "

@@ -263,6 +263,8 @@ def test_duplex_both_directions_without_turns(pair):
     heard(a, "b2")
 
 
+@pytest.mark.hint("a half-close is shutdown(SHUT_WR) only: SHUT_RDWR also ends this side's receiving, so "
+                  "the peer's later lines are lost")
 def test_duplex_half_close_keeps_other_direction(pair, steps):
     a, b = pair
     port = a.ready.port
