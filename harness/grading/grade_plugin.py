@@ -78,7 +78,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         rec["hint"] = str(marker.args[0]) if marker and marker.args else ""
         rec["programs"] = [_program(p) for p in started]
         rec["misses"] = [{"lab": line.lab, "program": line.program, "name": line.name, "stream": line.stream,
-                          "template": line.template, "example": line.example, "where": line.where, "text": text}
+                          "template": line.template, "example": line.example, "where": line.where,
+                          "pattern": line.pattern.pattern, "text": text}
                          for line, text in output.misses()]
 
 

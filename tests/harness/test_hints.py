@@ -172,3 +172,13 @@ def test_a_missing_line_or_ready_line_is_the_expected_half():
     assert t.expected == 'a line like `recv: "<x>"` (Output section of labs/08-tcp-chat/README.md)'
     t = explained(message="harness.process.HarnessError: broadcast_receiver ended before printing its ready line\n$ x")
     assert t.expected == "its ready line `READY <tcp|udp> <host> <port>`"
+
+
+def test_a_missing_further_line_of_a_format_already_printed_is_the_behaviour():
+    line = contract("07")["recv"]
+    miss = {"lab": "07", "program": "tcp_server", "name": "recv", "stream": "stdout", "template": line.template,
+            "example": line.example, "where": line.where, "pattern": line.pattern.pattern,
+            "text": 'recv 5 bytes from 127.0.0.1:5: "hello"'}
+    t = explained("07", message="harness.process.HarnessError: tcp_server printed no line like ...",
+                  hint="TCP is a byte stream", misses=[miss])
+    assert t.hint == "TCP is a byte stream"

@@ -38,7 +38,7 @@ def client(lab, port: int, *args: str, input: str | None = None, host: str = "12
 def echoes(proc) -> list[str]:
     """What the client printed as echoes (C-escaped); every stdout line must be an echo line."""
     found = ECHO.only(proc.stdout)
-    assert found is not None, f"every stdout line should be like {ECHO.template}\n{proc.report()}"
+    assert found is not None, f"expected every stdout line like `{ECHO.template}` ({ECHO.where})\n{proc.report()}"
     return [m[1] for m in found]
 
 
@@ -175,7 +175,7 @@ def test_client_size_round_trip_is_identical(lab, server, size, mode):
     proc = client(lab, server.ready.port, "--size", str(size), *mode)
     assert proc.popen.returncode == C.status("eof"), proc.report()
     m = IDENTICAL.find(proc.stdout)
-    assert m, f"expected a line like {IDENTICAL.template}\n{proc.report()}"
+    assert m, f"expected a line like `{IDENTICAL.template}` ({IDENTICAL.where})\n{proc.report()}"
     assert (int(m[1]), m[2], int(m[3])) == (size, "127.0.0.1", server.ready.port), proc.report()
     assert int(server.expect(CALLBACK)[4]) == size
 
