@@ -119,6 +119,28 @@ def test_spec_matches_no_pattern_of_its_own(lab):
                        + "\n".join(f"  line {n}: {why}" for n, why in found))
 
 
+def exit_literals(source: str) -> list[int]:
+    """Lines where a spec compares an exit status with a literal other than 0 (SIGTERM's exit 0 is the
+    suite's contract): a lab's statuses 1 and 2 come from its contract, C.status("name")."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+            sides = [node.left, node.comparators[0]]
+            status = any("returncode" in ast.unparse(x) or "wait_exit" in ast.unparse(x) for x in sides)
+            literal = any(isinstance(x, ast.Constant) and isinstance(x.value, int) and x.value != 0 for x in sides)
+            if status and literal:
+                found.append(node.lineno)
+    return found
+
+
+@pytest.mark.parametrize("lab", LABS, ids=[lab.id for lab in LABS])
+def test_spec_takes_its_exit_statuses_from_the_contract(lab):
+    found = exit_literals(lab.spec.read_text())
+    assert not found, (f"{lab.spec.name} compares exit statuses with literals on lines {found}: declare them as "
+                       f"[[exit]] in labs/{lab.dir}/output.toml and use C.status(name)")
+    assert exit_literals("assert proc.popen.returncode == 2") == [1]
+
+
 def test_the_literal_finder_finds_what_it_must():
     """The check above can fail: each way of bypassing the contract is caught."""
     bypasses = ['re.compile(r"^callback (\\d+)")', 'proc.expect("holding off")', 'assert "sent" in proc.stdout',
