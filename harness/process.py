@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import probes, rlimits
-from .output import Line
+from .output import Line, missed
 from .programs import program
 from .ready import Ready, parse_ready
 from .steps import scaled
@@ -145,11 +145,15 @@ class LabProcess:
         its match."""
         rx = pattern.pattern if isinstance(pattern, Line) else re.compile(pattern)
         timeout = scaled(timeout)
+        wanted = (f"a line like `{pattern.template}` ({pattern.where})" if isinstance(pattern, Line)
+                  else f"a line matching /{rx.pattern}/")
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self._fail(f"{self.name} printed no line matching /{rx.pattern}/ within {timeout:.3g}s")
+                if isinstance(pattern, Line):
+                    missed(pattern, self.stdout)
+                raise self._fail(f"{self.name} printed no {wanted.removeprefix('a ')} within {timeout:.3g}s")
             try:
                 line = self._next(left)
             except queue.Empty:
@@ -157,7 +161,9 @@ class LabProcess:
             if line is None:
                 self._lines.put(None)
                 self._ended_soon()
-                raise self._fail(f"{self.name} closed stdout without printing a line matching /{rx.pattern}/")
+                if isinstance(pattern, Line):
+                    missed(pattern, self.stdout)
+                raise self._fail(f"{self.name} closed stdout without printing {wanted}")
             m = rx.search(line)
             if m:
                 return m

@@ -4,11 +4,14 @@ Loaded with `-p harness.grading.grade_plugin` by runner.py in the pytest run of 
   {"event": "collected", "id", "doc", "markers"}     (every collected test, before any runs)
   {"event": "start", "id"}                           (flushed at once: a hang is still attributed)
   {"event": "result", "id", "outcome", "duration", "message", "longrepr", "sections",
-   "credit", "snapshot"}
+   "credit", "snapshot", "hint", "programs", "misses"}
 A test may record partial credit (a fraction 0..1 of its points) with pytest's own
 `record_property("credit", fraction)`. On failure the plugin snapshots, from /proc, every lab
 program the test started that is still running (fds, threads, children, zombies, TCP states):
-that is evidence taken before teardown stops them.
+that is evidence taken before teardown stops them. It also records, for hints.py, the test's
+own hint (its `@pytest.mark.hint`), each started program's name, exit status, whether it printed
+its ready line and its stderr lines, and the output-contract lines the test looked for in vain
+(harness.output.misses()).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from .. import probes
+from .. import output, probes
 from ..pytest_plugin import programs_started
 
 _OUT = os.environ.get("SOCKLAB_GRADE_OUT")
@@ -56,6 +59,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    output.clear_misses()
     _emit({"event": "start", "id": _id(nodeid)})
     _partial[nodeid] = {"outcome": "passed", "duration": 0.0, "message": "", "longrepr": "",
                         "sections": {}, "credit": None, "snapshot": ""}
@@ -66,9 +70,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     report = outcome.get_result()
     if report.failed and report.when in ("setup", "call"):
+        rec = _partial.setdefault(item.nodeid, {})
         started = programs_started(item)
         if started:
-            _partial.setdefault(item.nodeid, {})["snapshot"] = "\n".join(probes.snapshot(p) for p in started)
+            rec["snapshot"] = "\n".join(probes.snapshot(p) for p in started)
+        marker = item.get_closest_marker("hint")
+        rec["hint"] = str(marker.args[0]) if marker and marker.args else ""
+        rec["programs"] = [_program(p) for p in started]
+        rec["misses"] = [{"lab": line.lab, "program": line.program, "name": line.name, "stream": line.stream,
+                          "template": line.template, "example": line.example, "where": line.where,
+                          "pattern": line.pattern.pattern, "text": text}
+                         for line, text in output.misses()]
+
+
+def _program(proc) -> dict[str, Any]:
+    """What hints.py needs of one started program: its name, status (None: running, < 0: killed by
+    that signal), whether it printed its ready line, and its stderr (the [ENAME] error lines)."""
+    proc.popen.poll()
+    return {"name": proc.name, "status": proc.popen.returncode, "ready": proc.ready is not None,
+            "stderr": proc.stderr[-4000:], "stdout": proc.stdout[-4000:]}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

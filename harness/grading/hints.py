@@ -1,47 +1,69 @@
 """From a failed test to: what was expected, what happened, the evidence, and one hint line.
 
 explain(result, record) fills TestResult.expected/actual/evidence/hint from the pytest record
-(grade_plugin.py). The hint is, in order of preference:
-  1. a `Hint: ...` line the test's own message carries (behaviour probes, contract checks);
-  2. a symptom in the failure text (crash signal, no ready line, a hang, a missing program...);
-  3. the hint for that test function (HINTS below: one line per test, in the student's terms);
-  4. the assertion message itself.
-Add the hints of a new lab to HINTS when it lands; nothing else needs to change.
+(grade_plugin.py). The hint is decided from the evidence first, then from the test:
+  1. a `Hint: ...` line the failure carries (behaviour probes, contract checks);
+  2. the program is missing;
+  3. a program died by a signal (SIGPIPE, SIGSEGV, SIGABRT...), or hit a resource limit;
+  4. a program failed with a contract error line `prog: what: strerror [ENAME]`: the hint of that
+     line in the lab's output contract, or of that errno (EADDRINUSE -> SO_REUSEADDR, ...);
+  5. it never printed its ready line; it hung (the test ran past its limit);
+  6. it printed no line of a contract format the test looked for, but a line close to one:
+     "expected a line like `<template>` (Output section ...); the closest line it printed was ...";
+  7. only then the test's own hint, `@pytest.mark.hint("...")` on the test function;
+  8. weaker symptoms (did not exit), else the failure's first sentence.
+Expected and actual are sentences for a student: exception class names, `$ command` reports and
+data dumps become a sentence, and the data goes to the evidence.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import signal
 
-from .points import func_and_case
+from .. import output
 from .results import TestResult
 
-# Symptoms visible in any failure text -> the likely cause.
+SIGNALS: dict[int, str] = {
+    signal.SIGPIPE: "it was killed by SIGPIPE: it wrote to a connection the peer had closed or reset; send "
+                    "with MSG_NOSIGNAL (or ignore SIGPIPE) and treat EPIPE as 'drop this peer'",
+    signal.SIGSEGV: "it crashed with a segmentation fault (SIGSEGV): an invalid pointer or a buffer overrun; "
+                    "build with the asan preset to see where",
+    signal.SIGABRT: "it aborted (SIGABRT): an uncaught exception, a failed assert, a joinable std::thread "
+                    "destroyed, or fortify catching an overflow",
+    signal.SIGBUS: "it crashed with SIGBUS: a bad memory access",
+    signal.SIGFPE: "it crashed with SIGFPE: a division by zero",
+    signal.SIGTERM: "it died from SIGTERM instead of exiting: handle SIGTERM/SIGINT (close everything, exit 0)",
+    signal.SIGINT: "it died from SIGINT instead of exiting: handle SIGTERM/SIGINT (close everything, exit 0)",
+    signal.SIGXCPU: "it used up its CPU time limit: an endless busy loop",
+    signal.SIGKILL: "it was killed (SIGKILL) after exceeding a limit (memory, time) or ignoring SIGTERM",
+}
+
+# The classic cause of an errno a program reports when the lab's contract does not expect it.
+ERRNOS: dict[str, str] = {
+    "EADDRINUSE": "the address is in use: another socket holds the port (sockets that share a port need "
+                  "SO_REUSEADDR set on every one of them before bind(); a restart during TIME_WAIT too)",
+    "EADDRNOTAVAIL": "no interface of this machine has that address: bind 127.0.0.1 (the default --host) "
+                     "or an address `ip addr` lists",
+    "ECONNREFUSED": "nothing listens there: connect to the host and port of the server's ready line",
+    "EACCES": "sending to a broadcast address needs setsockopt(SO_BROADCAST, 1) first",
+    "EMSGSIZE": "one UDP datagram carries at most 65507 bytes over IPv4 (65527 over IPv6)",
+    "EBADF": "it used an fd that is closed (or was never opened): a close() too early, or a double close",
+    "ENOTCONN": "the socket is not connected: send()/recv() need connect() first, or use sendto()/recvfrom()",
+    "EINVAL": "a call got an invalid argument: check the address length and the option values",
+    "EMFILE": "out of file descriptors: close every socket you are done with (an fd leak?)",
+    "EPIPE": "it wrote to a connection the peer had closed: treat EPIPE as 'drop this peer', not as fatal",
+    "ECONNRESET": "the peer reset the connection: drop that peer and carry on",
+}
+
 SYMPTOMS: list[tuple[str, str]] = [
-    (r"not found in .*build it first|ProgramMissing",
-     "the program is missing or not executable: it must be named exactly as in labs/manifest.toml "
-     "(see the build log if it did not compile)"),
     (r"printed no ready line",
      "no ready line: print `READY <tcp|udp> <host> <port>` (the port really bound) once the socket is bound, "
      "and flush stdout (std::endl, fflush or lab::say)"),
     (r"ended before printing its ready line",
      "it exits before it is ready: read its stderr in the evidence (a failed bind? an unknown option?)"),
-    (r"killed by signal 13|SIGPIPE|status -13",
-     "killed by SIGPIPE: writing to a closed/reset connection; send with MSG_NOSIGNAL or ignore SIGPIPE"),
-    (r"killed by signal 11|SIGSEGV",
-     "it crashed with a segmentation fault (SIGSEGV): an invalid pointer or a buffer overrun; build with "
-     "the asan preset to see where"),
-    (r"killed by signal 6\b|SIGABRT|buffer overflow detected|bit out of range",
-     "it aborted (SIGABRT): an uncaught exception, a failed assert, a joinable std::thread destroyed, or "
-     "fortify catching an overflow"),
-    (r"sendto[^\n]*\[EACCES\]",
-     "sending to a broadcast address needs setsockopt(SO_BROADCAST, 1) first, else sendto fails with EACCES"),
-    (r"killed by signal 15\b",
-     "it died from SIGTERM instead of exiting: handle SIGTERM/SIGINT (close everything, exit 0)"),
-    (r"killed by signal 24|SIGXCPU",
-     "it used up its CPU time limit: an endless busy loop"),
-    (r"killed by signal 9\b|SIGKILL",
-     "it was killed (SIGKILL) after exceeding a limit (memory, time) or ignoring SIGTERM"),
+    (r"closed its stdout before printing its ready line",
+     "it closed stdout before its ready line: keep stdout open and print `READY <tcp|udp> <host> <port>`"),
     (r"ran past its [\d.]+s limit",
      "it hung: a blocking call that never returns (no timeout on recv, waiting for input that never "
      "comes, or a deadlock); the steps show where"),
@@ -51,90 +73,33 @@ SYMPTOMS: list[tuple[str, str]] = [
      "it ran out of memory (the submission's memory limit)"),
 ]
 
-# Weaker symptoms: used only when the test has no hint of its own in HINTS.
 WEAK_SYMPTOMS: list[tuple[str, str]] = [
     (r"did not exit within",
      "it did not exit: on stdin EOF, SIGTERM/SIGINT or the end of its work it must exit with status 0"),
-    (r"printed no line matching|closed stdout without printing",
-     "its output lacks a line the test waits for: compare the output format in the lab's README"),
+    (r"printed no line (like|matching)|closed stdout without printing",
+     "its output lacks a line the test waits for: compare its output with the lab README's Output section"),
 ]
 
-# Per test function: what usually breaks it, in the student's terms. Keys: (lab, function).
-HINTS: dict[tuple[str, str], str] = {
-    ("01", "test_prints_domain_type_protocol_as_the_kernel_reports"):
-        "create the four sockets in order (TCP, UDP, TCP over IPv6, AF_UNIX) and print what getsockopt "
-        "SO_DOMAIN/SO_TYPE/SO_PROTOCOL returns",
-    ("01", "test_fds_are_small_ints_the_kernel_lists_as_sockets"):
-        "print the fds socket() really returned, and keep them open until stdin ends (--hold)",
-    ("01", "test_port_zero_binds_an_ephemeral_port_that_is_really_bound"):
-        "the printed port must be the one bound: read it back with getsockname() and convert it with "
-        "ntohs() (network byte order)",
-    ("01", "test_ipv6_host"):
-        "with --host ::1 create an AF_INET6 socket: take the family from getaddrinfo's result",
-    ("01", "test_cli_contract"):
-        "--help exits 0, a bad option exits 2 with usage on stderr, a failed bind exits 1 with "
-        "`prog: what: strerror [ENAME]`",
-    ("02", "test_payload_arrives_byte_exact"):
-        "send and print the bytes exactly: binary data may hold NUL bytes, so use lengths, never C strings",
-    ("02", "test_empty_datagram_is_a_datagram"):
-        "a 0-byte datagram is a real datagram: recvfrom returns 0 for it, which is not an error or EOF",
-    ("02", "test_two_sends_are_two_datagrams"):
-        "one sendto() per message: UDP keeps message boundaries, so each stdin line must be its own datagram",
-    ("02", "test_largest_ipv4_payload_65507_passes"):
-        "the receive buffer must hold 65507 bytes (--bufsize), and the sender must send the whole payload at once",
-    ("02", "test_65508_bytes_fail_with_emsgsize"):
-        "sendto fails with EMSGSIZE above 65507 bytes: report it on stderr and exit 1, never exit 0 on an error",
-    ("02", "test_3000_bytes_into_1024_byte_buffer_is_reported_truncated"):
-        "the receive buffer truncated the datagram silently: receive with MSG_TRUNC and check "
-        "msg_flags & MSG_TRUNC to report the real length",
-    ("02", "test_sender_source_port_is_ephemeral_and_bound_implicitly"):
-        "do not bind() the sender: the kernel picks an ephemeral port at the first sendto()",
-    ("02", "test_sendto_without_receiver_succeeds"):
-        "an unconnected UDP sendto succeeds even if nobody listens: do not treat that as an error",
-    ("02", "test_count_ends_receiver_with_status_zero"):
-        "--count N: exit with status 0 after N datagrams",
-    ("02", "test_ipv6_loopback"):
-        "bind the address --host names (::1 needs an AF_INET6 socket) and print it in the ready line",
-    ("02", "test_sigterm_exits_zero"):
-        "SIGTERM/SIGINT must end the program with status 0 (the contract)",
-    ("02", "test_cli_contract"):
-        "--help exits 0, a bad option exits 2 with usage on stderr, a port in use exits 1 with [EADDRINUSE] and a hint",
-    ("03", "test_nihao_bytes_on_the_wire"):
-        "a socket carries bytes: encode the text with the chosen encoding (iconv) before send, exactly",
-    ("03", "test_matching_encodings_round_trip"):
-        "decode the received bytes with the same encoding the sender used",
-    ("03", "test_split_character_decodes_with_carry"):
-        "a character split across datagrams: keep the incomplete tail bytes and decode them with the next datagram",
-    ("04", "test_echo_is_byte_exact"):
-        "send back exactly the bytes received (the length recvfrom returned), to the address recvfrom reported",
-    ("04", "test_no_server_unconnected_times_out_with_exit_1"):
-        "no timeout on the UDP client: a lost datagram blocks recvfrom forever; set SO_RCVTIMEO and exit 1 on EAGAIN",
-    ("04", "test_no_server_connected_reports_econnrefused"):
-        "only a connect()ed UDP socket hears ICMP port unreachable (ECONNREFUSED); and it needs SO_RCVTIMEO as well",
-    ("05", "test_eof_exits_zero_within_2s"):
-        "at stdin EOF the sender must wake the receiving thread (eventfd + poll, or shutdown): close() does not "
-        "wake a blocked recvfrom, and the program cannot exit while a joinable thread still runs",
-    ("05", "test_quit_line_exits_zero_and_is_not_sent"):
-        "the quit line ends the chat like EOF: do not send it, wake the receiver, exit 0",
-    ("06", "test_two_wildcard_receivers_each_get_every_broadcast"):
-        "the sender needs SO_BROADCAST; receivers must bind 0.0.0.0 (with SO_REUSEADDR to share the port)",
-    ("06", "test_without_so_broadcast_sendto_fails_with_eacces"):
-        "without SO_BROADCAST sendto to a broadcast address fails with EACCES: report it and exit 1",
-    ("07", "test_send_loop_survives_short_sends"):
-        "send() may take fewer bytes than asked (a short write): loop until every byte is sent, or the rest is lost",
-    ("07", "test_one_recv_returns_two_sends_merged"):
-        "TCP is a byte stream: one recv() may hold two sends; never assume one recv is one message",
-    ("07", "test_client_reset_does_not_stop_server"):
-        "a client's RST (ECONNRESET/EPIPE) must end that connection only, never the server",
-    ("08", "test_turns_alternate_line_by_line"):
-        "the serial chat takes turns: read one whole line from the peer, then send one line from stdin",
-    ("10", "test_restart_without_reuseaddr_fails_with_eaddrinuse"):
-        "without SO_REUSEADDR a restart while TIME_WAIT remains must fail with EADDRINUSE (exit 1 with the message)",
-    ("10", "test_reuseaddr_must_be_set_on_old_and_new_socket"):
-        "set SO_REUSEADDR before bind() when --reuseaddr is given: Linux lets the bind pass TIME_WAIT only then",
-}
+MISSING = re.compile(r"not found in .*build it first|ProgramMissing")
+CLOSE_ENOUGH = 0.6   # how alike (difflib ratio) a printed line and a contract example must be to be "close"
 
-_EXPECTED = re.compile(r"^(?:AssertionError: |HarnessError: |StepTimeout: )?(expected .*)$", re.I)
+# Exceptions a test can stop with, as the sentence a student reads.
+EXCEPTIONS: dict[str, str] = {
+    "ClientTimeout": "the program did not answer: {}",
+    "TimeoutError": "the program did not answer in time (the test's socket timed out)",
+    "timeout": "the program did not answer in time (the test's socket timed out)",
+    "ConnectionRefusedError": "nothing accepted the test's connection (ECONNREFUSED): is the server listening "
+                              "on the port of its ready line?",
+    "ConnectionResetError": "the program reset the test's connection (ECONNRESET)",
+    "BrokenPipeError": "the program closed the connection while the test was still sending (EPIPE)",
+    "StepTimeout": "{}",
+    "HarnessError": "{}",
+    "AssertionError": "{}",
+    "Failed": "{}",
+}
+_CLASS = re.compile(r"^((?:[A-Za-z_]\w*\.)*)([A-Z]\w*|timeout): ?(.*)$", re.S)
+_STATUS = re.compile(r"^\s*\[(exited with -?\d+|killed by signal \d+ \(\w+\)|still running)\]$", re.M)
+_DATA = re.compile(r"[:,;]?\s*(?:\{['\"\w(]|\[\(|\[['\"]|\[\d+, )")
 
 
 def _hint_line(text: str) -> str | None:
@@ -142,41 +107,155 @@ def _hint_line(text: str) -> str | None:
     return m[1].strip() if m else None
 
 
-def _symptom(text: str, table: list[tuple[str, str]] = SYMPTOMS) -> str | None:
+def _symptom(text: str, table: list[tuple[str, str]]) -> str | None:
     for pattern, hint in table:
         if re.search(pattern, text):
             return hint
-    m = re.search(r"killed by signal (\d+)", text)
-    if m and table is SYMPTOMS:
-        try:
-            return f"it was killed by {signal.Signals(int(m[1])).name}"
-        except ValueError:
-            pass
     return None
+
+
+def _signal(programs: list[dict], text: str) -> str | None:
+    """A program of the test died by a signal (its exit status), or the failure text says so."""
+    numbers = [-p["status"] for p in programs if isinstance(p.get("status"), int) and p["status"] < 0]
+    numbers += [int(n) for n in re.findall(r"killed by signal (\d+)", text)]
+    for number in numbers:
+        if number == signal.SIGTERM and not programs:
+            continue
+        name = programs[0]["name"] if len(programs) == 1 else "a program"
+        try:
+            sig = signal.Signals(number)
+        except ValueError:
+            return f"{name} was killed by signal {number}"
+        if sig == signal.SIGKILL and any(p.get("status") == -signal.SIGKILL for p in programs) \
+                and "ran past" not in text:
+            continue  # the harness's own SIGKILL of a program that ignored SIGTERM at teardown
+        return SIGNALS.get(sig, f"it was killed by {sig.name}")
+    return None
+
+
+def _contract_line(lab: str, program: str, text: str) -> output.Line | None:
+    try:
+        c = output.contract(lab)
+    except (KeyError, OSError, ValueError):
+        return None
+    for line in c.lines.values():
+        if line.stream == "stderr" and line.program == program and line.match(text):
+            return line
+    return None
+
+
+def _errno(programs: list[dict], text: str, lab: str) -> str | None:
+    """A program failed with the contract error line `prog: what: strerror [ENAME]`."""
+    waited = "ready line" in text or re.search(r"^assert 1 == 0\b", text, re.M) is not None
+    for p in programs:
+        if p.get("status") != 1:
+            continue
+        for row in (p.get("stderr") or "").splitlines():
+            m = output.ERROR.match(row)
+            if not m:
+                continue
+            declared = _contract_line(lab, p["name"], row)
+            if declared is not None and not (declared.hint and waited):
+                continue   # an error the lab's contract expects in some test: not evidence of a bug
+            advice = declared.hint if declared is not None else ERRNOS.get(m["ename"])
+            if advice is None:
+                advice = "its error line in the evidence says which call failed"
+            return f"{p['name']} failed with {m['ename']} (`{row.strip()}`): {advice}"
+    return None
+
+
+def _skeleton(line: str) -> str:
+    """A printed line without its values (numbers, quoted bytes), to compare formats, not contents."""
+    return re.sub(r"\d+", "0", re.sub(r'"(?:[^"\\]|\\.)*"', '""', line))
+
+
+def _format(misses: list[dict]) -> str | None:
+    """The test looked for a contract line the program never printed, and it printed one close to it."""
+    if not misses:
+        return None
+    miss = misses[-1]
+    printed = [line for line in (miss.get("text") or "").splitlines() if line.strip()]
+    if not printed or (miss.get("pattern") and any(re.search(miss["pattern"], line) for line in printed)):
+        return None   # nothing printed, or lines of that format were printed: the behaviour, not the format
+    example = _skeleton(miss["example"])
+    ratio, closest = max((difflib.SequenceMatcher(None, _skeleton(line), example).ratio(), line) for line in printed)
+    if ratio < CLOSE_ENOUGH:
+        return None
+    return (f"expected a line like `{miss['template']}` ({miss['where']}); the closest line "
+            f"{miss['program']} printed was `{closest[:200]}`")
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"\n... ({len(text) - limit} more characters)"
 
 
-def expected_actual(message: str) -> tuple[str, str]:
-    first = message.strip().splitlines()[0] if message.strip() else ""
-    m = re.search(r"assert (.+?) == (.+)$", first)
+def plain(text: str) -> str:
+    """One failure text as a student reads it: no exception class name in front."""
+    text = text.strip()
+    m = _CLASS.match(text)
+    if m and (m[1] or m[2] in EXCEPTIONS or m[2].endswith(("Error", "Exception", "Timeout", "Expired"))):
+        rest = m[3].strip()
+        template = EXCEPTIONS.get(m[2])
+        if template is None:
+            return f"the test stopped with an error: {rest}" if rest else "the test stopped with an error"
+        return template.format(rest).strip() or "the test failed"
+    return text
+
+
+def _sentence(text: str) -> tuple[str, str]:
+    """(the sentence, the data cut from it) of a message's first line: a dict or list dump is data."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    m = _DATA.search(first)
+    if m and m.start() > 10:
+        return first[:m.start()].rstrip(" :,;"), first[m.start():].lstrip(" :,;")
+    return first, ""
+
+
+def _report_status(text: str) -> str:
+    """`udp_recv exited with 1`, from a program report (`$ cmd` ... `[exited with 1]`)."""
+    cmd = re.search(r"^\$ (\S+)", text, re.M)
+    status = _STATUS.search(text)
+    name = cmd[1].rsplit("/", 1)[-1] if cmd else "the program"
+    return f"{name} {status[1]}" if status else f"{name} did not do what the test waited for"
+
+
+def expected_actual(message: str) -> tuple[str, str, str]:
+    """(expected, actual, data) of a failure message, each a sentence (data: what was cut out)."""
+    text = plain(message)
+    lines = [l for l in text.splitlines() if l.strip()]
+    at = next((i for i, l in enumerate(lines) if l.lstrip().startswith("assert ")), len(lines))
+    compare = lines[at].strip()[len("assert "):] if at < len(lines) else ""
+    custom = lines[0].strip() if at > 0 else ""
+    expected = actual = data = ""
+    m = re.match(r"(.+?) == (.+)$", compare)
     if m:
-        return m[2].strip(), m[1].strip()
-    m = re.search(r"assert (.+?) (<|>|<=|>=|!=|in|not in) (.+)$", first)
-    if m:
-        return f"{m[1].strip()} {m[2]} {m[3].strip()}", "that was false"
-    lines = [l for l in message.strip().splitlines()
-             if l.strip() and not l.lstrip().startswith(("Hint:", "assert ", "+", "where "))]
-    if lines and _EXPECTED.match(lines[0]):
-        exp = _EXPECTED.match(lines[0])[1]
-        # "expected X, got Y" / "expected X; it is Y"
-        parts = re.split(r",\s*(?:got|found|measured|it is|it ended)\s+|;\s*", exp, maxsplit=1)
-        if len(parts) == 2:
-            return parts[0], parts[1]
-        return exp, "\n".join(lines[1:3])
-    return "", "\n".join(lines[:3])
+        expected, actual = m[2].strip(), m[1].strip()
+        if re.search(r"returncode|wait_exit", text) and re.fullmatch(r"-?\d+", expected) and re.fullmatch(r"-?\d+", actual):
+            expected, actual = f"exit status {expected}", f"exit status {actual}"
+    if custom.startswith("$ "):                      # the message is a program's report
+        who = _report_status(text)
+        actual = who if not actual or actual.startswith("exit status") else f"{actual} ({who})"
+    elif custom:
+        sentence, data = _sentence(custom)
+        more = [l.strip() for l in lines[1:at] if not l.startswith(("$ ", "  "))]
+        data = "\n".join(([data] if data else []) + more)
+        em = re.match(r"(?i)^expected (.+?)(?:,\s*(?:got|found|measured|it is|it ended)\s+|;\s*)(.+)$", sentence)
+        nm = re.search(r"(?:printed no|without printing a) (line (?:like|matching) .+?)(?: within [\d.]+s)?$", sentence)
+        if em:
+            expected, actual = em[1], em[2]
+        elif sentence.lower().startswith("expected "):
+            expected, actual = sentence[len("expected "):], actual
+        else:
+            expected, actual = (f"a {nm[1]}" if nm else expected), sentence
+    if not expected and re.search(r"ready line", actual):
+        expected = f"its ready line `{output.READY.template}`"
+    if not actual and expected.startswith("a line like"):
+        actual = "no line of that format was printed"
+    elif not actual and re.search(r" (?:==|!=|<=?|>=?|in|not in|is|and|or) ", compare):
+        actual = f"this did not hold: {compare}"
+    elif not actual and compare:
+        actual = "it was not so"
+    return expected, actual or (lines[0] if lines else ""), data
 
 
 def explain(test: TestResult, rec: dict) -> None:
@@ -184,21 +263,32 @@ def explain(test: TestResult, rec: dict) -> None:
     message = rec.get("message", "") or ""
     longrepr = rec.get("longrepr", "") or ""
     sections = rec.get("sections", {}) or {}
+    programs = rec.get("programs") or []
     text = "\n".join([message, longrepr, *sections.values()])
-    test.message = _clip(message, 2000)
-    test.expected, test.actual = expected_actual(message)
+    test.message = _clip(plain(message), 2000)
+    test.expected, test.actual, data = expected_actual(message)
     if rec.get("phase") == "setup" and not test.actual:
-        test.actual = "the test could not start: " + message.splitlines()[0] if message else "setup failed"
-    func, _ = func_and_case(test.id)
-    test.hint = (_hint_line(message) or _hint_line(longrepr) or _symptom(text)
-                 or HINTS.get((test.lab, func)) or _symptom(text, WEAK_SYMPTOMS)
-                 or (message.splitlines()[0] if message else ""))
+        test.actual = "the test could not start: " + (plain(message).splitlines() or ["setup failed"])[0]
+    own_hint = rec.get("hint") if rec.get("phase", "call") == "call" else None
+    first = plain(message).splitlines()[0] if plain(message) else ""
+    test.hint = (_hint_line(message) or _hint_line(longrepr)
+                 or (MISSING.search(text) and "the program is missing or not executable: it must be named exactly "
+                     "as in labs/manifest.toml (see the build log if it did not compile)")
+                 or _signal(programs, text)
+                 or _errno(programs, text, test.lab)
+                 or _symptom(text, SYMPTOMS)
+                 or _format(rec.get("misses") or [])
+                 or own_hint
+                 or _symptom(text, WEAK_SYMPTOMS)
+                 or (first if not first.startswith("$ ") else test.actual))
     ev = []
+    if data:
+        ev.append(f"[the test's data]\n{data}")
     for name, body in sections.items():
         if "steps that ran" in name or "programs started" in name:
             ev.append(f"[{name.replace('Captured ', '')}]\n{body.rstrip()}")
     if rec.get("snapshot"):
         ev.append("[/proc snapshot at the failure]\n" + rec["snapshot"])
-    if not ev:
+    if len(ev) <= (1 if data else 0):
         ev.append(_clip(longrepr.strip()[-1500:], 1500))
     test.evidence = _clip("\n".join(ev), 5000)

@@ -29,6 +29,18 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def short_name(name: str, width: int = 70) -> str:
+    """A test's name in `width` columns: a long name is cut in its function part, so that its
+    parameter (`[connected-65507]`, what tells the cases apart) always shows."""
+    if len(name) <= width:
+        return name
+    func, bracket, case = name.partition("[")
+    case = bracket + case
+    if len(case) > width // 2:
+        case = case[:width // 2 - 4] + "...]"
+    return func[:width - len(case) - 3] + "..." + case
+
+
 def summary_text(sub: Submission) -> str:
     """Whole-submission notes: build, limits, lab-level problems."""
     lines = [f"{sub.student}: {sub.score:g}/{sub.max_score:g} points"]
@@ -63,7 +75,7 @@ def terminal(sub: Submission, color: bool = False, evidence_lines: int = 12) -> 
         for t in lab.tests:
             mark, col = _MARK.get(t.status, ("?", "dim"))
             vis = "" if t.visibility == "visible" else f" [{t.visibility}]"
-            out.append(f"  {c(f'{mark:5}', col)} {t.number:>6}  {t.name[:70]:70} {_pts(t.score):>5}/{_pts(t.max_score):<4}"
+            out.append(f"  {c(f'{mark:5}', col)} {t.number:>6}  {short_name(t.name):70} {_pts(t.score):>5}/{_pts(t.max_score):<4}"
                        f" {t.duration:5.1f}s{vis}")
             if t.status in (FAILED, FLAKY):
                 if t.status == FLAKY:

@@ -4,7 +4,7 @@
 // Try:   ./udp_recv &   then   echo hello | ./udp_send      (or: nc -u -l 127.0.0.1 8088)
 // Observe: `strace -e trace=network ./udp_send --message hi` shows socket() then sendto(), and no
 //          bind(): the kernel binds an ephemeral port at the first sendto (getsockname shows it).
-// Simplifications: sends to the first address getaddrinfo returns; no retries (UDP has none either).
+// Simplifications: sends to the first address getaddrinfo returns; no retries (nor has UDP).
 // See also: sendto(2), udp(7); udp_recv.cpp (the receiving side).
 #include <sys/socket.h>
 
@@ -23,9 +23,11 @@ constexpr std::array options{
     lab::Option{"--port", "P", "destination port (default 8088)"},
     lab::Option{"--message", "TEXT", "send TEXT as one datagram and exit"},
     lab::Option{"--size", "N", "send one datagram of N bytes (0..65535: try 65507 and 65508)"},
-    lab::Option{"--hex", "BYTES", "send these bytes, written in hex (e.g. 00ff0a), as one datagram"},
+    lab::Option{"--hex", "BYTES",
+                "send these bytes, written in hex (e.g. 00ff0a), as one datagram"},
 };
-constexpr lab::Program program{"udp_send", "Sends UDP datagrams; without a payload option, one per stdin line.", options};
+constexpr lab::Program program{
+    "udp_send", "Sends UDP datagrams; without a payload option, one per stdin line.", options};
 
 // "00ff0a" -> the bytes 00 ff 0a; a usage error names the bad text.
 std::string from_hex(std::string_view hex) {
@@ -35,7 +37,8 @@ std::string from_hex(std::string_view hex) {
         const auto pair = hex.substr(i, 2);
         const auto [end, ec] = std::from_chars(pair.data(), pair.data() + pair.size(), value, 16);
         if (pair.size() != 2 || ec != std::errc{} || end != pair.data() + 2)
-            throw lab::usage_error("--hex wants pairs of hex digits, not '" + std::string(hex) + "'");
+            throw lab::usage_error("--hex wants pairs of hex digits, not '" + std::string(hex) +
+                                   "'");
         out.push_back(static_cast<char>(value));
     }
     return out;
@@ -43,10 +46,12 @@ std::string from_hex(std::string_view hex) {
 
 // One sendto() is one datagram: it goes whole or not at all (EMSGSIZE when it cannot fit).
 void send_one(const lab::Fd& s, const lab::Address& to, std::string_view payload) {
-    // BEGIN SOLUTION: send the payload as one datagram with sendto() and print what was sent, from where
-    const ssize_t n = lab::check(::sendto(s.get(), payload.data(), payload.size(), 0, to.get(), to.len),
-                                 "sendto " + lab::to_string(to));
-    lab::say("sent ", n, " bytes to ", lab::to_string(to), " from ", lab::to_string(lab::local_address(s.get())));
+    // BEGIN SOLUTION: send the payload as one datagram with sendto(); print what went where
+    const ssize_t n =
+        lab::check(::sendto(s.get(), payload.data(), payload.size(), 0, to.get(), to.len),
+                   "sendto " + lab::to_string(to));
+    lab::say("sent ", n, " bytes to ", lab::to_string(to), " from ",
+             lab::to_string(lab::local_address(s.get())));
     // STUB (void)s, (void)to, (void)payload;
     // STUB throw std::runtime_error("send_one is not written yet");
     // END SOLUTION
@@ -57,22 +62,33 @@ void send_one(const lab::Fd& s, const lab::Address& to, std::string_view payload
 int main(int argc, char** argv) {
     return lab::run(program, argc, argv, [](const lab::Args& args) {
         lab::exit_on_signals();
-        const lab::Address to = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
+        const lab::Address to =
+            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
 
-        // A UDP socket needs no connection and, for a sender, no bind(): see the address before and after.
+        // A UDP socket needs no connection and, for a sender, no bind(): see its address before
+        // and after.
         lab::Fd s(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
-        lab::say("before the first sendto the socket is bound to ", lab::to_string(lab::local_address(s.get())),
-                 " (port 0: not bound yet)");
+        lab::say("before the first sendto the socket is bound to ",
+                 lab::to_string(lab::local_address(s.get())), " (port 0: not bound yet)");
 
-        // One payload from the command line, or one datagram per stdin line until EOF (as the notes' input()).
-        if (auto text = args.value("--message")) { send_one(s, to, *text); return 0; }
+        // One payload from the command line, or one datagram per stdin line until EOF (as the
+        // notes' input() loop).
+        if (auto text = args.value("--message")) {
+            send_one(s, to, *text);
+            return 0;
+        }
         if (auto size = args.value("--size")) {
-            const std::string payload(lab::parse_number<std::size_t>(*size, "--size", 0, 65535), 'x');
+            const std::string payload(lab::parse_number<std::size_t>(*size, "--size", 0, 65535),
+                                      'x');
             send_one(s, to, payload);
             return 0;
         }
-        if (auto hex = args.value("--hex")) { send_one(s, to, from_hex(*hex)); return 0; }
-        for (std::string line; std::getline(std::cin, line);) send_one(s, to, line);
+        if (auto hex = args.value("--hex")) {
+            send_one(s, to, from_hex(*hex));
+            return 0;
+        }
+        for (std::string line; std::getline(std::cin, line);)
+            send_one(s, to, line);
         return 0;
     });
 }

@@ -1,5 +1,5 @@
-// codec.hpp: the two pieces text_send.cpp and text_recv.cpp both need, kept in one place (lab 03 only).
-// hex() shows bytes as they travel; Conversion owns one iconv(3) conversion descriptor.
+// codec.hpp: the two pieces text_send.cpp and text_recv.cpp both need, kept in one place (lab 03
+// only). hex() shows bytes as they travel; Conversion owns one iconv(3) conversion descriptor.
 // See also: iconv_open(3), iconv_close(3), `iconv -l`.
 #pragma once
 #include <iconv.h>
@@ -28,10 +28,14 @@ inline std::string hex(std::string_view bytes) {
 // an encoding iconv does not know is a usage error.
 struct Conversion {
     iconv_t cd;
-    Conversion(const std::string& to_code, const std::string& from_code) : cd(::iconv_open(to_code.c_str(), from_code.c_str())) {
-        if (cd != reinterpret_cast<iconv_t>(-1)) return;
+    Conversion(const std::string& to_code, const std::string& from_code)
+        : cd(::iconv_open(to_code.c_str(), from_code.c_str())) {
+        if (cd != reinterpret_cast<iconv_t>(-1))
+            return;
         const std::string& named = to_code == "UTF-8" ? from_code : to_code;
-        if (errno == EINVAL) throw lab::usage_error("--encoding: iconv knows no encoding '" + named + "' (`iconv -l` lists them)");
+        if (errno == EINVAL)
+            throw lab::usage_error("--encoding: iconv knows no encoding '" + named +
+                                   "' (`iconv -l` lists them)");
         lab::check(-1, "iconv_open");
     }
     ~Conversion() { ::iconv_close(cd); }

@@ -6,7 +6,8 @@
 //          carries bytes, and the encoding is a choice both ends must share. 😀 has no GB2312 form.
 // Simplifications: the input (argv, stdin) is taken to be UTF-8, as a Linux terminal sends it;
 //          the first line that cannot be encoded ends the program (exit 1).
-// See also: iconv(3), iconv_open(3), `iconv -l`; codec.hpp (hex, Conversion); text_recv.cpp (the decoding side).
+// See also: iconv(3), iconv_open(3), `iconv -l`; codec.hpp (hex, Conversion);
+//           text_recv.cpp (the decoding side).
 #include <iconv.h>
 #include <sys/socket.h>
 
@@ -24,21 +25,31 @@ constexpr std::uint16_t notes_port = 7789;  // the notes' 接收方 binds 7789
 constexpr std::array options{
     lab::Option{"--host", "H", "destination address (default 127.0.0.1)"},
     lab::Option{"--port", "P", "destination port (default 7789)"},
-    lab::Option{"--encoding", "E", "encoding to send in: utf-8, gb2312, gbk, gb18030, ... (default utf-8)"},
+    lab::Option{"--encoding", "E",
+                "encoding to send in: utf-8, gb2312, gbk, gb18030, ... (default utf-8)"},
     lab::Option{"--message", "TEXT", "send TEXT and exit (default: one datagram per stdin line)"},
-    lab::Option{"--split", "N", "send each text as two datagrams: its first N bytes, then the rest"},
+    lab::Option{"--split", "N",
+                "send each text as two datagrams: its first N bytes, then the rest"},
 };
-constexpr lab::Program program{"text_send", "Encodes text with iconv and sends the bytes as UDP datagrams.", options};
+constexpr lab::Program program{
+    "text_send", "Encodes text with iconv and sends the bytes as UDP datagrams.", options};
 
-// The UTF-8 character at `at` and its code point, "'€' (U+20AC)"; empty if the bytes there are not UTF-8.
+// The UTF-8 character at `at` and its code point, "'€' (U+20AC)"; empty if the bytes there
+// are not UTF-8.
 std::string character_at(std::string_view text, std::size_t at) {
     const auto lead = static_cast<unsigned char>(text[at]);
-    const std::size_t len = lead < 0x80 ? 1 : lead >> 5 == 0x6 ? 2 : lead >> 4 == 0xe ? 3 : lead >> 3 == 0x1e ? 4 : 0;
-    if (len == 0 || at + len > text.size()) return {};
+    const std::size_t len = lead < 0x80         ? 1
+                            : lead >> 5 == 0x6  ? 2
+                            : lead >> 4 == 0xe  ? 3
+                            : lead >> 3 == 0x1e ? 4
+                                                : 0;
+    if (len == 0 || at + len > text.size())
+        return {};
     char32_t code = len == 1 ? lead : lead & (0x3f >> (len - 1));
     for (std::size_t i = 1; i < len; ++i) {
         const auto next = static_cast<unsigned char>(text[at + i]);
-        if ((next & 0xc0) != 0x80) return {};  // every byte after the first must be 10xxxxxx
+        if ((next & 0xc0) != 0x80)
+            return {};  // every byte after the first must be 10xxxxxx
         code = code << 6 | (next & 0x3f);
     }
     char name[16];
@@ -48,23 +59,30 @@ std::string character_at(std::string_view text, std::size_t at) {
 
 // UTF-8 text -> the same text in `encoding`, or an error naming the character and its byte offset.
 std::string encode(iconv_t cd, std::string_view text, const std::string& encoding) {
-    // BEGIN SOLUTION: convert `text` with iconv(3); on EILSEQ/EINVAL throw a system_error naming the character and offset
-    std::string in(text), out(4 * text.size() + 8, '\0');  // 4 bytes a character is enough for GB18030, UTF-16, UTF-32
+    // BEGIN SOLUTION: convert `text` with iconv(3); EILSEQ/EINVAL: throw, naming character, offset
+    // 4 bytes a character is enough for GB18030, UTF-16, UTF-32
+    std::string in(text), out(4 * text.size() + 8, '\0');
     char* from = in.data();
     char* to = out.data();
     std::size_t from_left = in.size(), to_left = out.size();
-    ::iconv(cd, nullptr, nullptr, nullptr, nullptr);  // a fresh start: no shift state from the last line
+    // a fresh start: no shift state from the last line
+    ::iconv(cd, nullptr, nullptr, nullptr, nullptr);
     if (::iconv(cd, &from, &from_left, &to, &to_left) == static_cast<std::size_t>(-1)) {
         const int err = errno;
         const auto at = static_cast<std::size_t>(from - in.data());
         const std::string character = err == EILSEQ ? character_at(text, at) : "";
-        const std::string what = !character.empty() ? character + " at input byte " + std::to_string(at) + " has no " + encoding + " form"
-                               : err == EILSEQ ? "input byte " + std::to_string(at) + " (" + codec::hex(text.substr(at, 1)) + ") is not UTF-8 text"
-                               : err == EINVAL ? "the input ends inside a UTF-8 character at byte " + std::to_string(at)
-                                               : "iconv failed at input byte " + std::to_string(at);
+        const std::string what =
+            !character.empty() ? character + " at input byte " + std::to_string(at) + " has no " +
+                                     encoding + " form"
+            : err == EILSEQ ? "input byte " + std::to_string(at) + " (" +
+                                  codec::hex(text.substr(at, 1)) + ") is not UTF-8 text"
+            : err == EINVAL
+                ? "the input ends inside a UTF-8 character at byte " + std::to_string(at)
+                : "iconv failed at input byte " + std::to_string(at);
         throw std::system_error(err, std::system_category(), "encode to " + encoding + ": " + what);
     }
-    lab::check(::iconv(cd, nullptr, nullptr, &to, &to_left), "iconv (end of text)");  // stateful encodings close here
+    // stateful encodings close here
+    lab::check(::iconv(cd, nullptr, nullptr, &to, &to_left), "iconv (end of text)");
     out.resize(out.size() - to_left);
     return out;
     // STUB (void)cd, (void)text, (void)encoding, (void)character_at;
@@ -73,9 +91,12 @@ std::string encode(iconv_t cd, std::string_view text, const std::string& encodin
 }
 
 // One sendto() = one datagram; print exactly the bytes that left.
-void send_one(const lab::Fd& s, const lab::Address& to, std::string_view bytes, const std::string& encoding) {
-    lab::check(::sendto(s.get(), bytes.data(), bytes.size(), 0, to.get(), to.len), "sendto " + lab::to_string(to));
-    lab::say("sent ", bytes.size(), " bytes to ", lab::to_string(to), " encoding ", encoding, " hex ", codec::hex(bytes));
+void send_one(const lab::Fd& s, const lab::Address& to, std::string_view bytes,
+              const std::string& encoding) {
+    lab::check(::sendto(s.get(), bytes.data(), bytes.size(), 0, to.get(), to.len),
+               "sendto " + lab::to_string(to));
+    lab::say("sent ", bytes.size(), " bytes to ", lab::to_string(to), " encoding ", encoding,
+             " hex ", codec::hex(bytes));
 }
 
 }  // namespace
@@ -84,22 +105,34 @@ int main(int argc, char** argv) {
     return lab::run(program, argc, argv, [](const lab::Args& args) {
         lab::exit_on_signals();
         const std::string encoding = args.get("--encoding", "utf-8");
-        const auto split = args.value("--split") ? lab::parse_number<std::size_t>(*args.value("--split"), "--split", 1, 65507) : 0;
-        const lab::Address to = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
+        const auto split =
+            args.value("--split")
+                ? lab::parse_number<std::size_t>(*args.value("--split"), "--split", 1, 65507)
+                : 0;
+        const lab::Address to =
+            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
 
-        // The conversion is chosen once: from UTF-8 (what the terminal typed) to the wire's encoding.
+        // The conversion is chosen once: from UTF-8 (what the terminal typed) to the wire's one.
         const codec::Conversion conversion(encoding, "UTF-8");
         lab::Fd s(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
 
-        // Encode one text and send it: one datagram, or two with --split (a character may be cut in half).
+        // Encode one text and send it: one datagram, or two with --split (which may cut a character
+        // in half).
         const auto send_text = [&](std::string_view text) {
             const std::string bytes = encode(conversion.cd, text, encoding);
-            if (split == 0 || split >= bytes.size()) { send_one(s, to, bytes, encoding); return; }
+            if (split == 0 || split >= bytes.size()) {
+                send_one(s, to, bytes, encoding);
+                return;
+            }
             send_one(s, to, std::string_view(bytes).substr(0, split), encoding);
             send_one(s, to, std::string_view(bytes).substr(split), encoding);
         };
-        if (auto text = args.value("--message")) { send_text(*text); return 0; }
-        for (std::string line; std::getline(std::cin, line);) send_text(line);
+        if (auto text = args.value("--message")) {
+            send_text(*text);
+            return 0;
+        }
+        for (std::string line; std::getline(std::cin, line);)
+            send_text(line);
         return 0;
     });
 }

@@ -7,7 +7,7 @@
 // Observe: `ss -uanp sport = :21567` lists every receiver on the same port; each line printed shows
 //          the datagram's destination (IP_PKTINFO), so you can tell a broadcast from a unicast.
 // Simplifications: runs until SIGINT/SIGTERM; --host defaults to 127.0.0.1 as in every lab, but a
-//          receiver bound there never sees a broadcast: this lab always says --host 0.0.0.0 (README).
+//          receiver bound there never sees a broadcast: the README always says --host 0.0.0.0.
 // See also: socket(7) SO_REUSEADDR, ip(7) IP_PKTINFO, ipv6(7); UNP 20.4; broadcast_sender.cpp.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,20 +24,25 @@ namespace {
 
 constexpr std::uint16_t notes_port = 21567;  // the notes' 广播 port
 constexpr std::array options{
-    lab::Option{"--host", "H", "address to bind: 0.0.0.0 to receive broadcasts (default 127.0.0.1, which never does)"},
+    lab::Option{
+        "--host", "H",
+        "address to bind: 0.0.0.0 to receive broadcasts (default 127.0.0.1, which never does)"},
     lab::Option{"--port", "P", "port to bind (default 21567; 0: the kernel picks)"},
-    lab::Option{"--no-reuseaddr", "", "skip SO_REUSEADDR: a second receiver on the port then fails"},
+    lab::Option{"--no-reuseaddr", "",
+                "skip SO_REUSEADDR: a second receiver on the port then fails"},
 };
-constexpr lab::Program program{"broadcast_receiver", "Receives UDP datagrams and says where each was sent to.", options};
+constexpr lab::Program program{"broadcast_receiver",
+                               "Receives UDP datagrams and says where each was sent to.", options};
 
 bool is_wildcard(const lab::Address& a) {
-    if (a.family() == AF_INET) return reinterpret_cast<const sockaddr_in*>(a.get())->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a.family() == AF_INET)
+        return reinterpret_cast<const sockaddr_in*>(a.get())->sin_addr.s_addr == htonl(INADDR_ANY);
     return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_addr);
 }
 
 // The destination address in the datagram's IP header, from the IP_PKTINFO / IPV6_PKTINFO message.
 std::string destination(msghdr& msg) {
-    // BEGIN SOLUTION: walk the control messages (CMSG_FIRSTHDR/CMSG_NXTHDR); from IP_PKTINFO or IPV6_PKTINFO return the address as text
+    // BEGIN SOLUTION: walk the cmsgs; return IP_PKTINFO/IPV6_PKTINFO's address as text
     std::array<char, INET6_ADDRSTRLEN> text{'?'};
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
@@ -61,7 +66,8 @@ std::string destination(msghdr& msg) {
 int main(int argc, char** argv) {
     return lab::run(program, argc, argv, [](const lab::Args& args) -> int {
         lab::exit_on_signals();
-        const lab::Address here = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
+        const lab::Address here =
+            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
         lab::Fd sock(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
 
         // SO_REUSEADDR on every receiver (before bind) lets several UDP sockets bind one port, and
@@ -69,22 +75,29 @@ int main(int argc, char** argv) {
         const int on = 1;
         // BEGIN SOLUTION: unless --no-reuseaddr, set SO_REUSEADDR to 1 with setsockopt()
         if (!args.flag("--no-reuseaddr"))
-            lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), "setsockopt(SO_REUSEADDR)");
+            lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on),
+                       "setsockopt(SO_REUSEADDR)");
         // END SOLUTION
         // Ask the kernel to tell us each datagram's destination address.
-        if (here.family() == AF_INET) lab::check(::setsockopt(sock.get(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on), "setsockopt(IP_PKTINFO)");
-        else lab::check(::setsockopt(sock.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on), "setsockopt(IPV6_RECVPKTINFO)");
+        if (here.family() == AF_INET)
+            lab::check(::setsockopt(sock.get(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on),
+                       "setsockopt(IP_PKTINFO)");
+        else
+            lab::check(::setsockopt(sock.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on),
+                       "setsockopt(IPV6_RECVPKTINFO)");
 
         // A socket bound to a unicast address only gets datagrams sent to that very address.
         lab::check(::bind(sock.get(), here.get(), here.len), "bind " + lab::to_string(here));
         if (!is_wildcard(here))
-            lab::say("note: bound to ", lab::host_port(here).first, ", so only datagrams sent to exactly that address arrive; "
+            lab::say("note: bound to ", lab::host_port(here).first,
+                     ", so only datagrams sent to exactly that address arrive; "
                      "broadcasts need --host 0.0.0.0");
         lab::announce_ready(sock.get());
 
         std::vector<char> buf(65536);
         for (long count = 1;; ++count) {
-            // recvmsg: the payload, the sender's address, and the control message with the destination.
+            // recvmsg: the payload, the sender's address, and a control message naming the
+            // destination.
             lab::Address from;
             alignas(cmsghdr) std::array<char, 256> control{};
             iovec iov{buf.data(), buf.size()};
@@ -95,10 +108,11 @@ int main(int argc, char** argv) {
             msg.msg_iovlen = 1;
             msg.msg_control = control.data();
             msg.msg_controllen = control.size();
-            const auto n = static_cast<std::size_t>(lab::check(::recvmsg(sock.get(), &msg, 0), "recvmsg"));
+            const auto n =
+                static_cast<std::size_t>(lab::check(::recvmsg(sock.get(), &msg, 0), "recvmsg"));
             from.len = msg.msg_namelen;
-            lab::say("datagram ", count, " from ", lab::to_string(from), " to ", destination(msg), ": ",
-                     std::string_view(buf.data(), n));
+            lab::say("datagram ", count, " from ", lab::to_string(from), " to ", destination(msg),
+                     ": ", std::string_view(buf.data(), n));
         }
     });
 }

@@ -1,12 +1,14 @@
-// tcp_server.cpp: the five steps of a TCP server; replies "has recv:" + whatever one recv() returned.
+// tcp_server.cpp: the five steps of a TCP server; replies "has recv:" + what one recv() got.
 // Notes: TCP / 服务端
 // Usage: tcp_server [--host H] [--port P] [--backlog N] [--clients N] [--hold]
 // Try:   ./tcp_server &   then   ./tcp_client --message hello      (or: nc 127.0.0.1 8088)
-// Observe: `./tcp_server --backlog 3 --hold` and 8 clients: `ss -ltn 'sport = :8088'` shows Recv-Q 4
-//          (completed, waiting for accept) and Send-Q 3 (the backlog); the other 4 sit in SYN-SENT.
+// Observe: `./tcp_server --backlog 3 --hold` and 8 clients: `ss -ltn 'sport = :8088'` shows Recv-Q
+//          4 (completed, waiting for accept) and Send-Q 3 (the backlog); the other 4 stay in
+//          SYN-SENT.
 // Simplifications: clients are served one after another; one reply per recv(), so the replies show
 //          where recv() happened to cut the byte stream (that is the point, not a protocol).
-// See also: listen(2) NOTES, accept(2), tcp(7); tcp_client.cpp; next lab: tcp_chat_server.cpp (lab 08).
+// See also: listen(2) NOTES, accept(2), tcp(7); tcp_client.cpp;
+//           next lab: tcp_chat_server.cpp (lab 08).
 #include <sys/socket.h>
 
 #include <array>
@@ -28,19 +30,28 @@ constexpr std::string_view ack = "has recv:";
 constexpr std::array options{
     lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
     lab::Option{"--port", "P", "port to listen on (default 8088; 0: the kernel picks)"},
-    lab::Option{"--backlog", "N", "listen() backlog: completed connections allowed to wait for accept (default 3)"},
-    lab::Option{"--clients", "N", "serve N clients, one after another, then exit (default 1, as the notes; 0: forever)"},
-    lab::Option{"--hold", "", "hold off accept() until a line (Enter) arrives on stdin; EOF ends the server"},
+    lab::Option{"--backlog", "N",
+                "listen() backlog: completed connections allowed to wait for accept (default 3)"},
+    lab::Option{
+        "--clients", "N",
+        "serve N clients, one after another, then exit (default 1, as the notes; 0: forever)"},
+    lab::Option{"--hold", "",
+                "hold off accept() until a line (Enter) arrives on stdin; EOF ends the server"},
 };
-constexpr lab::Program program{"tcp_server", "Accepts TCP clients one at a time and acknowledges every recv().", options};
+constexpr lab::Program program{
+    "tcp_server", "Accepts TCP clients one at a time and acknowledges every recv().", options};
 
 // One client: every recv() gets one reply, until recv() returns 0 (the client's FIN).
 void serve(const lab::Fd& conn, const std::string& who) {
-    // BEGIN SOLUTION: recv() up to 1024 bytes until it returns 0; print each chunk (the spec's format) and reply ack + chunk
+    // BEGIN SOLUTION: recv() up to 1024 bytes until 0; print each chunk, reply ack + chunk
     std::array<char, notes_bufsize> buf{};
     for (;;) {
-        const ssize_t n = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv from " + who);
-        if (n == 0) { lab::say("client ", who, " closed its side (recv returned 0): closing ours"); return; }
+        const ssize_t n =
+            lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv from " + who);
+        if (n == 0) {
+            lab::say("client ", who, " closed its side (recv returned 0): closing ours");
+            return;
+        }
         const std::string_view data(buf.data(), static_cast<std::size_t>(n));
         lab::say("recv ", n, " bytes from ", who, ": ", lab::quoted(data));
         // One reply built whole, then sent with a loop: send() may take only part of it.
@@ -56,16 +67,24 @@ void serve(const lab::Fd& conn, const std::string& who) {
 int main(int argc, char** argv) {
     return lab::run(program, argc, argv, [](const lab::Args& args) {
         lab::exit_on_signals();
-        const auto backlog = args.value("--backlog") ? lab::parse_number<int>(*args.value("--backlog"), "--backlog", 0, 65535) : notes_backlog;
-        const auto clients = args.value("--clients") ? lab::parse_number<long>(*args.value("--clients"), "--clients", 0, 1'000'000) : 1L;
+        const auto backlog =
+            args.value("--backlog")
+                ? lab::parse_number<int>(*args.value("--backlog"), "--backlog", 0, 65535)
+                : notes_backlog;
+        const auto clients =
+            args.value("--clients")
+                ? lab::parse_number<long>(*args.value("--clients"), "--clients", 0, 1'000'000)
+                : 1L;
 
         // Steps 1-2: socket() and bind(): the address clients will connect to.
-        const lab::Address here = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
+        const lab::Address here =
+            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
         lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
         lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
 
         // Step 3: listen(). From now on the KERNEL completes handshakes and queues up to backlog+1
-        // finished connections for accept(); more SYNs are dropped (the clients retry, not refused).
+        // finished connections for accept(); more SYNs are dropped (the clients retry; not
+        // refused).
         // BEGIN SOLUTION: make the socket listen with the --backlog value
         lab::check(::listen(listener.get(), backlog), "listen");
         // STUB (void)backlog;
@@ -75,7 +94,10 @@ int main(int argc, char** argv) {
         // --hold: do not call accept() yet, so the accept queue can be watched filling up.
         if (args.flag("--hold")) {
             lab::say("holding off accept(): backlog ", backlog, "; press Enter to start accepting");
-            if (std::string line; !std::getline(std::cin, line)) { lab::say("stdin closed: exiting without accepting"); return 0; }
+            if (std::string line; !std::getline(std::cin, line)) {
+                lab::say("stdin closed: exiting without accepting");
+                return 0;
+            }
         }
 
         // Step 4: accept() takes the oldest completed connection off the queue (it waits only if
@@ -85,11 +107,14 @@ int main(int argc, char** argv) {
             lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
             const std::string who = lab::to_string(peer);
             lab::say("accepted ", who, " on ", lab::to_string(lab::local_address(conn.get())));
-            // A client that resets (RST) ends its own session, not the server (reliability-catalog A5).
-            try { serve(conn, who); }
-            catch (const std::system_error& e) {
-                if (e.code().value() != ECONNRESET && e.code().value() != EPIPE) throw;
-                lab::say("client ", who, " is gone (", e.what(), " [", ::strerrorname_np(e.code().value()), "]): dropped");
+            // A client that resets (RST) ends its own session, not the server.
+            try {
+                serve(conn, who);
+            } catch (const std::system_error& e) {
+                if (e.code().value() != ECONNRESET && e.code().value() != EPIPE)
+                    throw;
+                lab::say("client ", who, " is gone (", e.what(), " [",
+                         ::strerrorname_np(e.code().value()), "]): dropped");
             }
         }
         return 0;

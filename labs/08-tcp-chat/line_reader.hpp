@@ -19,7 +19,7 @@ public:
 
     // The next line without its '\n'; false once the peer has sent FIN (recv() returned 0).
     bool read_line(std::string& line) {
-        // BEGIN SOLUTION: hand out the next whole line from pending_; recv() more only when there is none; false at FIN
+        // BEGIN SOLUTION: next whole line from pending_; recv() only if there is none; false at FIN
         for (;;) {
             if (const auto newline = pending_.find('\n'); newline != std::string::npos) {
                 line.assign(pending_, 0, newline);
@@ -28,7 +28,8 @@ public:
             }
             std::array<char, 1024> buf{};
             const ssize_t n = lab::check(::recv(fd_, buf.data(), buf.size(), 0), "recv");
-            if (n == 0) return false;
+            if (n == 0)
+                return false;
             pending_.append(buf.data(), static_cast<std::size_t>(n));
         }
         // STUB (void)line;

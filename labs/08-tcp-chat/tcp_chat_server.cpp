@@ -28,23 +28,31 @@ constexpr std::array options{
     lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
     lab::Option{"--port", "P", "port to listen on (default 7788; 0: the kernel picks)"},
 };
-constexpr lab::Program program{"tcp_chat_server", "A serial chat server: one client at a time, taking turns line by line.", options};
+constexpr lab::Program program{
+    "tcp_chat_server", "A serial chat server: one client at a time, taking turns line by line.",
+    options};
 
 // Talk with one client until it leaves. False when our own stdin ends: time to exit.
 bool chat_with(const lab::Fd& conn, const std::string& who) {
     LineReader from_client(conn.get());  // this connection's own buffer
     for (std::string line, reply;;) {
-        // The client's turn. recv() returning 0 means its FIN: it closed, or shut down its writing side.
+        // The client's turn. recv() returning 0 means its FIN: it closed, or shut down its
+        // writing side.
         if (!from_client.read_line(line)) {
             lab::say("client ", who, " closed its side (recv returned 0)",
-                     from_client.unfinished().empty() ? "" : " in the middle of a line", ": back to accept()");
+                     from_client.unfinished().empty() ? "" : " in the middle of a line",
+                     ": back to accept()");
             return true;
         }
         lab::say("recv: \"", line, "\"");
 
-        // Our turn: one stdin line. Even an empty one goes out as "\n", so the client always gets its turn back.
+        // Our turn: one stdin line. Even an empty one goes out as "\n", so the client always
+        // gets its turn back.
         lab::say("your turn: type a line");
-        if (!std::getline(std::cin, reply)) { lab::say("stdin closed: closing ", who, " and exiting"); return false; }
+        if (!std::getline(std::cin, reply)) {
+            lab::say("stdin closed: closing ", who, " and exiting");
+            return false;
+        }
         lab::write_all(conn.get(), reply + "\n");
     }
 }
@@ -55,8 +63,9 @@ int main(int argc, char** argv) {
     return lab::run(program, argc, argv, [](const lab::Args& args) {
         lab::exit_on_signals();
 
-        // socket, bind, listen: from here on the kernel completes every client's handshake by itself.
-        const lab::Address here = lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
+        // socket, bind, listen: from here on the kernel completes every client's handshake alone.
+        const lab::Address here =
+            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
         lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
         lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
         lab::check(::listen(listener.get(), notes_backlog), "listen");
@@ -70,11 +79,14 @@ int main(int argc, char** argv) {
             const std::string who = lab::to_string(peer);
             lab::say("accepted ", who, ": chatting with it; other clients wait until it leaves");
             try {
-                if (!chat_with(conn, who)) return 0;
+                if (!chat_with(conn, who))
+                    return 0;
             } catch (const std::system_error& e) {
-                // A reset (RST) ends this client's session, not the server (reliability-catalog A5).
-                if (e.code().value() != ECONNRESET && e.code().value() != EPIPE) throw;
-                lab::say("client ", who, " is gone (", e.what(), " [", ::strerrorname_np(e.code().value()), "]): back to accept()");
+                // A reset (RST) ends this client's session, not the server.
+                if (e.code().value() != ECONNRESET && e.code().value() != EPIPE)
+                    throw;
+                lab::say("client ", who, " is gone (", e.what(), " [",
+                         ::strerrorname_np(e.code().value()), "]): back to accept()");
             }
         }
     });

@@ -22,9 +22,10 @@
 
 namespace probe {
 
-inline constexpr std::array<const char*, 13> state_names{  // numbered as in include/net/tcp_states.h
-    "?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
-    "CLOSED", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "SYN_RECV"};
+// numbered as in include/net/tcp_states.h
+inline constexpr std::array<const char*, 13> state_names{
+    "?",      "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+    "CLOSED", "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "SYN_RECV"};
 
 // A fresh network namespace with only lo, up, and an empty nftables chain on its input path.
 // Not root? Become root of a new user namespace first (as `unshare -rn` does).
@@ -56,12 +57,15 @@ inline void nft(const std::string& command) {
     int status = 0;
     lab::check(::waitpid(child, &status, 0), "waitpid(nft)");
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        throw std::runtime_error("nft " + command + ": failed (is the nftables package installed?)");
+        throw std::runtime_error("nft " + command +
+                                 ": failed (is the nftables package installed?)");
 }
 inline void hold(std::uint16_t from_port, const std::string& what) {
     nft("add rule inet socklab held tcp sport " + std::to_string(from_port) + " " + what + " drop");
 }
-inline void release() { nft("flush chain inet socklab held"); }
+inline void release() {
+    nft("flush chain inet socklab held");
+}
 
 // The state in this namespace's /proc/net/tcp or tcp6 of the socket with these ports, if any.
 // Rows: "slot local-hex-address:port remote-hex-address:port state ...", the numbers in hex.
@@ -78,8 +82,16 @@ inline std::optional<std::string> proc_state(std::uint16_t local_port, std::uint
 }
 
 // The two ends of one connection as the scenarios drive them; ports say which /proc row is whose.
-struct End { lab::Fd fd; std::uint16_t local = 0, remote = 0; };
-struct Connection { lab::Fd listener; End client, server; bool accepted = false; std::string last; };
+struct End {
+    lab::Fd fd;
+    std::uint16_t local = 0, remote = 0;
+};
+struct Connection {
+    lab::Fd listener;
+    End client, server;
+    bool accepted = false;
+    std::string last;
+};
 
 // What the kernel says about a socket we hold (tcp(7)): tcpi_state, numbered as in tcp_states.h.
 inline std::string info_state(int fd) {
@@ -88,25 +100,30 @@ inline std::string info_state(int fd) {
     lab::check(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len), "getsockopt(TCP_INFO)");
     return state_names.at(info.tcpi_state);
 }
-// The state of one end: TCP_INFO while it has an fd and a connection, else its row in /proc/net/tcp.
+// The state of one end: TCP_INFO while it has an fd and a connection, else its
+// /proc/net/tcp row.
 inline std::string state_of(const End& end) {
-    if (end.fd && info_state(end.fd.get()) != "CLOSED") return info_state(end.fd.get());
+    if (end.fd && info_state(end.fd.get()) != "CLOSED")
+        return info_state(end.fd.get());
     return proc_state(end.local, end.remote).value_or("CLOSED");
 }
 inline std::string row(const Connection& c) {
     std::string server = state_of(c.server);
-    if (!c.accepted && server == "CLOSED") server = "LISTEN";  // no server end yet: show the listener
+    // no server end yet: show the listener
+    if (!c.accepted && server == "CLOSED")
+        server = "LISTEN";
     std::string line = "client " + state_of(c.client);
     return line + std::string(20 - line.size(), ' ') + "| server " + server;
 }
 
 // Print both states once they are settled: wait (up to `patience`) for a change, then for two equal
-// readings in a row (at most 10 s). A retransmission after a release takes 0.2 s or more; other steps
-// take microseconds.
+// readings in a row (at most 10 s). A retransmission after a release takes 0.2 s or more;
+// other steps take microseconds.
 using ms = std::chrono::milliseconds;
 inline constexpr ms quick{500}, no_change{0}, retransmission{10'000};
 inline void step(Connection& c, const std::string& what, ms patience = quick) {
-    for (ms waited{0}; row(c) == c.last && waited < patience; waited += ms(10)) std::this_thread::sleep_for(ms(10));
+    for (ms waited{0}; row(c) == c.last && waited < patience; waited += ms(10))
+        std::this_thread::sleep_for(ms(10));
     std::string seen = row(c);
     for (int tries = 0; seen != c.last && tries < 300; ++tries, seen = row(c)) {
         c.last = seen;
@@ -115,26 +132,34 @@ inline void step(Connection& c, const std::string& what, ms patience = quick) {
     lab::say(c.last, std::string(c.last.size() < 41 ? 41 - c.last.size() : 1, ' '), what);
 }
 
-inline std::uint16_t port_of(int fd) { return lab::host_port(lab::local_address(fd)).second; }
+inline std::uint16_t port_of(int fd) {
+    return lab::host_port(lab::local_address(fd)).second;
+}
 
-// A listener (bound, listen(backlog)) and an unconnected client, in a private namespace of their own.
+// A listener (bound, listen(backlog)) and an unconnected client, in a private network
+// namespace.
 inline Connection prepare(const std::string& host, std::uint16_t port, int backlog) {
     private_loopback();
-    nft("add table inet socklab; add chain inet socklab held { type filter hook input priority 0; }");
+    nft("add table inet socklab; add chain inet socklab held { type filter hook input priority 0; "
+        "}");
     const lab::Address here = lab::resolve(host, port, SOCK_STREAM);
-    Connection c{lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket")), {}, {}, false, {}};
+    Connection c{
+        lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket")), {}, {}, false, {}};
     lab::check(::bind(c.listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(c.listener.get(), backlog), "listen");
     c.client.fd = lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
     c.client.remote = c.server.local = port_of(c.listener.get());
-    step(c, "listen() on port " + std::to_string(c.server.local) + "; the client socket is not connected");
+    step(c, "listen() on port " + std::to_string(c.server.local) +
+                "; the client socket is not connected");
     return c;
 }
 // The client connects (non-blocking when !wait: the SYN may go unanswered); ports are noted.
 inline void connect_client(Connection& c, bool wait) {
-    if (!wait) lab::check(::fcntl(c.client.fd.get(), F_SETFL, O_NONBLOCK), "fcntl(O_NONBLOCK)");
+    if (!wait)
+        lab::check(::fcntl(c.client.fd.get(), F_SETFL, O_NONBLOCK), "fcntl(O_NONBLOCK)");
     const lab::Address server = lab::local_address(c.listener.get());
-    if (::connect(c.client.fd.get(), server.get(), server.len) < 0 && errno != EINPROGRESS) lab::check(-1, "connect");
+    if (::connect(c.client.fd.get(), server.get(), server.len) < 0 && errno != EINPROGRESS)
+        lab::check(-1, "connect");
     c.client.local = c.server.remote = port_of(c.client.fd.get());
 }
 inline void accept_server(Connection& c) {

@@ -22,12 +22,15 @@ namespace {
 
 constexpr std::uint16_t notes_port = 8088;  // the port of the notes' TCP sections
 constexpr std::array options{
-    lab::Option{"--scenario", "NAME", "client-closes-first, server-closes-first, simultaneous-close, "
-                                      "unread-data-reset, half-close, syn-sent, syn-recv, or all (default)"},
+    lab::Option{"--scenario", "NAME",
+                "client-closes-first, server-closes-first, simultaneous-close, "
+                "unread-data-reset, half-close, syn-sent, syn-recv, or all (default)"},
     lab::Option{"--host", "H", "loopback address of the server, 127.0.0.1 (default) or ::1"},
-    lab::Option{"--port", "P", "server port inside the private namespace (default 8088; 0: the kernel picks)"},
+    lab::Option{"--port", "P",
+                "server port inside the private namespace (default 8088; 0: the kernel picks)"},
 };
-constexpr lab::Program program{"tcp_states", "Shows both ends' TCP states, step by step, in each scenario.", options};
+constexpr lab::Program program{
+    "tcp_states", "Shows both ends' TCP states, step by step, in each scenario.", options};
 
 using probe::Connection, probe::End, probe::step, probe::no_change, probe::retransmission;
 
@@ -35,22 +38,26 @@ using probe::Connection, probe::End, probe::step, probe::no_change, probe::retra
 void orderly_close(Connection& c, bool client_first) {
     End& first = client_first ? c.client : c.server;
     End& second = client_first ? c.server : c.client;
-    const std::string a = client_first ? "client" : "server", b = client_first ? "server" : "client";
+    const std::string a = client_first ? "client" : "server",
+                      b = client_first ? "server" : "client";
     probe::hold(first.local, "tcp flags & fin == fin");
     first.fd.reset();
     step(c, a + " close(): FIN sent; held back on its way, so " + a + " waits for its ACK");
     probe::release();
-    step(c, "FIN retransmitted, gets through: " + b + " ACKs it (CLOSE_WAIT before any recv())", retransmission);
+    step(c, "FIN retransmitted, gets through: " + b + " ACKs it (CLOSE_WAIT before any recv())",
+         retransmission);
     probe::hold(first.local, "");
     second.fd.reset();
     step(c, b + " close(): its FIN reaches " + a + "; " + a + "'s last ACK is held back");
     probe::release();
-    step(c, b + " retransmits its FIN, " + a + " ACKs again: only " + a + " stays in TIME_WAIT", retransmission);
+    step(c, b + " retransmits its FIN, " + a + " ACKs again: only " + a + " stays in TIME_WAIT",
+         retransmission);
 }
 
-// Both close before either FIN is ACKed: hold the server's FIN back so the client's FIN overtakes it.
+// Both close before either FIN is ACKed: hold the server's FIN back so that the client's FIN
+// overtakes it.
 void simultaneous_close(Connection& c) {
-    // BEGIN SOLUTION: hold back the server's FIN; close the server, then the client; release the FIN (a step() after each)
+    // BEGIN SOLUTION: hold the server's FIN; close server, then client; release it; step() each
     probe::hold(c.server.local, "tcp flags & fin == fin");
     c.server.fd.reset();
     step(c, "server close(): its FIN is held back on its way");
@@ -71,24 +78,29 @@ void unread_data_reset(Connection& c) {
     char byte = 0;
     const ssize_t n = ::recv(c.client.fd.get(), &byte, 1, 0);
     const int err = errno;
-    lab::say("client recv() -> ", n, ' ', n < 0 ? ::strerrorname_np(err) : "", " (", n < 0 ? ::strerror(err) : "no error", ')');
+    lab::say("client recv() -> ", n, ' ', n < 0 ? ::strerrorname_np(err) : "", " (",
+             n < 0 ? ::strerror(err) : "no error", ')');
 }
 
 void half_close(Connection& c) {
-    // BEGIN SOLUTION: close only the client's sending direction: its FIN goes, its socket can still receive
+    // BEGIN SOLUTION: close only the client's sending direction (FIN goes; it can still receive)
     lab::check(::shutdown(c.client.fd.get(), SHUT_WR), "shutdown(SHUT_WR)");
     // STUB throw std::runtime_error("half_close: the client's half-close is not written yet");
     // END SOLUTION
     step(c, "client shutdown(SHUT_WR): FIN sent, the client can still receive");
     std::array<char, 64> buf{};
-    lab::say("server recv() -> ", lab::check(::recv(c.server.fd.get(), buf.data(), buf.size(), 0), "recv"), " (end of the client's data)");
+    lab::say("server recv() -> ",
+             lab::check(::recv(c.server.fd.get(), buf.data(), buf.size(), 0), "recv"),
+             " (end of the client's data)");
     lab::write_all(c.server.fd.get(), "still here");
     const auto n = lab::check(::recv(c.client.fd.get(), buf.data(), buf.size(), 0), "recv");
-    lab::say("client recv() -> ", n, " bytes \"", std::string_view(buf.data(), n), "\" (a half-closed socket receives)");
+    lab::say("client recv() -> ", n, " bytes \"", std::string_view(buf.data(), n),
+             "\" (a half-closed socket receives)");
     c.server.fd.reset();
     step(c, "server close(): its FIN puts the client's end, fd still open, in TIME_WAIT");
     lab::say("client TCP_INFO -> ", probe::info_state(c.client.fd.get()), ", /proc/net/tcp -> ",
-             probe::proc_state(c.client.local, c.client.remote).value_or("nothing"), " (TIME_WAIT is a separate object)");
+             probe::proc_state(c.client.local, c.client.remote).value_or("nothing"),
+             " (TIME_WAIT is a separate object)");
     c.client.fd.reset();
     step(c, "client close(): the TIME_WAIT entry outlives the fd", no_change);
 }
@@ -105,9 +117,12 @@ void syn_sent(Connection& c) {
 }
 
 void syn_recv(Connection& c) {
-    // BEGIN SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: its end stays half-open until data arrives
-    const int seconds = 5;  // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
-    lab::check(::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds), "setsockopt(TCP_DEFER_ACCEPT)");
+    // BEGIN SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: half-open until data arrives
+    // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
+    const int seconds = 5;
+    lab::check(
+        ::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds),
+        "setsockopt(TCP_DEFER_ACCEPT)");
     // END SOLUTION
     probe::connect_client(c, true);
     step(c, "connect() returns; TCP_DEFER_ACCEPT: the server keeps its end until data");
@@ -117,10 +132,21 @@ void syn_recv(Connection& c) {
     step(c, "accept() returns it", no_change);
 }
 
-struct Scenario { std::string_view name; int backlog; bool opened; void (*run)(Connection&); };
+struct Scenario {
+    std::string_view name;
+    int backlog;
+    bool opened;
+    void (*run)(Connection&);
+};
 constexpr std::array<Scenario, 7> scenarios{{
-    {"client-closes-first", 8, true, [](Connection& c) { orderly_close(c, true); }},
-    {"server-closes-first", 8, true, [](Connection& c) { orderly_close(c, false); }},
+    {"client-closes-first", 8, true,
+     [](Connection& c) {
+         orderly_close(c, true);
+     }},
+    {"server-closes-first", 8, true,
+     [](Connection& c) {
+         orderly_close(c, false);
+     }},
     {"simultaneous-close", 8, true, simultaneous_close},
     {"unread-data-reset", 8, true, unread_data_reset},
     {"half-close", 8, true, half_close},
@@ -133,13 +159,16 @@ constexpr std::array<Scenario, 7> scenarios{{
 int main(int argc, char** argv) {
     return lab::run(program, argc, argv, [](const lab::Args& args) {
         lab::exit_on_signals();
-        const std::string wanted = args.get("--scenario", "all"), host = args.get("--host", "127.0.0.1");
+        const std::string wanted = args.get("--scenario", "all"),
+                          host = args.get("--host", "127.0.0.1");
         const std::uint16_t port = args.port(notes_port);
         bool found = false;
         for (const Scenario& s : scenarios) {
-            if (wanted != "all" && wanted != s.name) continue;
+            if (wanted != "all" && wanted != s.name)
+                continue;
             found = true;
-            // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) interferes.
+            // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) can
+            // interfere.
             lab::say("scenario ", s.name);
             Connection c = probe::prepare(host, port, s.backlog);
             if (s.opened) {
@@ -149,7 +178,8 @@ int main(int argc, char** argv) {
             }
             s.run(c);
         }
-        if (!found) throw lab::usage_error("--scenario: no scenario named '" + wanted + "'");
+        if (!found)
+            throw lab::usage_error("--scenario: no scenario named '" + wanted + "'");
         return 0;
     });
 }

@@ -11,7 +11,18 @@ README = (REPO / "README.md").read_text()
 
 def test_reading_order_table_matches_the_manifest():
     assert readme_table.rewrite(README) == README, \
-        "README.md's reading-order table is stale: run /usr/bin/python3 -m harness readme --write"
+        "README.md's reading-order table or its list of Output sections is stale: " \
+        "run /usr/bin/python3 -m harness readme --write"
+
+
+def test_readme_check_command_says_which_file_is_stale(monkeypatch, capsys):
+    """readme_table --check exits 1 naming a stale README, 0 when every generated part is current."""
+    assert readme_table.main(["--check"]) == 0
+    stale = dict(readme_table.generated())
+    path = next(p for p in stale if p.parent.name.startswith("04"))
+    monkeypatch.setattr(readme_table, "generated", lambda: {**stale, path: (stale[path][0] + "x", stale[path][1])})
+    assert readme_table.main(["--check"]) == 1
+    assert "04-udp-echo/README.md" in capsys.readouterr().err
 
 
 def test_every_available_lab_has_readme_programs_and_spec():
@@ -26,7 +37,7 @@ def test_every_available_lab_has_readme_programs_and_spec():
             assert re.search(rf"socklab_program\({prog}\b", cmake), f"lab {lab.id}: {prog} is not built"
         assert lab.spec.is_file(), f"lab {lab.id}: no tests/labs/test_{lab.id}_*.py"
         text = (folder / "README.md").read_text()
-        for section in ("## The notes", "## 术语 Glossary", "## Build and run", "## What to observe",
+        for section in ("## The notes", "## 术语 Glossary", "## Build and run", "## Output", "## What to observe",
                         "## What the notes get wrong", "## Claims and the tests that prove them",
                         "## Check your work", "## Exercises", "## Next lab"):
             assert section in text, f"lab {lab.id}: README.md lacks the section '{section}'"

@@ -25,8 +25,14 @@ SHARD, SHARDS = map(int, os.environ.get("SOCKLAB_SHARD", "1/1").split("/"))
 MINE = USABLE[SHARD - 1::SHARDS]
 
 
+EXCEPTION_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Timeout|Expired|Exit)\b")
+NAMED_BUGS = {"06_second_receiver_without_reuseaddr", "04_echo_to_the_wrong_address", "07_backlog_ignored",
+              "08_half_close_with_shut_rdwr", "02_receive_buffer_1024"}
+
+
 def test_there_are_at_least_ten_variants():
     assert len(ALL) >= 10, [p.name for p in ALL]
+    assert NAMED_BUGS <= {p.stem for p in ALL}, "issue 9's bugs each have a variant"
     for p in ALL:
         v = load_variant(p)
         assert {"lab", "bug", "hint", "replace"} <= set(v), f"{p.name} lacks a field"
@@ -57,3 +63,19 @@ def test_variant_scores_below_full_with_the_hint_that_names_its_bug(graded, vari
     hints = [t["hint"] for t in failing]
     assert any(re.search(v["hint"], h or "") for h in hints), (
         f"{v['bug']}: no failing test's hint matches /{v['hint']}/; hints were:\n" + "\n".join(hints))
+
+
+@pytest.mark.limit(900)
+def test_no_hint_or_actual_is_raw_exception_text(graded):
+    """What a student reads is a sentence: never a Python exception class name, a `$ command`
+    report or pytest's `that was false`."""
+    bad = []
+    for variant, (_, result, _) in sorted(graded.items()):
+        for t in every_test(result):
+            if t["status"] == "passed":
+                continue
+            for field in ("hint", "actual", "expected"):
+                text = (t.get(field) or "").strip()
+                if EXCEPTION_NAME.match(text) or text.startswith(("$ ", "AssertionError")) or "that was false" in text:
+                    bad.append(f"{variant} {t['name']} {field}: {text[:120]}")
+    assert not bad, "\n".join(bad)

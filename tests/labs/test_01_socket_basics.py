@@ -13,35 +13,36 @@ import pytest
 
 from harness import probes
 from harness.contract import assert_cli_contract, occupy_udp
+from harness.output import Line, contract
 
-LINE = re.compile(r"^socket fd=(\d+) domain=(\w+) type=(\w+) protocol=(\d+)")
-BOUND = re.compile(r"^bound fd=(\d+) to \S+ host=(\S+) port=(\d+)", re.M)
-BEFORE = re.compile(r"^before bind: fd=(\d+) is at (\S+) ", re.M)
+C = contract("01")
 
 
-def printed(proc, rx: re.Pattern[str], shape: str) -> re.Match[str]:
-    """The line of proc's output that matches rx, or a failure that shows the expected shape."""
-    m = rx.search(proc.stdout)
-    assert m, f"socket_info printed no line like '{shape}'\n{proc.report()}"
+def printed(proc, line: Line) -> re.Match[str]:
+    """The line of proc's output in the contract format `line`, or a failure that shows it."""
+    m = line.find(proc.stdout)
+    assert m, f"socket_info printed no line like `{line.template}` ({line.where})\n{proc.report()}"
     return m
 
 
 def bound_line(proc) -> re.Match[str]:
-    return printed(proc, BOUND, "bound fd=N to ADDRESS host=H port=P")
+    return printed(proc, C["bound"])
 
 
 def before_line(proc) -> re.Match[str]:
-    return printed(proc, BEFORE, "before bind: fd=N is at ADDRESS ...")
+    return printed(proc, C["before_bind"])
 
 
 def sockets_of(proc) -> list[tuple[int, str, str, int]]:
-    return [(int(m[1]), m[2], m[3], int(m[4])) for m in map(LINE.match, proc.stdout.splitlines()) if m]
+    return [(int(m[1]), m[2], m[3], int(m[4])) for m in C["socket"].findall(proc.stdout)]
 
 
+@pytest.mark.hint("create the four sockets in order (TCP, UDP, TCP over IPv6, AF_UNIX) and print what "
+                  "getsockopt SO_DOMAIN/SO_TYPE/SO_PROTOCOL returns")
 def test_prints_domain_type_protocol_as_the_kernel_reports(lab, steps):
     with steps.step("run socket_info"):
         proc = lab.run("socket_info")
-    assert proc.popen.returncode == 0, proc.report()
+    assert proc.popen.returncode == C.status("done"), proc.report()
     found = sockets_of(proc)
     assert [(d, t, p) for _, d, t, p in found] == [
         ("AF_INET", "SOCK_STREAM", socket.IPPROTO_TCP),   # protocol 0 means the default: TCP
@@ -51,11 +52,12 @@ def test_prints_domain_type_protocol_as_the_kernel_reports(lab, steps):
     ], proc.report()
 
 
+@pytest.mark.hint("print the fds socket() really returned, and keep them open until stdin ends (--hold)")
 @pytest.mark.limit(20)
 def test_fds_are_small_ints_the_kernel_lists_as_sockets(lab, steps):
     with steps.step("start socket_info --hold"):
         proc = lab.start("socket_info", "--hold")
-        proc.expect("holding the sockets open")
+        proc.expect(C["holding"])
     with steps.step("compare printed fds with /proc/PID/fd"):
         fds = [fd for fd, *_ in sockets_of(proc)]
         bound_fd = int(bound_line(proc)[1])
@@ -68,14 +70,16 @@ def test_fds_are_small_ints_the_kernel_lists_as_sockets(lab, steps):
             assert target.startswith("socket:["), f"fd {fd} is {target}, not a socket"
     with steps.step("stdin EOF ends it with status 0"):
         proc.close_stdin()
-        assert proc.wait_exit(5) == 0, proc.report()
+        assert proc.wait_exit(5) == C.status("done"), proc.report()
 
 
+@pytest.mark.hint("the printed port must be the one bound: read it back with getsockname() and convert it "
+                  "with ntohs() (network byte order)")
 @pytest.mark.limit(20)
 def test_port_zero_binds_an_ephemeral_port_that_is_really_bound(lab, steps):
     with steps.step("start socket_info --hold (port 0)"):
         proc = lab.start("socket_info", "--hold")
-        proc.expect("holding the sockets open")
+        proc.expect(C["holding"])
     m = bound_line(proc)
     fd, host, port = int(m[1]), m[2], int(m[3])
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
@@ -97,7 +101,7 @@ def test_new_sockets_have_no_address_and_no_connection(lab, steps):
     /proc/net/tcp* every TCP connection and listener: none of the four new sockets is there."""
     with steps.step("start socket_info --hold"):
         proc = lab.start("socket_info", "--hold")
-        proc.expect("holding the sockets open")
+        proc.expect(C["holding"])
     with steps.step("getsockname() before bind() says 0.0.0.0:0: no address, no port"):
         assert before_line(proc)[2] == "0.0.0.0:0", proc.report()
     with steps.step("/proc/net/{tcp,tcp6,udp,udp6} list only the bound socket, none of the four new ones"):
@@ -118,13 +122,16 @@ def test_notes_print_statement_is_python_2_only():
     compile("print('Socket Created')\n", "TCP链接", "exec")
 
 
+@pytest.mark.hint("with --host ::1 create an AF_INET6 socket: take the family from getaddrinfo's result")
 def test_ipv6_host(lab):
     proc = lab.run("socket_info", "--host", "::1")
-    assert proc.popen.returncode == 0, proc.report()
+    assert proc.popen.returncode == C.status("done"), proc.report()
     assert before_line(proc)[2] == "[::]:0", "an AF_INET6 socket, not yet bound\n" + proc.report()
     assert bound_line(proc)[2] == "::1"
 
 
+@pytest.mark.hint("--help exits 0, a bad option exits 2 with usage on stderr, a failed bind exits 1 with "
+                  "`prog: what: strerror [ENAME]`")
 def test_cli_contract(lab):
     with occupy_udp() as port:
         assert_cli_contract(lab, "socket_info", taken_port=port)

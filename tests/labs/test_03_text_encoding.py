@@ -12,11 +12,10 @@ import pytest
 from harness import probes
 from harness.clients import ClientTimeout, UdpClient, free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
+from harness.output import contract
 
-SENT = re.compile(r"^sent (\d+) bytes to (\S+) encoding (\S+) hex ([0-9a-f ]*)$", re.M)
-DATAGRAM = re.compile(r"^datagram (\d+) from (\S+):(\d+) len (\d+) hex ([0-9a-f ]*)$")
-TEXT = re.compile(r'^text "(.*)"$')
-ERROR = re.compile(r"^DECODE_ERROR byte (\d+): (.*) \[(E[A-Z]+)\](?:; decoded before it: \"(.*)\")?$")
+C = contract("03")
+SENT, DATAGRAM, TEXT, ERROR = C["sent"], C["datagram"], C["text"], C["decode_error"]
 NIHAO = "你好"
 
 
@@ -27,8 +26,8 @@ def hexes(data: bytes) -> str:
 def send(lab, port: int, *args: str, input: str | None = None):
     """Run text_send to completion; it must succeed. Returns the list of hex strings it sent."""
     sender = lab.run("text_send", "--port", str(port), *args, input=input)
-    assert sender.popen.returncode == 0, sender.report()
-    return [m[4] for m in SENT.finditer(sender.stdout)]
+    assert sender.popen.returncode == C.status("sent"), sender.report()
+    return [m[4] for m in SENT.findall(sender.stdout)]
 
 
 def receiver(lab, encoding: str, *extra: str):
@@ -59,6 +58,8 @@ def send_raw(port: int, data: bytes, host: str = "127.0.0.1") -> None:
     ("gbk", "c4 e3 ba c3"),
     ("gb18030", "c4 e3 ba c3"),
 ])
+@pytest.mark.hint("a socket carries bytes: encode the text with the chosen encoding (iconv) before send, "
+                  "exactly")
 def test_nihao_bytes_on_the_wire(lab, encoding, expected):
     with UdpClient(bind_port=0) as wire:
         printed = send(lab, wire.local_port, "--encoding", encoding, "--message", NIHAO)
@@ -72,12 +73,10 @@ def test_nihao_bytes_on_the_wire(lab, encoding, expected):
 def test_character_without_a_form_is_a_clear_sender_error(lab, text, encoding):
     port = free_udp_port()
     sender = lab.run("text_send", "--port", str(port), "--encoding", encoding, "--message", "ab" + text)
-    assert sender.popen.returncode == 1, sender.report()
-    line = sender.stderr.splitlines()[0]
-    code = f"U+{ord(text):04X}"
-    assert line.startswith(f"text_send: encode to {encoding}: '{text}' ({code}) at input byte 2 has no"), sender.report()
-    assert line.endswith("[EILSEQ]"), sender.report()
-    assert "sent" not in sender.stdout, "nothing may be sent when encoding fails\n" + sender.report()
+    assert sender.popen.returncode == C.status("encode_error"), sender.report()
+    m = C["no_form"].match(sender.stderr.splitlines()[0] if sender.stderr else "")
+    assert m and m.group(1, 2, 3, 4) == (encoding, text, f"U+{ord(text):04X}", "2"), sender.report()
+    assert not SENT.find(sender.stdout), "nothing may be sent when encoding fails\n" + sender.report()
 
 
 @pytest.mark.parametrize("text,encoding,expected", [
@@ -93,8 +92,10 @@ def test_larger_encodings_cover_what_gb2312_lacks(lab, text, encoding, expected)
 def test_unknown_encoding_is_a_usage_error(lab):
     for name, extra in (("text_send", ["--message", "x"]), ("text_recv", [])):
         proc = lab.run(name, "--encoding", "no-such-encoding", "--port", "0", *extra)
-        assert proc.popen.returncode == 2, proc.report()
-        assert "iconv knows no encoding 'no-such-encoding'" in proc.stderr, proc.report()
+        assert proc.popen.returncode == C.status("usage" if name == "text_send" else "recv_usage"), proc.report()
+        line = C["unknown_encoding" if name == "text_send" else "recv_unknown_encoding"]
+        m = line.find(proc.stderr)
+        assert m and m[1] == "no-such-encoding", proc.report()
 
 
 def test_each_stdin_line_is_one_datagram(lab):
@@ -107,25 +108,30 @@ def test_each_stdin_line_is_one_datagram(lab):
 def test_stdin_stops_at_the_first_line_it_cannot_encode(lab):
     with UdpClient(bind_port=0) as wire:
         sender = lab.run("text_send", "--port", str(wire.local_port), "--encoding", "gb2312", input="你\n€\n好\n")
-        assert sender.popen.returncode == 1, sender.report()
+        assert sender.popen.returncode == C.status("encode_error"), sender.report()
         assert wire.recv(timeout=5)[0] == "你".encode("gb2312")
         with pytest.raises(ClientTimeout):
             wire.recv(timeout=0.5)  # 好 after the bad line is never sent
-    assert "'€' (U+20AC) at input byte 0" in sender.stderr, sender.report()
+    m = C["no_form"].find(sender.stderr)
+    assert m and m.group(2, 3, 4) == ("€", "U+20AC", "0"), sender.report()
 
 
 @pytest.mark.parametrize("data,offset,first", [(b"ok \xff", 3, "ff"), (b"a\xc3(", 1, "c3"), (b"\xe4\xbd", 0, None)],
                          ids=["ff-byte", "bad-continuation", "cut-character"])
 def test_input_that_is_not_utf8_is_named_as_such(lab, data, offset, first):
     sender = lab.run("text_send", "--port", str(free_udp_port()), "--encoding", "gb2312", input=data + b"\n")
-    assert sender.popen.returncode == 1, sender.report()
-    expected = (f"input byte {offset} ({first}) is not UTF-8 text" if first
-                else f"the input ends inside a UTF-8 character at byte {offset}")
-    assert expected in sender.stderr, sender.report()
+    assert sender.popen.returncode == C.status("encode_error"), sender.report()
+    if first:
+        m = C["not_utf8"].find(sender.stderr)
+        assert m and m.group(2, 3) == (str(offset), first), sender.report()
+    else:
+        m = C["cut_input"].find(sender.stderr)
+        assert m and m[2] == str(offset), sender.report()
 
 
 # ---- the receiver: bytes first, then text or a clear error -----------------------------------
 
+@pytest.mark.hint("decode the received bytes with the same encoding the sender used")
 @pytest.mark.parametrize("encoding", ["utf-8", "gb2312", "gbk", "gb18030"])
 def test_matching_encodings_round_trip(lab, encoding):
     text = "你好, socket! 网络编程" + ("😀€" if encoding in ("utf-8", "gb18030") else "")
@@ -133,7 +139,7 @@ def test_matching_encodings_round_trip(lab, encoding):
     printed = send(lab, recv.ready.port, "--encoding", encoding, "--message", text)
     head, outcome = next_outcome(recv)
     assert head[5] == printed[0] == hexes(text.encode(encoding)), "the receiver shows the bytes exactly"
-    assert outcome.re is TEXT and outcome[1] == text, recv.report()
+    assert outcome.re is TEXT.pattern and outcome[1] == text, recv.report()
 
 
 def test_utf8_bytes_read_as_gb2312_is_a_decode_error_with_offset(lab):
@@ -141,7 +147,7 @@ def test_utf8_bytes_read_as_gb2312_is_a_decode_error_with_offset(lab):
     send(lab, recv.ready.port, "--encoding", "utf-8", "--message", NIHAO)
     head, outcome = next_outcome(recv)
     assert head[5] == "e4 bd a0 e5 a5 bd"
-    assert outcome.re is ERROR, recv.report()
+    assert outcome.re is ERROR.pattern, recv.report()
     assert (outcome[1], outcome[3]) == ("2", "EILSEQ"), "a0 at byte 2 cannot start a GB2312 character"
     assert outcome[4] == "浣", "e4 bd happen to be a GB2312 character: shown only as 'decoded before it'"
 
@@ -152,7 +158,7 @@ def test_utf8_bytes_can_read_as_other_gb2312_text_without_error(lab):
     send(lab, recv.ready.port, "--encoding", "utf-8", "--message", "好人")
     head, outcome = next_outcome(recv)
     assert head[5] == hexes("好人".encode("utf-8"))
-    assert outcome.re is TEXT and outcome[1] == "濂戒汉" != "好人", recv.report()
+    assert outcome.re is TEXT.pattern and outcome[1] == "濂戒汉" != "好人", recv.report()
 
 
 def test_gb2312_bytes_read_as_utf8_is_a_decode_error_at_byte_0(lab):
@@ -160,7 +166,7 @@ def test_gb2312_bytes_read_as_utf8_is_a_decode_error_at_byte_0(lab):
     send(lab, recv.ready.port, "--encoding", "gb2312", "--message", NIHAO)
     head, outcome = next_outcome(recv)
     assert head[5] == "c4 e3 ba c3"
-    assert outcome.re is ERROR and (outcome[1], outcome[3]) == ("0", "EILSEQ"), recv.report()
+    assert outcome.re is ERROR.pattern and (outcome[1], outcome[3]) == ("0", "EILSEQ"), recv.report()
     assert "not valid utf-8" in outcome[2]
 
 
@@ -170,10 +176,10 @@ def test_invalid_utf8_names_the_offset_and_keeps_running(lab, data, offset):
     recv = receiver(lab, "utf-8")
     send_raw(recv.ready.port, data)
     _, outcome = next_outcome(recv)
-    assert outcome.re is ERROR and int(outcome[1]) == offset, recv.report()
+    assert outcome.re is ERROR.pattern and int(outcome[1]) == offset, recv.report()
     send_raw(recv.ready.port, b"still here")
     _, after = next_outcome(recv)
-    assert after.re is TEXT and after[1] == "still here", "one bad datagram must not stop the receiver"
+    assert after.re is TEXT.pattern and after[1] == "still here", "one bad datagram must not stop the receiver"
     assert recv.popen.poll() is None
 
 
@@ -181,7 +187,7 @@ def test_control_characters_are_escaped_in_the_text(lab):
     recv = receiver(lab, "utf-8")
     send_raw(recv.ready.port, b'a\tb\nc"\\')
     _, outcome = next_outcome(recv)
-    assert outcome.re is TEXT and outcome[1] == r'a\x09b\x0ac\"\\', recv.report()
+    assert outcome.re is TEXT.pattern and outcome[1] == r'a\x09b\x0ac\"\\', recv.report()
 
 
 def test_datagram_longer_than_1024_bytes_is_decoded_whole(lab):
@@ -191,7 +197,7 @@ def test_datagram_longer_than_1024_bytes_is_decoded_whole(lab):
     send(lab, recv.ready.port, "--message", text)
     head, outcome = next_outcome(recv)
     assert int(head[4]) == 3000, recv.report()
-    assert outcome.re is TEXT and outcome[1] == text, "all 1000 characters, decoded from one datagram"
+    assert outcome.re is TEXT.pattern and outcome[1] == text, "all 1000 characters, decoded from one datagram"
 
 
 def test_receiver_binds_loopback_not_every_interface(lab):
@@ -219,23 +225,25 @@ def test_split_character_fails_when_each_datagram_is_decoded_alone(lab, steps):
     assert sent == ["e4", "bd a0"]
     with steps.step("the first datagram ends inside the character: EINVAL at byte 0"):
         _, first = next_outcome(recv)
-        assert first.re is ERROR and (first[1], first[3]) == ("0", "EINVAL"), recv.report()
+        assert first.re is ERROR.pattern and (first[1], first[3]) == ("0", "EINVAL"), recv.report()
     with steps.step("the second starts with continuation bytes: EILSEQ at byte 0"):
         _, second = next_outcome(recv)
-        assert second.re is ERROR and (second[1], second[3]) == ("0", "EILSEQ"), recv.report()
+        assert second.re is ERROR.pattern and (second[1], second[3]) == ("0", "EILSEQ"), recv.report()
 
 
+@pytest.mark.hint("a character split across datagrams: keep the incomplete tail bytes and decode them with "
+                  "the next datagram")
 def test_split_character_decodes_with_carry(lab, steps):
     recv = receiver(lab, "utf-8", "--carry")
     with steps.step("send 'a你b' split after byte 2: 61 e4 | bd a0 62"):
         send(lab, recv.ready.port, "--split", "2", "--message", "a你b")
     with steps.step("the first datagram shows 'a' and carries e4"):
         _, first = next_outcome(recv)
-        assert first.re is TEXT and first[1] == "a", recv.report()
-        recv.expect(r"^carry 1 bytes \(e4\): an unfinished utf-8 character")
+        assert first.re is TEXT.pattern and first[1] == "a", recv.report()
+        assert recv.expect(C["carry"]).group(1, 2, 3) == ("1", "e4", "utf-8"), recv.report()
     with steps.step("the second datagram completes the character"):
         _, second = next_outcome(recv)
-        assert second.re is TEXT and second[1] == "你b", recv.report()
+        assert second.re is TEXT.pattern and second[1] == "你b", recv.report()
 
 
 def test_gb2312_split_shows_wrong_characters_not_only_errors(lab):
@@ -243,9 +251,9 @@ def test_gb2312_split_shows_wrong_characters_not_only_errors(lab):
     recv = receiver(lab, "gb2312")
     send(lab, recv.ready.port, "--encoding", "gb2312", "--split", "1", "--message", NIHAO)
     _, first = next_outcome(recv)
-    assert first.re is ERROR and first[3] == "EINVAL"
+    assert first.re is ERROR.pattern and first[3] == "EINVAL"
     _, second = next_outcome(recv)
-    assert second.re is ERROR and second[3] == "EINVAL" and second[4] == "愫", recv.report()
+    assert second.re is ERROR.pattern and second[3] == "EINVAL" and second[4] == "愫", recv.report()
     assert "愫" not in NIHAO
 
 
@@ -253,9 +261,9 @@ def test_gb2312_split_decodes_with_carry(lab):
     recv = receiver(lab, "gb2312", "--carry")
     send(lab, recv.ready.port, "--encoding", "gb2312", "--split", "3", "--message", NIHAO)
     _, first = next_outcome(recv)
-    assert first.re is TEXT and first[1] == "你"
+    assert first.re is TEXT.pattern and first[1] == "你"
     _, second = next_outcome(recv)
-    assert second.re is TEXT and second[1] == "好", recv.report()
+    assert second.re is TEXT.pattern and second[1] == "好", recv.report()
 
 
 # ---- the contract ------------------------------------------------------------------------------
@@ -271,7 +279,7 @@ def test_ipv6_loopback(lab):
 def test_count_ends_receiver_with_status_zero(lab):
     recv = lab.server("text_recv", "--port", "0", "--count", "1")
     send_raw(recv.ready.port, b"\xff")
-    assert recv.wait_exit(5) == 0, "a decode error is reported, not a failure of the program\n" + recv.report()
+    assert recv.wait_exit(5) == C.status("count"), "a decode error is reported, not a failure of the program\n" + recv.report()
 
 
 def test_sigterm_exits_zero(lab):
@@ -285,4 +293,4 @@ def test_cli_contract(lab):
         assert_cli_contract(lab, "text_recv", port)
     assert_help_and_usage(lab, "text_send")
     bad = lab.run("text_send", "--split", "0", "--message", "x")
-    assert bad.popen.returncode == 2 and "--split" in bad.stderr, bad.report()
+    assert bad.popen.returncode == C.status("usage") and "--split" in bad.stderr, bad.report()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import socket
 import threading
 import time
@@ -21,8 +20,10 @@ from harness.clients import UdpClient, free_udp_port
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_udp
 from harness.netns import Lan, unavailable_reason
 from harness.steps import wait_for
+from harness.output import HINT, contract
 
-CALLBACK = re.compile(r'^callback (\d+) from (\S+):(\d+) len (\d+) data "(.*)"(\.\.\.)?$')
+C = contract("04")
+CALLBACK, ECHO, IDENTICAL = C["callback"], C["echo"], C["identical"]
 
 
 @pytest.fixture
@@ -32,6 +33,13 @@ def server(lab):
 
 def client(lab, port: int, *args: str, input: str | None = None, host: str = "127.0.0.1"):
     return lab.run("udp_echo_client", "--host", host, "--port", str(port), *args, input=input)
+
+
+def echoes(proc) -> list[str]:
+    """What the client printed as echoes (C-escaped); every stdout line must be an echo line."""
+    found = ECHO.only(proc.stdout)
+    assert found is not None, f"expected every stdout line like `{ECHO.template}` ({ECHO.where})\n{proc.report()}"
+    return [m[1] for m in found]
 
 
 def snmp(text: str, group: str, field: str) -> int:
@@ -69,6 +77,8 @@ def fake_server(reply: Callable[[socket.socket, bytes, tuple], None]) -> Iterato
 
 # ---- the server: byte-exact echoes, a counter, every sender ---------------------------------
 
+@pytest.mark.hint("send back exactly the bytes received (the length recvfrom returned), to the address "
+                  "recvfrom reported")
 @pytest.mark.parametrize("size", [1, 1472, 1500, 8192, 65507])
 def test_echo_is_byte_exact(server, size):
     payload = os.urandom(size)
@@ -90,6 +100,8 @@ def test_largest_ipv6_payload_65527_is_echoed(lab):
     assert echo == payload
 
 
+@pytest.mark.hint("every echo must go back to the address recvfrom() reported for that very datagram: "
+                  "each sender gets its own echoes")
 def test_counter_increments_and_logs_each_sender(server):
     with UdpClient(timeout=5) as a, UdpClient(timeout=5) as b:
         for sender, text in ((a, b"one"), (b, b"two"), (a, b"three")):
@@ -123,6 +135,8 @@ def test_non_utf8_datagram_is_echoed_and_logged_not_decoded(server):
     assert server.popen.poll() is None
 
 
+@pytest.mark.hint("every echo must go back to the address recvfrom() reported for that very datagram: "
+                  "each client gets exactly its own echoes")
 def test_many_clients_at_once_each_get_their_own_echoes(lab, server, steps):
     clients, lines = 8, 20
     with steps.step(f"start {clients} udp_echo_client processes, {lines} lines each, all at once"):
@@ -134,8 +148,8 @@ def test_many_clients_at_once_each_get_their_own_echoes(lab, server, steps):
             p.close_stdin()
     with steps.step("each client prints exactly its own lines back, in order, and exits 0"):
         for i, p in enumerate(procs):
-            assert p.wait_exit(30) == 0, p.report()
-            assert p.stdout.splitlines() == [f'echo "client {i} line {j}"' for j in range(lines)], p.report()
+            assert p.wait_exit(30) == C.status("eof"), p.report()
+            assert echoes(p) == [f"client {i} line {j}" for j in range(lines)], p.report()
     with steps.step("the server counted every datagram"):
         counts = [int(server.expect(CALLBACK)[1]) for _ in range(clients * lines)]
         assert counts == list(range(1, clients * lines + 1))
@@ -143,24 +157,26 @@ def test_many_clients_at_once_each_get_their_own_echoes(lab, server, steps):
 
 def test_count_ends_server_with_status_zero(lab):
     server = lab.server("udp_echo_server", "--port", "0", "--count", "2")
-    assert client(lab, server.ready.port, input="a\nb\n").popen.returncode == 0
-    assert server.wait_exit(5) == 0, server.report()
+    assert client(lab, server.ready.port, input="a\nb\n").popen.returncode == C.status("eof")
+    assert server.wait_exit(5) == C.status("count"), server.report()
 
 
 # ---- the client: echoes, and never waiting forever --------------------------------------------
 
 def test_client_prints_each_echo_and_exits_zero_at_eof(lab, server):
     proc = client(lab, server.ready.port, input="hello\n你好\n\n")
-    assert proc.popen.returncode == 0, proc.report()
-    assert proc.stdout.splitlines() == ['echo "hello"', r'echo "\xe4\xbd\xa0\xe5\xa5\xbd"', 'echo ""']
+    assert proc.popen.returncode == C.status("eof"), proc.report()
+    assert echoes(proc) == ["hello", r"\xe4\xbd\xa0\xe5\xa5\xbd", ""], proc.report()
 
 
 @pytest.mark.parametrize("mode", [[], ["--connect"]], ids=["unconnected", "connected"])
 @pytest.mark.parametrize("size", [0, 1, 1472, 1500, 8192, 65507])
 def test_client_size_round_trip_is_identical(lab, server, size, mode):
     proc = client(lab, server.ready.port, "--size", str(size), *mode)
-    assert proc.popen.returncode == 0, proc.report()
-    assert f"echo {size} bytes from 127.0.0.1:{server.ready.port}: identical to what was sent" in proc.stdout
+    assert proc.popen.returncode == C.status("eof"), proc.report()
+    m = IDENTICAL.find(proc.stdout)
+    assert m, f"expected a line like `{IDENTICAL.template}` ({IDENTICAL.where})\n{proc.report()}"
+    assert (int(m[1]), m[2], int(m[3])) == (size, "127.0.0.1", server.ready.port), proc.report()
     assert int(server.expect(CALLBACK)[4]) == size
 
 
@@ -169,28 +185,33 @@ def test_client_size_check_catches_a_changed_echo(lab):
         sock.sendto(bytes([data[0] ^ 1]) + data[1:], peer)
     with fake_server(corrupt) as port:
         proc = client(lab, port, "--size", "1500")
-    assert proc.popen.returncode == 1, proc.report()
-    assert "udp_echo_client: the echo differs from what was sent" in proc.stderr, proc.report()
+    assert proc.popen.returncode == C.status("differs"), proc.report()
+    assert C["differs"].find(proc.stderr), proc.report()
 
 
+@pytest.mark.hint("no timeout on the UDP client: a lost datagram blocks recvfrom forever; set SO_RCVTIMEO "
+                  "and exit 1 on EAGAIN")
 def test_no_server_unconnected_times_out_with_exit_1(lab):
     port = free_udp_port()
     started = time.monotonic()
     proc = client(lab, port, "--timeout-ms", "700", input="anyone?\n")
     waited = time.monotonic() - started
-    assert proc.popen.returncode == 1, proc.report()
-    assert proc.stderr.startswith(f"udp_echo_client: no echo within 700 ms from 127.0.0.1:{port}"), proc.report()
-    assert "never told" in proc.stderr
+    assert proc.popen.returncode == C.status("timeout"), proc.report()
+    m = C["timeout"].match(proc.stderr.splitlines()[0] if proc.stderr else "")
+    assert m and (m[1], m[2], int(m[3])) == ("700", "127.0.0.1", port), proc.report()
+    assert "never told" in m[4], "an unconnected socket must say it is never told\n" + proc.report()
     assert waited >= 0.7, "it must wait out its timeout: nothing tells an unconnected socket the port is closed"
 
 
+@pytest.mark.hint("only a connect()ed UDP socket hears ICMP port unreachable (ECONNREFUSED); and it needs "
+                  "SO_RCVTIMEO as well")
 def test_no_server_connected_reports_econnrefused(lab):
     port = free_udp_port()
     proc = client(lab, port, "--connect", "--timeout-ms", "10000", input="anyone?\n")
-    assert proc.popen.returncode == 1, proc.report()
-    first = proc.stderr.splitlines()[0]
-    assert first.startswith(f"udp_echo_client: recv from 127.0.0.1:{port} (connected): Connection refused"), proc.report()
-    assert first.endswith("[ECONNREFUSED]") and "udp_echo_client: hint: " in proc.stderr, proc.report()
+    assert proc.popen.returncode == C.status("refused"), proc.report()
+    m = C["refused"].match(proc.stderr.splitlines()[0] if proc.stderr else "")
+    assert m and (m[1], int(m[2])) == ("127.0.0.1", port), proc.report()
+    assert any(h["prog"] == "udp_echo_client" for h in HINT.findall(proc.stderr)), proc.report()
 
 
 @pytest.mark.parametrize("mode", [[], ["--connect"]], ids=["unconnected", "connected"])
@@ -206,15 +227,15 @@ def test_kernel_sends_icmp_port_unreachable_whether_or_not_the_client_hears(lab,
             proc = lan.start(host, "udp_echo_client", "--timeout-ms", "700", *mode, lab=lab)
             proc.send_line("anyone?")
             proc.close_stdin()
-            assert proc.wait_exit(10) == 1, proc.report()
+            assert proc.wait_exit(10) == C.status("timeout"), proc.report()
         after = counters()
     sent = snmp(after, "Icmp", "OutDestUnreachs") - snmp(before, "Icmp", "OutDestUnreachs")
     heard = snmp(after, "Icmp", "InDestUnreachs") - snmp(before, "Icmp", "InDestUnreachs")
     assert (sent, heard) == (1, 1), f"one ICMP port unreachable sent and received, got {sent} and {heard}"
     if mode:
-        assert "Connection refused [ECONNREFUSED]" in proc.stderr, proc.report()
+        assert C["refused"].find(proc.stderr), proc.report()
     else:
-        assert "no echo within 700 ms" in proc.stderr, "the ICMP came back, yet the unconnected socket is not told"
+        assert C["timeout"].find(proc.stderr), "the ICMP came back, yet the unconnected socket is not told"
 
 
 def test_timeout_zero_blocks_forever_like_the_notes(lab, steps):
@@ -243,8 +264,8 @@ def test_only_a_connected_socket_filters_other_senders(lab, mode, expected):
         sock.sendto(b"real echo", peer)
     with fake_server(stranger_first) as port:
         proc = client(lab, port, "--timeout-ms", "5000", *mode, input="hi\n")
-    assert proc.popen.returncode == 0, proc.report()
-    assert proc.stdout.splitlines() == [f'echo "{expected}"'], proc.report()
+    assert proc.popen.returncode == C.status("eof"), proc.report()
+    assert echoes(proc) == [expected], proc.report()
 
 
 # ---- the notes' source line, and the contract ---------------------------------------------------
@@ -261,7 +282,7 @@ def test_ipv6_loopback(lab):
     server = lab.server("udp_echo_server", "--host", "::1", "--port", "0")
     assert server.ready.host == "::1"
     proc = client(lab, server.ready.port, input="over v6\n", host="::1")
-    assert proc.popen.returncode == 0 and proc.stdout == 'echo "over v6"', proc.report()
+    assert proc.popen.returncode == C.status("eof") and echoes(proc) == ["over v6"], proc.report()
     assert server.expect(CALLBACK)[2] == "[::1]"
 
 
@@ -276,4 +297,4 @@ def test_cli_contract(lab):
     assert_help_and_usage(lab, "udp_echo_client")
     for bad in (["--size", "65508"], ["--timeout-ms", "-1"]):
         proc = lab.run("udp_echo_client", *bad)
-        assert proc.popen.returncode == 2 and bad[0] in proc.stderr, proc.report()
+        assert proc.popen.returncode == C.status("usage") and bad[0] in proc.stderr, proc.report()

@@ -6,7 +6,6 @@ chats talking to each other or a Python socket playing the peer.
 from __future__ import annotations
 
 import os
-import re
 import time
 
 import pytest
@@ -14,11 +13,13 @@ import pytest
 from harness import probes
 from harness.clients import ClientTimeout, UdpClient, free_udp_port
 from harness.contract import assert_help_and_usage, assert_port_taken_fails
+from harness.output import HINT, USAGE, contract
 from harness.steps import scaled, wait_for
 
 pytestmark = pytest.mark.tsan
 
-FROM = re.compile(r"^from (\S+):(\d+): (.*)$")
+C = contract("05")
+FROM = C["from"]
 TSAN = os.environ.get("SOCKLAB_SANITIZE", "") == "thread"
 
 
@@ -61,7 +62,7 @@ def wait_blocked_in(proc, kernel_function: str, timeout: float = 10.0) -> None:
 def assert_exits_zero_within(proc, seconds: float) -> None:
     t0 = time.monotonic()
     rc = proc.wait_exit(seconds)
-    assert rc == 0, f"expected exit 0 after {time.monotonic() - t0:.2f}s\n{proc.report()}"
+    assert rc == C.status("eof"), f"expected exit 0 after {time.monotonic() - t0:.2f}s\n{proc.report()}"
 
 
 def test_two_chats_exchange_lines_full_duplex(lab, steps):
@@ -105,6 +106,9 @@ def test_one_socket_two_threads(lab):
         assert data == "from the sending thread".encode() and source[1] == proc.ready.port
 
 
+@pytest.mark.hint("at stdin EOF the sender must wake the receiving thread (eventfd + poll, or shutdown): "
+                  "close() does not wake a blocked recvfrom, and the program cannot exit while a joinable "
+                  "thread still runs")
 def test_eof_exits_zero_within_2s(lab, steps):
     with UdpClient(bind_port=0) as peer:
         proc = chat(lab, peer.local_port)
@@ -115,6 +119,7 @@ def test_eof_exits_zero_within_2s(lab, steps):
             assert_exits_zero_within(proc, 2)
 
 
+@pytest.mark.hint("the quit line ends the chat like EOF: do not send it, wake the receiver, exit 0")
 def test_quit_line_exits_zero_and_is_not_sent(lab, steps):
     with UdpClient(bind_port=0) as peer:
         proc = chat(lab, peer.local_port)
@@ -132,7 +137,8 @@ def test_shutdown_wakes_receiver_despite_enotconn(lab):
         wait_blocked_in(proc, "wait_for_more_packets")  # the receiver sleeps in recvfrom()
         proc.close_stdin()
         assert_exits_zero_within(proc, 2)
-        assert "shutdown: Transport endpoint is not connected" in proc.stdout, proc.report()
+        m = C["shutdown_woke"].find(proc.stdout)
+        assert m and m[1] == "Transport endpoint is not connected", proc.report()
 
 
 def test_never_woken_receiver_hangs_after_eof(lab, steps):
@@ -141,7 +147,7 @@ def test_never_woken_receiver_hangs_after_eof(lab, steps):
         with steps.step("stdin ends, as in the notes nobody wakes the receiver"):
             wait_blocked_in(proc, "wait_for_more_packets")
             proc.close_stdin()
-            proc.expect("not waking the receiver")
+            proc.expect(C["not_waking"])
             time.sleep(scaled(2))   # long enough to see it does not exit
             assert probes.alive(proc.pid), "with --wake none the program should still hang\n" + proc.report()
             wait_blocked_in(proc, "wait_for_more_packets", timeout=1)
@@ -150,7 +156,7 @@ def test_never_woken_receiver_hangs_after_eof(lab, steps):
             assert received(proc, 1) == [(peer.local_port, "anyone home?")]
             assert probes.alive(proc.pid)
         proc.popen.terminate()
-        assert proc.wait_exit(5) == 0, proc.report()
+        assert proc.wait_exit(5) == C.status("eof"), proc.report()
 
 
 def test_close_from_other_thread_does_not_wake_receiver(lab, steps):
@@ -160,20 +166,20 @@ def test_close_from_other_thread_does_not_wake_receiver(lab, steps):
         proc.close_stdin()
         if TSAN:
             with steps.step("ThreadSanitizer reports the close() racing with the blocked recvfrom()"):
-                wait_for("ThreadSanitizer's SUMMARY line on stderr", lambda: "SUMMARY: ThreadSanitizer" in proc.stderr,
-                         timeout=10, interval=0.1, fail=False)
-                assert "ThreadSanitizer: data race" in proc.stderr and " close " in proc.stderr, proc.report()
+                wait_for("ThreadSanitizer's SUMMARY line on stderr",
+                         lambda: C["tsan_summary"].find(proc.stderr), timeout=10, interval=0.1, fail=False)
+                assert C["tsan_race"].find(proc.stderr) and C["tsan_close"].find(proc.stderr), proc.report()
             return
         with steps.step("after close() the program still hangs, its receiver still asleep in recvfrom()"):
-            proc.expect("closed the socket")
+            proc.expect(C["closed_socket"])
             time.sleep(scaled(2))   # long enough to see it does not exit
             assert probes.alive(proc.pid), "close() should not have woken recvfrom\n" + proc.report()
             wait_blocked_in(proc, "wait_for_more_packets", timeout=1)
         with steps.step("a datagram still reaches the 'closed' socket; the next recvfrom gets EBADF"):
             peer.send_to("still here", ("127.0.0.1", proc.ready.port))
             assert received(proc, 1) == [(peer.local_port, "still here")]
-            assert proc.wait_exit(5) == 1, proc.report()
-            assert "udp_chat: recvfrom: Bad file descriptor [EBADF]" in proc.stderr, proc.report()
+            assert proc.wait_exit(5) == C.status("ebadf"), proc.report()
+            assert C["ebadf"].find(proc.stderr), proc.report()
 
 
 def test_gb2312_datagram_is_shown_escaped_and_chat_goes_on(lab):
@@ -190,9 +196,10 @@ def test_gb2312_datagram_is_shown_escaped_and_chat_goes_on(lab):
 def test_address_the_machine_lacks_fails_with_eaddrnotavail(lab):
     """192.0.2.1 (TEST-NET-1, RFC 5737) stands for the notes' 172.20.10.4: an address no interface here has."""
     proc = lab.run("udp_chat", "--host", "192.0.2.1", "--port", "8088", "--peer", "127.0.0.1:9")
-    assert proc.popen.returncode == 1, proc.report()
-    assert re.search(r"^udp_chat: bind 192\.0\.2\.1:8088: .*\[EADDRNOTAVAIL\]$", proc.stderr, re.M), proc.report()
-    assert "udp_chat: hint: " in proc.stderr, proc.report()
+    assert proc.popen.returncode == C.status("not_here"), proc.report()
+    m = C["not_here"].find(proc.stderr)
+    assert m and m.group(1, 2) == ("192.0.2.1", "8088"), proc.report()
+    assert any(h["prog"] == "udp_chat" for h in HINT.findall(proc.stderr)), proc.report()
 
 
 def test_second_chat_on_same_port_fails_with_eaddrinuse(lab):
@@ -220,12 +227,12 @@ def test_sigterm_exits_zero(lab):
     wait_blocked_in(proc, "pipe_read")  # the main thread waits for a line on stdin
     wait_blocked_in(proc, "poll")       # the receiver waits for a datagram
     proc.popen.terminate()
-    assert proc.wait_exit(5) == 0, proc.report()
-    assert proc.stderr == "", f"SIGTERM should end it silently\n{proc.report()}"
+    assert proc.wait_exit(5) == C.status("eof"), proc.report()
+    assert not proc.stderr, f"SIGTERM should end it silently\n{proc.report()}"
 
 
 def test_cli_contract(lab):
     assert_help_and_usage(lab, "udp_chat")
     for args in ([], ["--peer", "nowhere"], ["--peer", "127.0.0.1:65536"], ["--peer", "127.0.0.1:9", "--wake", "later"]):
         proc = lab.run("udp_chat", *args)
-        assert proc.popen.returncode == 2 and "usage" in proc.stderr, proc.report()
+        assert proc.popen.returncode == C.status("usage") and USAGE.find(proc.stderr), proc.report()

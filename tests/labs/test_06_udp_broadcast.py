@@ -8,7 +8,6 @@ those namespaces. Where namespaces cannot be created they are skipped, with the 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -21,15 +20,17 @@ from harness.process import LabProcess
 from harness.programs import program
 from harness.netns import Lan, namespaces_of_this_process, unavailable_reason
 from harness.steps import scaled, wait_for as until
+from harness.output import contract
 
-DATAGRAM = re.compile(r"^datagram (\d+) from (\S+):(\d+) to (\S+): (.*)$")
+C = contract("06")
+DATAGRAM = C["datagram"]
 LOOPBACK_BROADCAST = "127.255.255.255"
 NOTES_PORT = 21567
 
 
 def datagrams(proc) -> list[tuple[str, str, str]]:
     """(source host, destination address, text) of every datagram the receiver printed so far."""
-    return [(m[2], m[4], m[5]) for m in map(DATAGRAM.match, proc.stdout.splitlines()) if m]
+    return [(m[2], m[4], m[5]) for m in DATAGRAM.findall(proc.stdout)]
 
 
 def wait_for(proc, count: int, timeout: float = 5.0) -> list[tuple[str, str, str]]:
@@ -48,7 +49,14 @@ def receiver(lab, port: int | str, host: str = "0.0.0.0", *extra: str):
     return lab.server("broadcast_receiver", "--host", host, "--port", port, *extra)
 
 
-def send(lab, *args: str, input: str | None = None, rc: int = 0):
+def broadcast_option(sender) -> str:
+    """on or off: what the sender's so_broadcast line says."""
+    m = C["so_broadcast"].find(sender.stdout)
+    assert m, f"expected a line like `{C['so_broadcast'].template}`\n{sender.report()}"
+    return m[1]
+
+
+def send(lab, *args: str, input: str | None = None, rc: int = C.status("sent")):
     proc = lab.run("broadcast_sender", *args, input=input)
     assert proc.popen.returncode == rc, proc.report()
     return proc
@@ -56,13 +64,15 @@ def send(lab, *args: str, input: str | None = None, rc: int = 0):
 
 # ---- loopback -----------------------------------------------------------------------------
 
+@pytest.mark.hint("the sender needs SO_BROADCAST; receivers must bind 0.0.0.0 (with SO_REUSEADDR to share "
+                  "the port)")
 def test_two_wildcard_receivers_each_get_every_broadcast(lab, steps):
     with steps.step("two receivers bind 0.0.0.0 on one port (both set SO_REUSEADDR)"):
         first = receiver(lab, 0)
         second = receiver(lab, first.ready.port)
     with steps.step("three lines are broadcast to 127.255.255.255"):
         sender = send(lab, "--port", str(first.ready.port), input="one\ntwo\n广播 three\n")
-        assert "SO_BROADCAST is on" in sender.stdout
+        assert broadcast_option(sender) == "on", sender.report()
     expected = [("127.0.0.1", LOOPBACK_BROADCAST, text) for text in ("one", "two", "广播 three")]
     assert wait_for(first, 3) == expected
     assert wait_for(second, 3) == expected
@@ -71,7 +81,7 @@ def test_two_wildcard_receivers_each_get_every_broadcast(lab, steps):
 def test_receiver_bound_to_127_0_0_1_gets_no_broadcast(lab, steps):
     wildcard = receiver(lab, 0)
     specific = receiver(lab, wildcard.ready.port, "127.0.0.1")
-    assert "only datagrams sent to exactly that address" in specific.stdout, specific.report()
+    assert C["exact_only"].find(specific.stdout), specific.report()
     with steps.step("broadcast: only the wildcard receiver gets it"):
         send(lab, "--port", str(wildcard.ready.port), "--message", "to everyone")
         wait_for(wildcard, 1)
@@ -82,13 +92,16 @@ def test_receiver_bound_to_127_0_0_1_gets_no_broadcast(lab, steps):
         assert wait_for(specific, 1) == [("127.0.0.1", "127.0.0.1", "to you")]
 
 
+@pytest.mark.hint("without SO_BROADCAST sendto to a broadcast address fails with EACCES: report it and exit"
+                  " 1")
 def test_without_so_broadcast_sendto_fails_with_eacces(lab):
     listening = receiver(lab, 0)
-    sender = send(lab, "--port", str(listening.ready.port), "--message", "x", "--no-so-broadcast", rc=1)
-    assert "SO_BROADCAST is off" in sender.stdout, sender.report()
-    assert f"broadcast_sender: sendto {LOOPBACK_BROADCAST}:{listening.ready.port}: Permission denied [EACCES]" \
-        in sender.stderr, sender.report()
-    assert re.search(r"^broadcast_sender: hint: .*SO_BROADCAST", sender.stderr, re.M), sender.report()
+    sender = send(lab, "--port", str(listening.ready.port), "--message", "x", "--no-so-broadcast",
+                  rc=C.status("eacces"))
+    assert broadcast_option(sender) == "off", sender.report()
+    m = C["eacces"].find(sender.stderr)
+    assert m and m.group(1, 2) == (LOOPBACK_BROADCAST, str(listening.ready.port)), sender.report()
+    assert C["eacces_hint"].find(sender.stderr), sender.report()
     quiet_period()
     assert datagrams(listening) == []
 
@@ -149,7 +162,7 @@ def test_empty_line_is_sent_as_an_empty_datagram(lab):
     """The notes' sender stops at an empty line; ours sends it (a valid datagram, lab 02) and goes on."""
     listening = receiver(lab, 0)
     sender = send(lab, "--port", str(listening.ready.port), input="before\n\nafter\n")
-    assert re.search(r"^sent 0 bytes to ", sender.stdout, re.M), sender.report()
+    assert [int(m[1]) for m in C["sent"].findall(sender.stdout)] == [6, 0, 5], sender.report()
     got = [text.strip() for _, _, text in wait_for(listening, 3)]
     assert got == ["before", "", "after"], (
         f"an empty input line should arrive as a datagram of 0 bytes between the other two: {got}\n"
@@ -166,7 +179,7 @@ def test_cli_contract(lab):
     with occupy_udp() as port:
         assert_cli_contract(lab, "broadcast_receiver", port)
     assert_help_and_usage(lab, "broadcast_sender")
-    assert lab.run("broadcast_sender", "--port", "70000").popen.returncode == 2
+    assert lab.run("broadcast_sender", "--port", "70000").popen.returncode == C.status("usage")
 
 
 # ---- a LAN of network namespaces ------------------------------------------------------------
@@ -199,7 +212,7 @@ def lan_receivers(lan, lab, names=("h1", "h2", "h3", "h4")) -> dict:
 
 def lan_send(lan, lab, destination: str, text: str, *extra: str):
     proc = lan.start(lan.hosts["h1"], "broadcast_sender", "--host", destination, "--message", text, *extra, lab=lab)
-    assert proc.wait_exit(10) == 0, proc.report()
+    assert proc.wait_exit(10) == C.status("sent"), proc.report()
     return proc
 
 
@@ -238,5 +251,5 @@ def test_lan_directed_broadcast_to_another_subnet_is_not_forwarded(lan, lab, ste
 def test_lan_without_so_broadcast_is_eacces_too(lan, lab):
     proc = lan.start(lan.hosts["h1"], "broadcast_sender", "--host", "192.0.2.255", "--message", "x",
                      "--no-so-broadcast", lab=lab)
-    assert proc.wait_exit(10) == 1, proc.report()
-    assert "Permission denied [EACCES]" in proc.stderr, proc.report()
+    assert proc.wait_exit(10) == C.status("eacces"), proc.report()
+    assert C["eacces"].find(proc.stderr), proc.report()

@@ -6,7 +6,6 @@ Each test states one claim of labs/08-tcp-chat/README.md and proves it over loop
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
 
@@ -16,8 +15,12 @@ from harness import probes
 from harness.clients import TcpClient, free_tcp_port
 from harness.steps import wait_for
 from harness.contract import assert_cli_contract, assert_help_and_usage, occupy_tcp
+from harness.output import contract
 
 pytestmark = pytest.mark.tsan
+
+C = contract("08")
+RECV = {"tcp_chat_server": C["server_recv"], "tcp_chat_client": C["client_recv"], "tcp_chat_duplex": C["duplex_recv"]}
 
 QUIET = 1.0  # seconds of silence that show a program is waiting (it would answer within ms)
 
@@ -39,7 +42,13 @@ def listener(port: int) -> probes.TcpSocket:
 
 
 def client_port(client) -> int:
-    return int(client.expect(r"^connected to \S+ from \S+:(\d+);")[1])
+    return int(client.expect(C["connected"])[4])
+
+
+def heard(proc, text: str, timeout: float = 5.0) -> None:
+    """proc's next recv line shows `text` (the line it received, without its newline)."""
+    m = proc.expect(RECV[proc.name], timeout=timeout)
+    assert m[1] == text, f"{proc.name} printed {m[0]!r} where the line {text!r} was due\n{proc.report()}"
 
 
 @pytest.fixture
@@ -49,14 +58,16 @@ def server(lab):
 
 # ---- the serial, lock-step chat ----------------------------------------------------------------
 
+@pytest.mark.hint("the serial chat takes turns: read one whole line from the peer, then send one line from "
+                  "stdin")
 def test_turns_alternate_line_by_line(lab, server, steps):
     client = lab.start("tcp_chat_client", "--port", server.ready.port)
     client_port(client)
-    server.expect("accepted")
+    server.expect(C["accepted"])
     with steps.step("the client's line reaches the server"):
         client.send_line("hello")
-        server.expect(r'^recv: "hello"$')
-        server.expect(r"^your turn: type a line$")
+        heard(server, "hello")
+        server.expect(C["your_turn"])
     with steps.step("the client types again before the reply: its second line waits in the client"):
         client.send_line("second")
         assert stays_silent(server), "the server should print nothing before it replies\n" + server.report()
@@ -64,15 +75,15 @@ def test_turns_alternate_line_by_line(lab, server, steps):
             "the client must not send its second line before it got the reply"
     with steps.step("the server's reply gives the turn back; then the second line arrives"):
         server.send_line("hi there")
-        client.expect(r'^recv: "hi there"$')
-        server.expect(r'^recv: "second"$')
+        heard(client, "hi there")
+        heard(server, "second")
 
 
 def test_serial_server_has_one_thread(lab, server):
     client = lab.start("tcp_chat_client", "--port", server.ready.port)
     client_port(client)
     client.send_line("how many of you are there?")
-    server.expect(r"^your turn: type a line$")
+    server.expect(C["your_turn"])
     # (tsan starts its own background thread only once a program creates a thread: none here)
     assert probes.thread_count(server.pid) == 1, "the notes' 'multi-threaded' chat has no threads"
 
@@ -82,8 +93,8 @@ def test_second_client_connects_at_once_but_waits_for_the_first(lab, server, ste
     first = lab.start("tcp_chat_client", "--port", port)
     client_port(first)
     first.send_line("I am first")
-    server.expect(r'^recv: "I am first"$')
-    server.expect(r"^your turn: type a line$")
+    heard(server, "I am first")
+    server.expect(C["your_turn"])
     with steps.step("a second client connects while the server chats with the first"):
         second = TcpClient("127.0.0.1", port, timeout=5)  # raises if the connect does not complete
     try:
@@ -95,15 +106,16 @@ def test_second_client_connects_at_once_but_waits_for_the_first(lab, server, ste
             wait_for("7 bytes queued at the server's end of the second connection",
                      lambda: (s := conn_states(port).get((port, second.local_port))) and s.recv_q == 7)
             assert stays_silent(server), server.report()
-            assert "queued" not in server.stdout
+            assert "queued" not in [m[1] for m in C["server_recv"].findall(server.stdout)], server.report()
         with steps.step("the first client leaves; only now is the second accepted and heard"):
             server.send_line("bye")
-            first.expect(r'^recv: "bye"$')
+            heard(first, "bye")
             first.close_stdin()
-            assert first.wait_exit(5) == 0, first.report()
-            server.expect(r"closed its side \(recv returned 0\)")
-            server.expect(rf"^accepted 127\.0\.0\.1:{second.local_port}:")
-            server.expect(r'^recv: "queued"$')
+            assert first.wait_exit(5) == C.status("client_done"), first.report()
+            server.expect(C["client_closed"])
+            accepted = server.expect(C["accepted"])
+            assert accepted.group(1, 2) == ("127.0.0.1", str(second.local_port)), server.report()
+            heard(server, "queued")
             server.send_line("your turn now")
             assert second.recv_until(b"\n") == b"your turn now\n"
     finally:
@@ -114,11 +126,11 @@ def test_empty_line_goes_out_as_newline_no_deadlock(lab, server):
     client = lab.start("tcp_chat_client", "--port", server.ready.port)
     client_port(client)
     client.send_line("")
-    server.expect(r'^recv: ""$')
+    heard(server, "")
     server.send_line("")
-    client.expect(r'^recv: ""$')
+    heard(client, "")
     client.send_line("still talking")
-    server.expect(r'^recv: "still talking"$')
+    heard(server, "still talking")
 
 
 def test_notes_unframed_empty_line_deadlocks(lab, steps):
@@ -135,10 +147,10 @@ def test_notes_unframed_empty_line_deadlocks(lab, steps):
                 client.send_line("hi")
                 assert conn.recv(1024) == b"hi"
                 conn.sendall(b"ok")
-                client.expect(r'^recv: "ok"$')
+                heard(client, "ok")
             with steps.step("an empty line: send() returns 0 and nothing reaches the server"):
                 client.send_line("")
-                client.expect(r"^sent 0 bytes: nothing goes on the wire")
+                client.expect(C["sent_nothing"])
                 conn.settimeout(2 * QUIET)
                 with pytest.raises(socket.timeout):
                     conn.recv(1024)
@@ -154,14 +166,14 @@ def test_line_split_across_sends_and_lines_merged_in_one_send(lab, server, steps
             for piece in (b"hel", b"lo wor", b"ld\n"):
                 client.send(piece)
                 time.sleep(0.05)
-            server.expect(r'^recv: "hello world"$')
+            heard(server, "hello world")
             server.send_line("ok")
             assert client.recv_until(b"\n") == b"ok\n"
         with steps.step("two lines in one send: two turns, the second kept in the connection's buffer"):
             client.send(b"first\nsecond\n")
-            server.expect(r'^recv: "first"$')
+            heard(server, "first")
             server.send_line("1")
-            server.expect(r'^recv: "second"$')
+            heard(server, "second")
             server.send_line("2")
             assert client.recv_until(b"2\n") == b"1\n2\n"
 
@@ -169,7 +181,7 @@ def test_line_split_across_sends_and_lines_merged_in_one_send(lab, server, steps
 def test_fin_from_shutdown_is_recv_zero_too(lab, server):
     with TcpClient("127.0.0.1", server.ready.port, timeout=5) as client:
         client.shutdown_write()
-        server.expect(r"closed its side \(recv returned 0\)")
+        server.expect(C["client_closed"])
         assert client.recv_until_eof() == b"", "the server should close its side as well"
     assert server.popen.poll() is None, "the server goes back to accept()"
 
@@ -177,26 +189,26 @@ def test_fin_from_shutdown_is_recv_zero_too(lab, server):
 def test_client_reset_does_not_stop_server(lab, server):
     with TcpClient("127.0.0.1", server.ready.port) as gone:
         gone.send("x\n")
-        server.expect(r'^recv: "x"$')
+        heard(server, "x")
         gone.reset()
     server.send_line("anyone?")
-    server.expect(r"is gone \(.*\[(ECONNRESET|EPIPE)\]\): back to accept\(\)")
+    server.expect(C["client_gone"])
     client = lab.start("tcp_chat_client", "--port", server.ready.port)
     client_port(client)
     client.send_line("next")
-    server.expect(r'^recv: "next"$')
+    heard(server, "next")
 
 
 def test_client_stdin_eof_exits_zero_and_server_carries_on(lab, server):
     client = lab.start("tcp_chat_client", "--port", server.ready.port)
     client_port(client)
     client.send_line("one")
-    server.expect(r'^recv: "one"$')
+    heard(server, "one")
     server.send_line("two")
-    client.expect(r'^recv: "two"$')
+    heard(client, "two")
     client.close_stdin()
-    assert client.wait_exit(5) == 0, client.report()
-    server.expect(r"closed its side \(recv returned 0\): back to accept\(\)")
+    assert client.wait_exit(5) == C.status("client_done"), client.report()
+    server.expect(C["client_closed"])
     assert server.popen.poll() is None
 
 
@@ -204,19 +216,20 @@ def test_server_stdin_eof_exits_zero_and_client_sees_close(lab, server):
     client = lab.start("tcp_chat_client", "--port", server.ready.port)
     client_port(client)
     client.send_line("your turn")
-    server.expect(r'^recv: "your turn"$')
+    heard(server, "your turn")
     server.close_stdin()
-    assert server.wait_exit(5) == 0, server.report()
-    client.expect(r"the server closed the connection \(recv returned 0\)")
-    assert client.wait_exit(5) == 0, client.report()
+    assert server.wait_exit(5) == C.status("stdin_closed"), server.report()
+    client.expect(C["server_closed"])
+    assert client.wait_exit(5) == C.status("client_done"), client.report()
 
 
 def test_ipv6_loopback(lab):
     server = lab.server("tcp_chat_server", "--host", "::1", "--port", "0")
     client = lab.start("tcp_chat_client", "--host", "::1", "--port", server.ready.port)
-    client.expect(r"^connected to \[::1\]:\d+ from \[::1\]:\d+;")
+    m = client.expect(C["connected"])
+    assert m.group(1, 3) == ("[::1]", "[::1]"), client.report()
     client.send_line("over v6")
-    server.expect(r'^recv: "over v6"$')
+    heard(server, "over v6")
 
 
 # ---- the full-duplex chat ----------------------------------------------------------------------
@@ -226,8 +239,8 @@ def pair(lab):
     """Two tcp_chat_duplex programs connected to each other: (listening side, connecting side)."""
     a = lab.server("tcp_chat_duplex", "--listen", "--port", "0")
     b = lab.start("tcp_chat_duplex", "--port", a.ready.port)
-    b.expect(r"^connected to ")
-    a.expect(r"^accepted ")
+    b.expect(C["duplex_connected"])
+    a.expect(C["duplex_accepted"])
     return a, b
 
 
@@ -242,21 +255,23 @@ def test_duplex_both_directions_without_turns(pair):
     a, b = pair
     a.send_line("a1")
     a.send_line("a2")
-    b.expect(r'^recv: "a1"$')
-    b.expect(r'^recv: "a2"$')
+    heard(b, "a1")
+    heard(b, "a2")
     b.send_line("b1")
     b.send_line("b2")
-    a.expect(r'^recv: "b1"$')
-    a.expect(r'^recv: "b2"$')
+    heard(a, "b1")
+    heard(a, "b2")
 
 
+@pytest.mark.hint("a half-close is shutdown(SHUT_WR) only: SHUT_RDWR also ends this side's receiving, so "
+                  "the peer's later lines are lost")
 def test_duplex_half_close_keeps_other_direction(pair, steps):
     a, b = pair
     port = a.ready.port
     with steps.step("EOF on A's stdin: A sends FIN with shutdown(SHUT_WR)"):
         a.close_stdin()
-        a.expect(r"sent FIN with shutdown\(SHUT_WR\); still receiving")
-        b.expect(r"peer finished sending \(recv returned 0\)")
+        a.expect(C["sent_fin"])
+        b.expect(C["peer_fin"])
     with steps.step("half-closed: A in FIN_WAIT2, B in CLOSE_WAIT"):
         def states() -> dict[str, str]:
             return {"A" if s.local[1] == port else "B": s.state for s in conn_states(port).values()}
@@ -264,14 +279,14 @@ def test_duplex_half_close_keeps_other_direction(pair, steps):
                  lambda: states() == {"A": "FIN_WAIT2", "B": "CLOSE_WAIT"}, timeout=5)
     with steps.step("B's lines still reach A"):
         b.send_line("still works")
-        a.expect(r'^recv: "still works"$')
+        heard(a, "still works")
         assert a.popen.poll() is None
     with steps.step("EOF on B's stdin: both directions closed, both exit 0"):
         b.close_stdin()
-        a.expect(r"peer finished sending")
-        assert a.wait_exit(5) == 0, a.report()
-        assert b.wait_exit(5) == 0, b.report()
-        assert "both directions closed" in a.stdout and "both directions closed" in b.stdout
+        a.expect(C["peer_fin"])
+        assert a.wait_exit(5) == C.status("duplex_done"), a.report()
+        assert b.wait_exit(5) == C.status("duplex_done"), b.report()
+        assert C["both_closed"].find(a.stdout) and C["both_closed"].find(b.stdout), a.report() + "\n" + b.report()
 
 
 def test_duplex_keeps_sending_to_a_half_closed_peer(lab):
@@ -284,14 +299,14 @@ def test_duplex_keeps_sending_to_a_half_closed_peer(lab):
         with conn:
             conn.sendall(b"last words\n")
             conn.shutdown(socket.SHUT_WR)
-            duplex.expect(r'^recv: "last words"$')
-            duplex.expect(r"peer finished sending")
+            heard(duplex, "last words")
+            duplex.expect(C["peer_fin"])
             duplex.send_line("heard you")
             conn.settimeout(5)
             assert conn.recv(1024) == b"heard you\n"
             duplex.close_stdin()
             assert conn.recv(1024) == b"", "EOF on stdin should send FIN"
-        assert duplex.wait_exit(5) == 0, duplex.report()
+        assert duplex.wait_exit(5) == C.status("duplex_done"), duplex.report()
 
 
 def test_duplex_peer_reset_is_reported_exit_one(lab):
@@ -305,8 +320,8 @@ def test_duplex_peer_reset_is_reported_exit_one(lab):
         peer.sock = conn
         peer.reset()
     # stdin stays open: a reset connection can carry nothing more, so the chat must end by itself
-    assert duplex.wait_exit(10) == 1, "after the peer's RST the chat should exit 1 at once, not wait for stdin\n" + duplex.report()
-    assert re.search(r"^tcp_chat_duplex: recv: Connection reset by peer \[ECONNRESET\]$", duplex.stderr, re.M), duplex.report()
+    assert duplex.wait_exit(10) == C.status("reset"), "after the peer's RST the chat should exit 1 at once, not wait for stdin\n" + duplex.report()
+    assert C["reset"].find(duplex.stderr), duplex.report()
 
 
 def test_sigterm_exits_zero(lab, pair):
@@ -322,4 +337,4 @@ def test_cli_contract(lab):
         assert_cli_contract(lab, "tcp_chat_duplex", port, "--listen")
     assert_help_and_usage(lab, "tcp_chat_client")
     refused = lab.run("tcp_chat_client", "--port", free_tcp_port(), timeout=5)
-    assert refused.popen.returncode == 1 and "[ECONNREFUSED]" in refused.stderr, refused.report()
+    assert refused.popen.returncode == C.status("refused") and C["refused"].find(refused.stderr), refused.report()

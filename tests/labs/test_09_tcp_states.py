@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import signal
 
@@ -18,10 +17,11 @@ import pytest
 from harness.clients import free_tcp_port
 from harness.contract import assert_help_and_usage
 from harness.netns import private_namespace_unavailable
+from harness.output import contract
 from harness.probes import tcp_sockets
 
-ROW = re.compile(r"^client (\S+)\s+\| server (\S+)\s+(.*)$")
-SCENARIO = re.compile(r"^scenario (\S+)$")
+C = contract("09")
+ROW, SCENARIO = C["row"], C["scenario"]
 
 # The eleven states of RFC 793 section 3.2, and the names Linux (and tcp_states) uses for them.
 RFC_TO_LINUX = {
@@ -73,7 +73,7 @@ def run_states(lab, *args: str) -> str:
         pytest.skip(reason)
     if args not in _runs:
         proc = lab.run("tcp_states", *args, timeout=60)
-        assert proc.popen.returncode == 0, (
+        assert proc.popen.returncode == C.status("done"), (
             "tcp_states failed. It needs unshare(CLONE_NEWNET) (root, or unprivileged user namespaces) "
             "and the nft tool (Debian package nftables)\n" + proc.report())
         _runs[args] = proc.stdout
@@ -122,7 +122,8 @@ def test_only_the_active_closer_ends_in_time_wait(lab, scenario, waiting):
 @pytest.mark.limit(120)
 def test_close_with_unread_data_resets_the_peer(lab):
     out = run_states(lab, "--scenario", "unread-data-reset")
-    assert re.search(r"^client recv\(\) -> -1 ECONNRESET ", out, re.M), (
+    m = C["recv_error"].find(out)
+    assert m and m[1] == "ECONNRESET", (
         "after the server closed with unread data, the client's recv() should fail with ECONNRESET "
         "(an RST came, not a FIN)\n" + out)
 
@@ -130,15 +131,18 @@ def test_close_with_unread_data_resets_the_peer(lab):
 @pytest.mark.limit(120)
 def test_half_closed_side_still_receives(lab):
     out = run_states(lab, "--scenario", "half-close")
-    assert re.search(r"^server recv\(\) -> 0 ", out, re.M), "after shutdown(SHUT_WR) the server reads EOF (0)\n" + out
-    assert re.search(r'^client recv\(\) -> 10 bytes "still here"', out, re.M), (
+    eof = C["server_recv"].find(out)
+    assert eof and eof[1] == "0", "after shutdown(SHUT_WR) the server reads EOF (0)\n" + out
+    got = C["client_recv"].find(out)
+    assert got and got.group(1, 2) == ("10", "still here"), (
         "the client shut down only its sending side, so it should still receive the server's reply\n" + out)
 
 
 @pytest.mark.limit(120)
 def test_open_socket_in_time_wait_reports_closed_in_tcp_info(lab):
     out = run_states(lab, "--scenario", "half-close")
-    assert re.search(r"^client TCP_INFO -> CLOSED, /proc/net/tcp -> TIME_WAIT ", out, re.M), (
+    m = C["tcp_info"].find(out)
+    assert m and m.group(1, 2) == ("CLOSED", "TIME_WAIT"), (
         "after the peer's FIN the half-closed client's connection moves to a TIME_WAIT object: the fd's "
         "TCP_INFO says TCP_CLOSE while /proc/net/tcp lists TIME_WAIT\n" + out)
 
@@ -171,14 +175,16 @@ def test_sigterm_exits_zero(lab):
     if (reason := unavailable_reason()):
         pytest.skip(reason)
     proc = lab.start("tcp_states", "--scenario", "syn-sent")
-    proc.expect(r"^client SYN_SENT", timeout=30)
+    while proc.expect(ROW, timeout=30)[1] != "SYN_SENT":
+        pass
     proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait_exit(10) == 0, proc.report()
+    assert proc.wait_exit(10) == C.status("done"), proc.report()
 
 
 def test_cli_contract(lab):
     assert_help_and_usage(lab, "tcp_states")
     bad = lab.run("tcp_states", "--scenario", "no-such-scenario")
-    assert bad.popen.returncode == 2 and "no-such-scenario" in bad.stderr, bad.report()
+    m = C["no_scenario"].find(bad.stderr)
+    assert bad.popen.returncode == C.status("usage") and m and m[1] == "no-such-scenario", bad.report()
     bad_port = lab.run("tcp_states", "--port", "70000")
-    assert bad_port.popen.returncode == 2, bad_port.report()
+    assert bad_port.popen.returncode == C.status("usage"), bad_port.report()

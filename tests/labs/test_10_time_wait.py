@@ -7,7 +7,6 @@ at the TIME_WAIT entries in /proc/net/tcp.
 from __future__ import annotations
 
 import json
-import re
 import signal
 
 import pytest
@@ -15,9 +14,12 @@ import pytest
 from harness.clients import ClientTimeout, TcpClient
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.netns import private_namespace_unavailable, run_in_private_namespace
+from harness.output import READY, contract
 from harness.probes import tcp_sockets
 from harness.programs import program
 from harness.steps import wait_for
+
+C = contract("10")
 
 
 def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.1") -> tuple[int, int]:
@@ -38,7 +40,7 @@ def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.
                 early = None
             assert early is None, (f"with --client-closes-first the server must wait for the client's FIN, but it "
                                    f"{'closed first (EOF)' if early == b'' else f'sent {early!r}'}\n{server.report()}")
-    assert server.wait_exit(10) == 0, server.report()
+    assert server.wait_exit(10) == C.status("served"), server.report()
     # The server may exit before the last FIN or ACK has been processed (loopback packets are handled in
     # softirq context, which lags on a loaded machine): wait until the close handshake is over.
     wait_for(f"the close of the connection between ports {server.ready.port} and {client_port} to finish "
@@ -61,7 +63,7 @@ def restart(lab, port: int, *args: str, host: str = "127.0.0.1"):
     """Second run on the same port: it either prints READY (then we stop it) or exits."""
     proc = lab.start("time_wait_server", "--host", host, "--port", str(port), *args)
     line = proc.read_line(timeout=10)
-    if line is not None and line.startswith("READY "):
+    if line is not None and READY.match(line):
         proc.stop()
         return True, proc
     proc.wait_exit(10)
@@ -69,9 +71,9 @@ def restart(lab, port: int, *args: str, host: str = "127.0.0.1"):
 
 
 def assert_eaddrinuse(proc) -> None:
-    assert proc.popen.returncode == 1, f"a failed bind must exit 1\n{proc.report()}"
-    assert re.search(r"^time_wait_server: bind \S+: Address already in use \[EADDRINUSE\]$", proc.stderr, re.M), proc.report()
-    assert re.search(r"^time_wait_server: hint: .*TIME_WAIT.*SO_REUSEADDR", proc.stderr, re.M), proc.report()
+    assert proc.popen.returncode == C.status("in_use"), f"a failed bind must exit 1\n{proc.report()}"
+    assert C["in_use"].find(proc.stderr), proc.report()
+    assert C["in_use_hint"].find(proc.stderr), proc.report()
 
 
 def test_server_that_closed_first_leaves_time_wait_on_its_port(lab):
@@ -80,6 +82,8 @@ def test_server_that_closed_first_leaves_time_wait_on_its_port(lab):
     assert not time_wait_on(client_port), "the client was the passive closer: no TIME_WAIT on its port"
 
 
+@pytest.mark.hint("without SO_REUSEADDR a restart while TIME_WAIT remains must fail with EADDRINUSE (exit 1"
+                  " with the message)")
 def test_restart_without_reuseaddr_fails_with_eaddrinuse(lab, steps):
     with steps.step("first run: the server closes first"):
         port, _ = serve_one(lab)
@@ -92,6 +96,8 @@ def test_restart_without_reuseaddr_fails_with_eaddrinuse(lab, steps):
 @pytest.mark.parametrize("old, new, works", [
     (False, False, False), (False, True, False), (True, False, False), (True, True, True),
 ], ids=["neither", "new-only", "old-only", "both"])
+@pytest.mark.hint("set SO_REUSEADDR before bind() when --reuseaddr is given: Linux lets the bind pass "
+                  "TIME_WAIT only then")
 def test_reuseaddr_must_be_set_on_old_and_new_socket(lab, old, new, works):
     port, _ = serve_one(lab, *(["--reuseaddr"] if old else []))
     ok, proc = restart(lab, port, *(["--reuseaddr"] if new else []))
@@ -144,20 +150,20 @@ def test_ipv6_restart_needs_the_option_too(lab):
 def test_sigterm_while_waiting_for_a_client_exits_zero(lab):
     server = lab.server("time_wait_server", "--port", "0")
     server.popen.send_signal(signal.SIGTERM)
-    assert server.wait_exit(5) == 0, server.report()
+    assert server.wait_exit(5) == C.status("served"), server.report()
 
 
 def test_cli_contract(lab):
     with occupy_tcp() as port:
         assert_cli_contract(lab, "time_wait_server", port)
     both = lab.run("time_wait_server", "--server-closes-first", "--client-closes-first")
-    assert both.popen.returncode == 2, both.report()
+    assert both.popen.returncode == C.status("usage"), both.report()
 
 
 # Runs inside `unshare -rn`: a private network namespace where tcp_fin_timeout can be changed.
 # It serves one client (the server closes first) and times the TIME_WAIT entry on the server's port.
 TIMER = r"""
-import os, shutil, socket, subprocess, sys, time
+import json, os, shutil, socket, subprocess, sys, time
 binary, fin_timeout = sys.argv[1], sys.argv[2]
 subprocess.run([shutil.which("ip") or "/usr/sbin/ip", "link", "set", "lo", "up"], check=True)
 with open("/proc/sys/net/ipv4/tcp_fin_timeout", "w") as f:
@@ -176,10 +182,10 @@ deadline = time.monotonic() + 20   # the client's FIN may not be processed yet: 
 while not waiting() and time.monotonic() < deadline:
     time.sleep(0.02)
 start = time.monotonic()
-print("TIME_WAIT", waiting(), flush=True)
+seen = waiting()
 while waiting() and time.monotonic() - start < 300:
     time.sleep(0.25)
-print("LASTED", round(time.monotonic() - start, 1), flush=True)
+print(json.dumps({"time_wait": seen, "lasted": round(time.monotonic() - start, 1)}), flush=True)
 """
 
 
@@ -192,8 +198,9 @@ def test_time_wait_lasts_about_60_seconds_not_tcp_fin_timeout(steps):
     with steps.step(f"in a private namespace with tcp_fin_timeout={fin_timeout}: serve one client, time TIME_WAIT"):
         done = run_in_private_namespace(TIMER, str(program("time_wait_server")), str(fin_timeout), timeout=400)
     assert done.returncode == 0, f"the timing script failed\n{done.stdout}\n{done.stderr}"
-    assert "TIME_WAIT True" in done.stdout, f"no TIME_WAIT entry after the server closed first\n{done.stdout}"
-    lasted = float(re.search(r"LASTED ([\d.]+)", done.stdout)[1])
+    timed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert timed["time_wait"], f"no TIME_WAIT entry after the server closed first\n{done.stdout}"
+    lasted = float(timed["lasted"])
     assert 55 <= lasted <= 75, (
         f"TIME_WAIT lasted {lasted} s. Linux fixes it at 60 s (TCP_TIMEWAIT_LEN in include/net/tcp.h): "
         f"not 2 x MSL = 4 min as RFC 793 suggests, and not tcp_fin_timeout (set to {fin_timeout} s here)")

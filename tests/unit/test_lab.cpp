@@ -13,7 +13,9 @@
 
 namespace {
 
-bool is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+bool is_open(int fd) {
+    return ::fcntl(fd, F_GETFD) != -1;
+}
 
 std::array<lab::Fd, 2> make_pipe() {
     int fds[2];
@@ -33,20 +35,24 @@ std::string read_all(int fd) {
     std::array<char, 65536> buf;
     for (;;) {
         const ssize_t n = ::read(fd, buf.data(), buf.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return out;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return out;
         out.append(buf.data(), static_cast<std::size_t>(n));
     }
 }
 
 std::string pattern(std::size_t size) {
     std::string s(size, '\0');
-    for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>('a' + i * 7 % 26);
+    for (std::size_t i = 0; i < size; ++i)
+        s[i] = static_cast<char>('a' + i * 7 % 26);
     return s;
 }
 
 // Runs body with std::cout or std::cerr captured.
-template <class F> std::string capture(std::ostream& stream, F body) {
+template <class F>
+std::string capture(std::ostream& stream, F body) {
     std::ostringstream sink;
     auto* old = stream.rdbuf(sink.rdbuf());
     body();
@@ -90,7 +96,10 @@ TEST_CASE("Fd::reset and the destructor preserve errno") {
     errno = EAGAIN;
     r.reset();
     CHECK(errno == EAGAIN);
-    { lab::Fd moved = std::move(w); errno = ECONNRESET; }
+    {
+        lab::Fd moved = std::move(w);
+        errno = ECONNRESET;
+    }
     CHECK(errno == ECONNRESET);
 }
 
@@ -112,11 +121,13 @@ TEST_CASE("check_gai and check_en report their own error codes, not errno") {
 TEST_CASE("error_message: 'prog: what: strerror [ENAME]' plus a hint for classic mistakes") {
     const std::system_error in_use(EADDRINUSE, std::system_category(), "bind 127.0.0.1:8088");
     const std::string msg = lab::error_message("tcp_server", in_use);
-    CHECK(msg.starts_with("tcp_server: bind 127.0.0.1:8088: Address already in use [EADDRINUSE]\n"));
+    CHECK(
+        msg.starts_with("tcp_server: bind 127.0.0.1:8088: Address already in use [EADDRINUSE]\n"));
     CHECK(msg.find("tcp_server: hint: ") != std::string::npos);
     CHECK(msg.find("SO_REUSEADDR") != std::string::npos);
 
-    const std::system_error broadcast(EACCES, std::system_category(), "sendto 127.255.255.255:21567");
+    const std::system_error broadcast(EACCES, std::system_category(),
+                                      "sendto 127.255.255.255:21567");
     CHECK(lab::error_message("p", broadcast).find("SO_BROADCAST") != std::string::npos);
     const std::system_error low_port(EACCES, std::system_category(), "bind 127.0.0.1:80");
     CHECK(lab::error_message("p", low_port).find("root") != std::string::npos);
@@ -164,16 +175,21 @@ TEST_CASE("write_all delivers everything through forced partial writes on a non-
 }
 
 TEST_CASE("write_all retries after EINTR from a handler installed without SA_RESTART") {
-    struct sigaction action{};
-    action.sa_handler = [](int) {};
+    struct sigaction action {};
+    action.sa_handler = [](int) {
+    };
     sigemptyset(&action.sa_mask);
-    struct sigaction old{};
+    struct sigaction old {};
     lab::check(::sigaction(SIGUSR1, &action, &old), "sigaction");
 
     auto [r, w] = make_pipe();
     const std::string data = pattern(4 << 20);
     std::atomic<bool> done = false;
-    std::thread writer([&] { lab::write_all(w.get(), data); w.reset(); done = true; });
+    std::thread writer([&] {
+        lab::write_all(w.get(), data);
+        w.reset();
+        done = true;
+    });
     for (int i = 0; i < 20 && !done; ++i) {  // interrupt the blocked writer several times
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
         pthread_kill(writer.native_handle(), SIGUSR1);
@@ -188,21 +204,31 @@ TEST_CASE("write_all to a closed peer throws EPIPE and never raises SIGPIPE") {
     SUBCASE("socket") {
         auto [a, b] = make_socketpair();
         b.reset();
-        try { lab::write_all(a.get(), "hello"); FAIL("no error"); }
-        catch (const std::system_error& e) { CHECK(e.code().value() == EPIPE); }
+        try {
+            lab::write_all(a.get(), "hello");
+            FAIL("no error");
+        } catch (const std::system_error& e) {
+            CHECK(e.code().value() == EPIPE);
+        }
     }
     SUBCASE("pipe") {
         auto [r, w] = make_pipe();
         r.reset();
-        try { lab::write_all(w.get(), "hello"); FAIL("no error"); }
-        catch (const std::system_error& e) { CHECK(e.code().value() == EPIPE); }
+        try {
+            lab::write_all(w.get(), "hello");
+            FAIL("no error");
+        } catch (const std::system_error& e) {
+            CHECK(e.code().value() == EPIPE);
+        }
     }
-    CHECK_FALSE(sigpipe_pending());  // had SIGPIPE been raised with the default action, we would be dead
+    // had SIGPIPE been raised with the default action, we would be dead
+    CHECK_FALSE(sigpipe_pending());
 }
 
 TEST_CASE("quoted shows any bytes as a one-line C string literal") {
     CHECK(lab::quoted("hello") == "\"hello\"");
-    CHECK(lab::quoted(std::string_view("a\0\"\\\n\t\r\x7f\xff", 9)) == R"("a\x00\"\\\n\t\r\x7f\xff")");
+    CHECK(lab::quoted(std::string_view("a\0\"\\\n\t\r\x7f\xff", 9)) ==
+          R"("a\x00\"\\\n\t\r\x7f\xff")");
     CHECK(lab::quoted("") == "\"\"");
 }
 
@@ -211,8 +237,10 @@ TEST_CASE("parse_port accepts 0..65535 and names the option in its error") {
     CHECK(lab::parse_port("0") == 0);
     CHECK(lab::parse_port("65535") == 65535);
     for (const char* bad : {"65536", "-1", "", "80x", "abc", " 80"}) {
-        try { lab::parse_port(bad); FAIL("accepted " << bad); }
-        catch (const lab::usage_error& e) {
+        try {
+            lab::parse_port(bad);
+            FAIL("accepted " << bad);
+        } catch (const lab::usage_error& e) {
             CHECK(std::string(e.what()).find("--port") != std::string::npos);
             CHECK(std::string(e.what()).find(std::string("'") + bad + "'") != std::string::npos);
         }
@@ -242,15 +270,19 @@ TEST_CASE("announce_ready prints the port the kernel really bound") {
 }
 
 TEST_CASE("Args and run: --help exits 0, bad options exit 2, runtime failures exit 1") {
-    constexpr std::array options{lab::Option{"--port", "P", "port"}, lab::Option{"--loud", "", "flag"}};
+    constexpr std::array options{lab::Option{"--port", "P", "port"},
+                                 lab::Option{"--loud", "", "flag"}};
     const lab::Program program{"demo", "a demo", options};
     auto run = [&](std::vector<std::string> words, auto body) {
         words.insert(words.begin(), "demo");
         std::vector<char*> argv;
-        for (auto& w : words) argv.push_back(w.data());
+        for (auto& w : words)
+            argv.push_back(w.data());
         return lab::run(program, static_cast<int>(argv.size()), argv.data(), body);
     };
-    auto ok = [](const lab::Args&) { return 0; };
+    auto ok = [](const lab::Args&) {
+        return 0;
+    };
     int rc = -1;
     const std::string help = capture(std::cout, [&] { rc = run({"--help"}, ok); });
     CHECK(rc == 0);
@@ -261,15 +293,22 @@ TEST_CASE("Args and run: --help exits 0, bad options exit 2, runtime failures ex
     CHECK(err.starts_with("demo: unknown option '--bogus'"));
     err = capture(std::cerr, [&] { rc = run({"--port"}, ok); });
     CHECK(rc == 2);
-    err = capture(std::cerr, [&] { rc = run({"--port", "99999"}, [](const lab::Args& a) { return int(a.port(1)); }); });
+    err = capture(std::cerr, [&] {
+        rc = run({"--port", "99999"}, [](const lab::Args& a) { return int(a.port(1)); });
+    });
     CHECK(rc == 2);
     CHECK(err.find("'99999'") != std::string::npos);
 
-    rc = run({"--port", "5", "--loud", "--port", "7"}, [](const lab::Args& a) { return a.flag("--loud") ? a.port(1) : -1; });
+    rc = run({"--port", "5", "--loud", "--port", "7"},
+             [](const lab::Args& a) { return a.flag("--loud") ? a.port(1) : -1; });
     CHECK(rc == 7);
 
     err = capture(std::cerr, [&] {
-        rc = run({}, [](const lab::Args&) -> int { errno = EADDRINUSE; lab::check(-1, "bind 127.0.0.1:1"); return 0; });
+        rc = run({}, [](const lab::Args&) -> int {
+            errno = EADDRINUSE;
+            lab::check(-1, "bind 127.0.0.1:1");
+            return 0;
+        });
     });
     CHECK(rc == 1);
     CHECK(err.find("[EADDRINUSE]") != std::string::npos);
