@@ -20,7 +20,7 @@
 namespace {
 
 constexpr std::array options{
-    lab::Option{"--host", "H", "address to bind the UDP socket to (default 127.0.0.1)"},
+    lab::Option{"--host", "H", "address to bind the UDP socket to (default {})", lab::default_host},
     lab::Option{"--port", "P", "port to bind it to (default 0: the kernel picks one)"},
     lab::Option{"--hold", "", "keep the sockets open until stdin ends, so you can look at /proc"},
 };
@@ -66,48 +66,49 @@ void describe(const lab::Fd& s, std::string_view asked) {
              " protocol=", protocol, ' ', protocol_name(protocol), "  <- asked for ", asked);
 }
 
+// Create the four sockets, describe each, then bind the UDP one and show its address.
+int show_sockets(const lab::Args& args) {
+    lab::exit_on_signals();
+
+    // Protocol 0 means "the default protocol of this family and type": TCP for a stream,
+    // UDP for datagrams.
+    lab::Fd tcp(lab::check(::socket(AF_INET, SOCK_STREAM, 0), "socket(AF_INET, SOCK_STREAM)"));
+    describe(tcp, "AF_INET, SOCK_STREAM, 0");
+    lab::Fd udp(lab::check(::socket(AF_INET, SOCK_DGRAM, 0), "socket(AF_INET, SOCK_DGRAM)"));
+    describe(udp, "AF_INET, SOCK_DGRAM, 0");
+    // AF_INET is IPv4 only; IPv6 is a family of its own.
+    lab::Fd tcp6(
+        lab::check(::socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP), "socket(AF_INET6, SOCK_STREAM)"));
+    describe(tcp6, "AF_INET6, SOCK_STREAM, IPPROTO_TCP");
+    // AF_UNIX sockets connect processes on this machine only, named by a path (or, as here,
+    // unnamed).
+    lab::Fd local(lab::check(::socket(AF_UNIX, SOCK_STREAM, 0), "socket(AF_UNIX, SOCK_STREAM)"));
+    describe(local, "AF_UNIX, SOCK_STREAM, 0");
+
+    // socket() made no connection and chose no address. bind() to port 0 lets the kernel pick
+    // the port; getsockname() reads back which. The socket's family must match the address's.
+    // BEGIN SOLUTION: resolve --host/--port, bind a UDP socket there, print the address it got
+    const lab::Address want =
+        lab::resolve(args.get("--host", lab::default_host), args.port(0), SOCK_DGRAM);
+    lab::Fd bound(lab::check(::socket(want.family(), SOCK_DGRAM, 0), "socket"));
+    lab::say("before bind: fd=", bound.get(), " is at ",
+             lab::to_string(lab::local_address(bound.get())), " (no address yet)");
+    lab::check(::bind(bound.get(), want.get(), want.len), "bind " + lab::to_string(want));
+    const auto [host, port] = lab::host_port(lab::local_address(bound.get()));
+    lab::say("bound fd=", bound.get(), " to ", lab::to_string(lab::local_address(bound.get())),
+             " host=", host, " port=", port, args.port(0) == 0 ? " (chosen by the kernel)" : "");
+    // END SOLUTION
+
+    // --hold: keep everything open for /proc/PID/fd and `ss -uanp`; stdin EOF ends.
+    if (args.flag("--hold")) {
+        lab::say("holding the sockets open; end stdin (Ctrl-D) to exit");
+        std::cin.ignore(std::numeric_limits<std::streamsize>::max());
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-
-        // Protocol 0 means "the default protocol of this family and type": TCP for a stream,
-        // UDP for datagrams.
-        lab::Fd tcp(lab::check(::socket(AF_INET, SOCK_STREAM, 0), "socket(AF_INET, SOCK_STREAM)"));
-        describe(tcp, "AF_INET, SOCK_STREAM, 0");
-        lab::Fd udp(lab::check(::socket(AF_INET, SOCK_DGRAM, 0), "socket(AF_INET, SOCK_DGRAM)"));
-        describe(udp, "AF_INET, SOCK_DGRAM, 0");
-        // AF_INET is IPv4 only; IPv6 is a family of its own.
-        lab::Fd tcp6(lab::check(::socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP),
-                                "socket(AF_INET6, SOCK_STREAM)"));
-        describe(tcp6, "AF_INET6, SOCK_STREAM, IPPROTO_TCP");
-        // AF_UNIX sockets connect processes on this machine only, named by a path (or, as here,
-        // unnamed).
-        lab::Fd local(
-            lab::check(::socket(AF_UNIX, SOCK_STREAM, 0), "socket(AF_UNIX, SOCK_STREAM)"));
-        describe(local, "AF_UNIX, SOCK_STREAM, 0");
-
-        // socket() made no connection and chose no address. bind() to port 0 lets the kernel pick
-        // the port; getsockname() reads back which. The socket's family must match the address's.
-        // BEGIN SOLUTION: resolve --host/--port, bind a UDP socket there, print the address it got
-        const lab::Address want =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(0), SOCK_DGRAM);
-        lab::Fd bound(lab::check(::socket(want.family(), SOCK_DGRAM, 0), "socket"));
-        lab::say("before bind: fd=", bound.get(), " is at ",
-                 lab::to_string(lab::local_address(bound.get())), " (no address yet)");
-        lab::check(::bind(bound.get(), want.get(), want.len), "bind " + lab::to_string(want));
-        const auto [host, port] = lab::host_port(lab::local_address(bound.get()));
-        lab::say("bound fd=", bound.get(), " to ", lab::to_string(lab::local_address(bound.get())),
-                 " host=", host, " port=", port,
-                 args.port(0) == 0 ? " (chosen by the kernel)" : "");
-        // END SOLUTION
-
-        // --hold: keep everything open for /proc/PID/fd and `ss -uanp`; stdin EOF ends.
-        if (args.flag("--hold")) {
-            lab::say("holding the sockets open; end stdin (Ctrl-D) to exit");
-            std::cin.ignore(std::numeric_limits<std::streamsize>::max());
-        }
-        return 0;
-    });
+    return lab::run(program, argc, argv, show_sockets);
 }

@@ -129,7 +129,8 @@ inline void step(Connection& c, const std::string& what, ms patience = quick) {
         c.last = seen;
         std::this_thread::sleep_for(ms(30));
     }
-    lab::say(c.last, std::string(c.last.size() < 41 ? 41 - c.last.size() : 1, ' '), what);
+    const std::string pad(c.last.size() < 41 ? 41 - c.last.size() : 1, ' ');
+    lab::say(c.last, pad, what);
 }
 
 inline std::uint16_t port_of(int fd) {

@@ -27,7 +27,8 @@ constexpr std::array options{
                 "unread-data-reset, half-close, syn-sent, syn-recv, or all (default)"},
     lab::Option{"--host", "H", "loopback address of the server, 127.0.0.1 (default) or ::1"},
     lab::Option{"--port", "P",
-                "server port inside the private namespace (default 8088; 0: the kernel picks)"},
+                "server port inside the private namespace (default {}; 0: the kernel picks)",
+                notes_port},
 };
 constexpr lab::Program program{
     "tcp_states", "Shows both ends' TCP states, step by step, in each scenario.", options};
@@ -78,8 +79,9 @@ void unread_data_reset(Connection& c) {
     char byte = 0;
     const ssize_t n = ::recv(c.client.fd.get(), &byte, 1, 0);
     const int err = errno;
-    lab::say("client recv() -> ", n, ' ', n < 0 ? ::strerrorname_np(err) : "", " (",
-             n < 0 ? ::strerror(err) : "no error", ')');
+    const std::string name = n < 0 ? lab::errno_name(err) : "";
+    const std::string text = n < 0 ? ::strerror(err) : "no error";
+    lab::say("client recv() -> ", n, ' ', name, " (", text, ')');
 }
 
 void half_close(Connection& c) {
@@ -154,32 +156,35 @@ constexpr std::array<Scenario, 7> scenarios{{
     {"syn-recv", 8, false, syn_recv},
 }};
 
+// Run the chosen scenario (or all), each in a fresh network namespace.
+int show_states(const lab::Args& args) {
+    lab::exit_on_signals();
+    const std::string wanted = args.get("--scenario", "all"),
+                      host = args.get("--host", lab::default_host);
+    const std::uint16_t port = args.port(notes_port);
+    bool found = false;
+    for (const Scenario& s : scenarios) {
+        if (wanted != "all" && wanted != s.name)
+            continue;
+        found = true;
+        // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) can
+        // interfere.
+        lab::say("scenario ", s.name);
+        Connection c = probe::prepare(host, port, s.backlog);
+        if (s.opened) {
+            probe::connect_client(c, true);
+            probe::accept_server(c);
+            step(c, "connect() and accept(): the three-way handshake is done");
+        }
+        s.run(c);
+    }
+    if (!found)
+        throw lab::usage_error("--scenario: no scenario named '" + wanted + "'");
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const std::string wanted = args.get("--scenario", "all"),
-                          host = args.get("--host", "127.0.0.1");
-        const std::uint16_t port = args.port(notes_port);
-        bool found = false;
-        for (const Scenario& s : scenarios) {
-            if (wanted != "all" && wanted != s.name)
-                continue;
-            found = true;
-            // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) can
-            // interfere.
-            lab::say("scenario ", s.name);
-            Connection c = probe::prepare(host, port, s.backlog);
-            if (s.opened) {
-                probe::connect_client(c, true);
-                probe::accept_server(c);
-                step(c, "connect() and accept(): the three-way handshake is done");
-            }
-            s.run(c);
-        }
-        if (!found)
-            throw lab::usage_error("--scenario: no scenario named '" + wanted + "'");
-        return 0;
-    });
+    return lab::run(program, argc, argv, show_states);
 }
