@@ -13,7 +13,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .results import FAILED, FLAKY, PASSED, SKIPPED, Submission, TestResult
+from .results import FAILED, FLAKY, PASSED, SKIPPED, Submission
 
 _C = {"green": "\033[32m", "red": "\033[31m", "yellow": "\033[33m", "dim": "\033[2m", "bold": "\033[1m",
       "reset": "\033[0m", "cyan": "\033[36m"}

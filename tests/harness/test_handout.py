@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 

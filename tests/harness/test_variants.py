@@ -7,7 +7,6 @@ checks one variant's result model.
 from __future__ import annotations
 
 import re
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 

@@ -11,7 +11,6 @@ import socket
 
 import pytest
 
-from harness import probes
 from harness.contract import assert_cli_contract, occupy_udp
 
 LINE = re.compile(r"^socket fd=(\d+) domain=(\w+) type=(\w+) protocol=(\d+)")
