@@ -1,8 +1,13 @@
-// lab.hpp: the one shared header of socklab: error checks that keep the failing call's name, one
-// error-message format with hints, exit codes, an fd owner, a write-all that survives short writes,
-// option parsing, address formatting and the ready line. The calls a lab teaches stay raw in the
-// lab, wrapped only by check(). Contract: README.md "The contract for your own programs".
-// Tests: tests/unit/test_lab.cpp.
+// lab.hpp: the one shared header of socklab. The calls a lab teaches stay raw in the lab, wrapped
+// only by check(); this header holds the plumbing once they have been shown. What it holds (each
+// helper, the raw calls it stands for and the lab that shows them raw: labs/01-socket-basics/
+// README.md, "common/lab.hpp in one table"):
+//   errors:    usage_error, check, check_gai, check_en, errno_name, hint_for, error_message
+//   fds, I/O:  Fd, write_all, peer_gone, say, quoted
+//   signals:   exit_on_signals
+//   addresses: Address, resolve, host_port, to_string, local_address, announce_ready (READY line)
+//   options:   parse_number, parse_port, Shown, Option, default_host, Program, Args, run
+// Contract: README.md "The contract for your own programs". Tests: tests/unit/test_lab.cpp.
 #pragma once
 #include <netdb.h>
 #include <poll.h>

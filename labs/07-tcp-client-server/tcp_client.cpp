@@ -6,15 +6,20 @@
 //          recvfrom, and no bind(): connect() picks an ephemeral source port, printed as "from".
 // Simplifications: the protocol is "a line out, a line back": the client reads until the reply's
 //          newline (TCP keeps no message boundaries, so it cannot read "one message").
-// See also: connect(2), send(2) (short counts), tcp(7); tcp_server.cpp;
+// See also: getaddrinfo(3), connect(2), send(2) (short counts), tcp(7), ipv6(7); tcp_server.cpp;
 //           next lab: tcp_chat_client.cpp.
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 #include "lab.hpp"
 
@@ -83,17 +88,47 @@ void read_reply(int fd) {
 }
 
 // Connect, then send each line and print the server's reply.
+// getaddrinfo(3) raw, once (later labs call lab::resolve, which keeps only the first answer):
+// every address of HOST for a TCP socket, IPv4 and IPv6 (AF_UNSPEC), tried in the order given
+// until one connects. "::ffff:127.0.0.1" is an IPv6 address too: an AF_INET6 socket that reaches
+// an IPv4 listener through the IPv4-mapped range (ipv6(7)). UNP 11.12 (tcp_connect) does the same.
+lab::Fd connect_to(const std::string& host, std::uint16_t port) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* first = nullptr;
+    const std::string service = std::to_string(port);
+    lab::check_gai(::getaddrinfo(host.c_str(), service.c_str(), &hints, &first),
+                   "getaddrinfo " + host);
+    // freeaddrinfo() the whole list on every way out, a throw included.
+    const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(first, ::freeaddrinfo);
+
+    std::system_error last(ENOENT, std::system_category(), "getaddrinfo " + host + ": no address");
+    for (const addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
+        lab::Address to;
+        std::memcpy(&to.storage, ai->ai_addr, ai->ai_addrlen);
+        to.len = ai->ai_addrlen;
+        // connect() returns once the three-way handshake is done: the server need not have
+        // called accept() yet (the kernel answers). No bind(): the kernel picks our port.
+        lab::Fd s(lab::check(::socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol), "socket"));
+        if (::connect(s.get(), ai->ai_addr, ai->ai_addrlen) == 0) {
+            lab::say("connected to ", lab::to_string(to), " from ",
+                     lab::to_string(lab::local_address(s.get())));
+            return s;
+        }
+        const int err = errno;
+        last = std::system_error(err, std::system_category(), "connect " + lab::to_string(to));
+        if (ai->ai_next != nullptr)
+            lab::say("connect to ", lab::to_string(to), " failed (", lab::errno_name(err),
+                     "): trying the next address");
+    }
+    throw last;
+}
+
 int talk(const lab::Args& args) {
     lab::exit_on_signals();
-    const lab::Address server =
-        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_STREAM);
-
-    // connect() returns once the three-way handshake is done: the server need not have called
-    // accept() yet (the kernel answers). No bind(): the kernel picks our port.
-    lab::Fd s(lab::check(::socket(server.family(), SOCK_STREAM, 0), "socket"));
-    lab::check(::connect(s.get(), server.get(), server.len), "connect " + lab::to_string(server));
-    lab::say("connected to ", lab::to_string(server), " from ",
-             lab::to_string(lab::local_address(s.get())));
+    const lab::Fd s = connect_to(args.get("--host", lab::default_host), args.port(notes_port));
 
     // One line out, its reply back: --message once, else every stdin line until EOF.
     const auto send_line = [&](const std::string& line) {
