@@ -117,7 +117,7 @@ int show_sockets(const lab::Args& args) {
 
     // socket() made no connection and chose no address. bind() to port 0 lets the kernel pick
     // the port; getsockname() reads back which. The socket's family must match the address's.
-    // BEGIN SOLUTION: build the --host/--port address by hand, bind a UDP socket there, print it
+    // SOLUTION: build the --host/--port address by hand, bind a UDP socket there, print it
     const lab::Address want = address_by_hand(args.get("--host", lab::default_host), args.port(0));
     lab::Fd bound(lab::check(::socket(want.family(), SOCK_DGRAM, 0), "socket"));
     lab::say("before bind: fd=", bound.get(), " is at ",
@@ -137,7 +137,7 @@ int show_sockets(const lab::Args& args) {
     std::snprintf(hex.data(), hex.size(), "0x%04x", raw);
     lab::say("byte order: port=", port, " is sin_port=", raw, " (", hex.data(),
              ") as stored, in network byte order; ntohs() turns it back");
-    // END SOLUTION
+    // END
 
     // --hold: keep everything open for /proc/PID/fd and `ss -uanp`; stdin EOF ends.
     if (args.flag("--hold")) {

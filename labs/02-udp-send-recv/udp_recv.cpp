@@ -51,7 +51,7 @@ int receive_datagrams(const lab::Args& args) {
         // recvmsg fills in the sender's address and msg_flags. With the MSG_TRUNC flag Linux
         // returns the datagram's real length even when the buffer was too small (udp(7)); the
         // rest is gone.
-        // BEGIN SOLUTION: receive one datagram with recvmsg(MSG_TRUNC) and print it
+        // SOLUTION: receive one datagram with recvmsg(MSG_TRUNC) and print it
         lab::Address from;
         iovec iov{buf.data(), buf.size()};
         msghdr msg{};
@@ -72,8 +72,7 @@ int receive_datagrams(const lab::Args& args) {
         if (truncated)
             lab::say("  TRUNCATED: the buffer holds ", buf.size(), " bytes; the other ", real - got,
                      " bytes of this datagram are lost for good");
-        // STUB throw std::runtime_error("receiving is not written yet");
-        // END SOLUTION
+        // END
     }
     return 0;
 }

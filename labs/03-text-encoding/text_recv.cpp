@@ -68,7 +68,7 @@ struct Decoded {
 // Bytes in the chosen encoding -> UTF-8 text. iconv stops at the first bad byte (EILSEQ) or at an
 // unfinished character at the end of the input (EINVAL), and tells us where.
 Decoded decode(iconv_t cd, std::string_view bytes) {
-    // BEGIN SOLUTION: decode `bytes` with iconv(3); keep the text before an error, errno, offset
+    // SOLUTION: decode `bytes` with iconv(3); keep the text before an error, errno, offset
     std::string in(bytes);
     Decoded result;
     result.text.assign(4 * bytes.size() + 8, '\0');  // no encoding grows more than 4x into UTF-8
@@ -82,9 +82,7 @@ Decoded decode(iconv_t cd, std::string_view bytes) {
     }
     result.text.resize(result.text.size() - to_left);
     return result;
-    // STUB (void)cd, (void)bytes;
-    // STUB throw std::runtime_error("decode is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // Bind, announce, then show every datagram as hex and as decoded text.

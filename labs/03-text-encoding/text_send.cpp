@@ -61,7 +61,7 @@ std::string character_at(std::string_view text, std::size_t at) {
 
 // UTF-8 text -> the same text in `encoding`, or an error naming the character and its byte offset.
 std::string encode(iconv_t cd, std::string_view text, const std::string& encoding) {
-    // BEGIN SOLUTION: convert `text` with iconv(3); EILSEQ/EINVAL: throw, naming character, offset
+    // SOLUTION: convert `text` with iconv(3); EILSEQ/EINVAL: throw, naming character, offset
     // 4 bytes a character is enough for GB18030, UTF-16, UTF-32
     std::string in(text), out(4 * text.size() + 8, '\0');
     char* from = in.data();
@@ -87,9 +87,7 @@ std::string encode(iconv_t cd, std::string_view text, const std::string& encodin
     lab::check(::iconv(cd, nullptr, nullptr, &to, &to_left), "iconv (end of text)");
     out.resize(out.size() - to_left);
     return out;
-    // STUB (void)cd, (void)text, (void)encoding, (void)character_at;
-    // STUB throw std::runtime_error("encode is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // One sendto() = one datagram; print exactly the bytes that left.

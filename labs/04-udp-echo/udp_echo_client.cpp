@@ -44,7 +44,7 @@ constexpr lab::Program program{
 // port. Unconnected: sendto/recvfrom, and nothing reports it: the receive timeout is all we have.
 std::string round_trip(const lab::Fd& s, const lab::Address& server, bool connected,
                        std::string_view payload, int timeout_ms) {
-    // BEGIN SOLUTION: send, receive one datagram; EAGAIN (timeout): throw "no echo within T ms"
+    // SOLUTION: send, receive one datagram; EAGAIN (timeout): throw "no echo within T ms"
     const std::string where = lab::to_string(server);
     if (connected)
         lab::check(::send(s.get(), payload.data(), payload.size(), 0),
@@ -63,9 +63,7 @@ std::string round_trip(const lab::Fd& s, const lab::Address& server, bool connec
             (connected ? "" : " (an unconnected UDP socket is never told: try --connect)"));
     lab::check(n, connected ? "recv from " + where + " (connected)" : "recvfrom " + where);
     return std::string(buf.data(), static_cast<std::size_t>(n));
-    // STUB (void)s, (void)server, (void)connected, (void)payload, (void)timeout_ms;
-    // STUB throw std::runtime_error("round_trip is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // Send each line (or one --size payload) and print the echo that comes back.
@@ -79,7 +77,7 @@ int echo_lines(const lab::Args& args) {
 
     // SO_RCVTIMEO bounds every receive: recv fails with EAGAIN instead of blocking forever.
     // (0 means no limit: the notes' client, stuck for good when one datagram is lost.)
-    // BEGIN SOLUTION: set SO_RCVTIMEO to --timeout-ms; connect() the socket if --connect
+    // SOLUTION: set SO_RCVTIMEO to --timeout-ms; connect() the socket if --connect
     const timeval limit{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     lab::check(::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit),
                "setsockopt(SO_RCVTIMEO)");
@@ -89,7 +87,7 @@ int echo_lines(const lab::Args& args) {
     if (connected)
         lab::check(::connect(s.get(), server.get(), server.len),
                    "connect " + lab::to_string(server));
-    // END SOLUTION
+    // END
 
     // --size: one big datagram, compared byte for byte with what came back.
     if (auto size = args.value("--size")) {

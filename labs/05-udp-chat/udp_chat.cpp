@@ -106,7 +106,7 @@ std::string shown(std::string_view bytes) {
 // Receiver thread: print every datagram until the sender says stop. With --wake eventfd it waits in
 // poll() on the socket and the eventfd, so a write to the eventfd always wakes it.
 void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done) {
-    // BEGIN SOLUTION: loop: poll() socket and `stop` (eventfd), recvfrom, print "from HOST:PORT: T"
+    // SOLUTION: loop: poll() socket and `stop` (eventfd), recvfrom, print "from HOST:PORT: T"
     std::vector<char> buf(65536);
     for (;;) {
         if (wake == Wake::eventfd) {
@@ -122,9 +122,7 @@ void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done)
             return;  // shutdown() woke us: recvfrom returned 0, and no datagram came
         lab::say("from ", lab::to_string(from), ": ", shown({buf.data(), n}));
     }
-    // STUB (void)sock, (void)stop, (void)wake, (void)done, (void)shown;
-    // STUB throw std::runtime_error("receive_lines is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // Sender (the main thread): one datagram per stdin line, until EOF or /quit.
@@ -137,7 +135,7 @@ void send_lines(int sock, const lab::Address& peer) {
 // The sender is done: get the receiver out of its blocking call, or (close, none) show that
 // it stays stuck.
 void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
-    // BEGIN SOLUTION: eventfd: write 1; shutdown: done, shutdown(SHUT_RDWR); close: close(sock)
+    // SOLUTION: eventfd: write 1; shutdown: done, shutdown(SHUT_RDWR); close: close(sock)
     if (wake == Wake::eventfd) {
         const std::uint64_t one = 1;
         lab::check(::write(stop, &one, sizeof one), "write(eventfd)");
@@ -156,9 +154,7 @@ void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
         lab::say(
             "not waking the receiver: it stays blocked in recvfrom and the program never ends");
     }
-    // STUB (void)sock, (void)stop, (void)wake, (void)done;
-    // STUB throw std::runtime_error("wake_receiver is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // One socket, a receiving thread, and this thread sending stdin until EOF or /quit.

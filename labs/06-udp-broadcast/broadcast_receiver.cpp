@@ -42,7 +42,7 @@ bool is_wildcard(const lab::Address& a) {
 
 // The destination address in the datagram's IP header, from the IP_PKTINFO / IPV6_PKTINFO message.
 std::string destination(msghdr& msg) {
-    // BEGIN SOLUTION: walk the cmsgs; return IP_PKTINFO/IPV6_PKTINFO's address as text
+    // SOLUTION: walk the cmsgs; return IP_PKTINFO/IPV6_PKTINFO's address as text
     std::array<char, INET6_ADDRSTRLEN> text{'?'};
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
@@ -56,9 +56,7 @@ std::string destination(msghdr& msg) {
         }
     }
     return text.data();
-    // STUB (void)msg;
-    // STUB return "?";
-    // END SOLUTION
+    // END
 }
 
 // Bind (with SO_REUSEADDR), then print each datagram and the address it was sent to.
@@ -71,11 +69,11 @@ int receive_broadcasts(const lab::Args& args) {
     // SO_REUSEADDR on every receiver (before bind) lets several UDP sockets bind one port, and
     // a broadcast is then delivered to each of them. Receivers need no SO_BROADCAST.
     const int on = 1;
-    // BEGIN SOLUTION: unless --no-reuseaddr, set SO_REUSEADDR to 1 with setsockopt()
+    // SOLUTION: unless --no-reuseaddr, set SO_REUSEADDR to 1 with setsockopt()
     if (!args.flag("--no-reuseaddr"))
         lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on),
                    "setsockopt(SO_REUSEADDR)");
-    // END SOLUTION
+    // END
     // Ask the kernel to tell us each datagram's destination address.
     if (here.family() == AF_INET)
         lab::check(::setsockopt(sock.get(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on),

@@ -54,13 +54,13 @@ int send_broadcasts(const lab::Args& args) {
 
     // The kernel refuses to send to a broadcast address (EACCES) unless the socket asked for
     // it: one careless sendto must not reach every host on the link.
-    // BEGIN SOLUTION: unless --no-so-broadcast, set SO_BROADCAST to 1 with setsockopt()
+    // SOLUTION: unless --no-so-broadcast, set SO_BROADCAST to 1 with setsockopt()
     if (!args.flag("--no-so-broadcast")) {
         const int on = 1;
         lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_BROADCAST, &on, sizeof on),
                    "setsockopt(SO_BROADCAST)");
     }
-    // END SOLUTION
+    // END
     int state = 0;
     socklen_t len = sizeof state;
     lab::check(::getsockopt(sock.get(), SOL_SOCKET, SO_BROADCAST, &state, &len),

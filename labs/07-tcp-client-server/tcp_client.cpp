@@ -41,7 +41,7 @@ constexpr lab::Program program{
 // send() may take fewer bytes than asked (a signal, a full buffer on a non-blocking socket,
 // SO_SNDTIMEO): the notes' single send() would lose the rest. Loop until every byte is queued.
 void send_all(int fd, std::string_view data) {
-    // BEGIN SOLUTION: loop until send() took every byte (retry EINTR); print short sends, summary
+    // SOLUTION: loop until send() took every byte (retry EINTR); print short sends, summary
     const std::size_t total = data.size();
     int calls = 0;
     while (!data.empty()) {
@@ -57,9 +57,7 @@ void send_all(int fd, std::string_view data) {
     }
     const std::string_view plural = calls == 1 ? "" : "s";
     lab::say("sent ", total, " bytes in ", calls, " send() call", plural);
-    // STUB (void)fd, (void)data;
-    // STUB throw std::runtime_error("send_all is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // The notes' way: one send() and hope. Whatever it did not take is silently never sent.

@@ -46,7 +46,7 @@ constexpr lab::Program program{
 
 // One client: every recv() gets one reply, until recv() returns 0 (the client's FIN).
 void serve(const lab::Fd& conn, const std::string& who) {
-    // BEGIN SOLUTION: recv() up to 1024 bytes until 0; print each chunk, reply ack + chunk
+    // SOLUTION: recv() up to 1024 bytes until 0; print each chunk, reply ack + chunk
     std::array<char, notes_bufsize> buf{};
     for (;;) {
         const ssize_t n =
@@ -60,9 +60,7 @@ void serve(const lab::Fd& conn, const std::string& who) {
         // One reply built whole, then sent with a loop: send() may take only part of it.
         lab::write_all(conn.get(), std::string(ack) + std::string(data));
     }
-    // STUB (void)conn, (void)who;
-    // STUB throw std::runtime_error("serve is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // socket, bind, listen, then accept and serve clients one at a time.
@@ -80,10 +78,7 @@ int run_server(const lab::Args& args) {
     // Step 3: listen(). From now on the KERNEL completes handshakes and queues up to backlog+1
     // finished connections for accept(); more SYNs are dropped (the clients retry; not
     // refused).
-    // BEGIN SOLUTION: make the socket listen with the --backlog value
     lab::check(::listen(listener.get(), backlog), "listen");
-    // STUB (void)backlog;
-    // END SOLUTION
     lab::announce_ready(listener.get());
 
     // --hold: do not call accept() yet, so the accept queue can be watched filling up.

@@ -70,14 +70,12 @@ void receive_lines(int fd) {
 // Sending thread: every stdin line; at EOF, shutdown(SHUT_WR) sends FIN but keeps the socket
 // open for reading. close() here would also end the other direction.
 void send_lines(int fd) {
-    // BEGIN SOLUTION: send every stdin line with its '\n'; at EOF shutdown(SHUT_WR) and say so
+    // SOLUTION: send every stdin line with its '\n'; at EOF shutdown(SHUT_WR) and say so
     for (std::string line; std::getline(std::cin, line);)
         lab::write_all(fd, line + "\n");
     lab::check(::shutdown(fd, SHUT_WR), "shutdown(SHUT_WR)");
     lab::say("stdin closed: sent FIN with shutdown(SHUT_WR); still receiving");
-    // STUB (void)fd;
-    // STUB throw std::runtime_error("send_lines is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // Connect (or accept one peer), then send and receive at once, one thread each.

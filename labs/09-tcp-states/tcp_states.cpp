@@ -58,7 +58,7 @@ void orderly_close(Connection& c, bool client_first) {
 // Both close before either FIN is ACKed: hold the server's FIN back so that the client's FIN
 // overtakes it.
 void simultaneous_close(Connection& c) {
-    // BEGIN SOLUTION: hold the server's FIN; close server, then client; release it; step() each
+    // SOLUTION: hold the server's FIN; close server, then client; release it; step() each
     probe::hold(c.server.local, "tcp flags & fin == fin");
     c.server.fd.reset();
     step(c, "server close(): its FIN is held back on its way");
@@ -66,9 +66,7 @@ void simultaneous_close(Connection& c) {
     step(c, "client close(): FIN arrives at a server waiting for its own FIN's ACK");
     probe::release();
     step(c, "the server's FIN gets through: both closed actively, both wait", retransmission);
-    // STUB (void)c;
-    // STUB throw std::runtime_error("simultaneous_close is not written yet");
-    // END SOLUTION
+    // END
 }
 
 void unread_data_reset(Connection& c) {
@@ -85,10 +83,9 @@ void unread_data_reset(Connection& c) {
 }
 
 void half_close(Connection& c) {
-    // BEGIN SOLUTION: close only the client's sending direction (FIN goes; it can still receive)
+    // SOLUTION: close only the client's sending direction (FIN goes; it can still receive)
     lab::check(::shutdown(c.client.fd.get(), SHUT_WR), "shutdown(SHUT_WR)");
-    // STUB throw std::runtime_error("half_close: the client's half-close is not written yet");
-    // END SOLUTION
+    // END
     step(c, "client shutdown(SHUT_WR): FIN sent, the client can still receive");
     std::array<char, 64> buf{};
     lab::say("server recv() -> ",
@@ -119,13 +116,13 @@ void syn_sent(Connection& c) {
 }
 
 void syn_recv(Connection& c) {
-    // BEGIN SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: half-open until data arrives
+    // SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: half-open until data arrives
     // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
     const int seconds = 5;
     lab::check(
         ::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds),
         "setsockopt(TCP_DEFER_ACCEPT)");
-    // END SOLUTION
+    // END
     probe::connect_client(c, true);
     step(c, "connect() returns; TCP_DEFER_ACCEPT: the server keeps its end until data");
     lab::write_all(c.client.fd.get(), "hello");

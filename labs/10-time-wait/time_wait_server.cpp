@@ -56,13 +56,12 @@ int serve(const lab::Args& args) {
     // accepted socket, and Linux lets a new bind pass a TIME_WAIT entry only if both sockets
     // had it set.
     lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
-    // BEGIN SOLUTION: enable() SO_REUSEADDR if --reuseaddr, SO_REUSEPORT if --reuseport
+    // SOLUTION: enable() SO_REUSEADDR if --reuseaddr, SO_REUSEPORT if --reuseport
     if (args.flag("--reuseaddr"))
         enable(listener.get(), SO_REUSEADDR, "SO_REUSEADDR");
     if (args.flag("--reuseport"))
         enable(listener.get(), SO_REUSEPORT, "SO_REUSEPORT");
-    // STUB (void)enable;
-    // END SOLUTION
+    // END
     lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(listener.get(), 5), "listen");
     lab::announce_ready(listener.get());
@@ -78,14 +77,14 @@ int serve(const lab::Args& args) {
     const std::string me = lab::to_string(lab::local_address(conn.get()));  // for the last line
 
     // Who sends the first FIN decides who waits in TIME_WAIT: the active closer, 60 s on Linux.
-    // BEGIN SOLUTION: --client-closes-first: recv() until 0 (its FIN), say so; then close conn
+    // SOLUTION: --client-closes-first: recv() until 0 (its FIN), say so; then close conn
     if (client_first) {
         for (ssize_t got = 1; got > 0;)
             got = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv");
         lab::say("the client closed first (recv returned 0): TIME_WAIT will be on its side");
     }
     conn.reset();
-    // END SOLUTION
+    // END
     const std::string closed = client_first
                                    ? "closed " + me + " as the passive closer: no TIME_WAIT here"
                                    : "closed first: " + me + " now waits in TIME_WAIT for 60 s";
