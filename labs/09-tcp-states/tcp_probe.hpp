@@ -155,8 +155,10 @@ inline Connection prepare(const std::string& host, std::uint16_t port, int backl
     return c;
 }
 // The client connects (non-blocking when !wait: the SYN may go unanswered); ports are noted.
-inline void connect_client(Connection& c, bool wait) {
-    if (!wait)
+// connect(): wait for the handshake, or start it and return at once (non-blocking).
+enum class Connect { wait, in_background };
+inline void connect_client(Connection& c, Connect how) {
+    if (how == Connect::in_background)
         lab::check(::fcntl(c.client.fd.get(), F_SETFL, O_NONBLOCK), "fcntl(O_NONBLOCK)");
     const lab::Address server = lab::local_address(c.listener.get());
     if (::connect(c.client.fd.get(), server.get(), server.len) < 0 && errno != EINPROGRESS)
