@@ -1,8 +1,13 @@
-// lab.hpp: the one shared header of socklab: error checks that keep the failing call's name, one
-// error-message format with hints, exit codes, an fd owner, a write-all that survives short writes,
-// option parsing, address formatting and the ready line. The calls a lab teaches stay raw in the
-// lab, wrapped only by check(). Contract: README.md "The contract for your own programs".
-// Tests: tests/unit/test_lab.cpp.
+// lab.hpp: the one shared header of socklab. The calls a lab teaches stay raw in the lab, wrapped
+// only by check(); this header holds the plumbing once they have been shown. What it holds (each
+// helper, the raw calls it stands for and the lab that shows them raw: labs/01-socket-basics/
+// README.md, "common/lab.hpp in one table"):
+//   errors:    usage_error, check, check_gai, check_en, errno_name, hint_for, error_message
+//   fds, I/O:  Fd, write_all, peer_gone, say, quoted
+//   signals:   exit_on_signals
+//   addresses: Address, resolve, host_port, to_string, local_address, announce_ready (READY line)
+//   options:   parse_number, parse_port, Shown, Option, default_host, Program, Args, run
+// Contract: README.md "The contract for your own programs". Tests: tests/unit/test_lab.cpp.
 #pragma once
 #include <netdb.h>
 #include <poll.h>
@@ -90,6 +95,12 @@ inline std::string_view hint_for(int err, std::string_view what) {
         return {};
     }
 }
+// The symbolic name of an errno value, "ECONNRESET" (strerrorname_np(3)), or "E?".
+inline std::string errno_name(int err) {
+    const char* name = ::strerrorname_np(err);
+    return name ? name : "E?";
+}
+
 // "prog: what: strerror [ENAME]" and, where a classic mistake applies, "prog: hint: ...".
 inline std::string error_message(std::string_view prog, const std::exception& e) {
     std::string line = std::string(prog) + ": " + e.what();
@@ -99,8 +110,7 @@ inline std::string error_message(std::string_view prog, const std::exception& e)
     const int code = se->code().value();
     if (se->code().category() == gai_category())
         return line + " [EAI " + std::to_string(code) + "]";
-    const char* name = ::strerrorname_np(code);
-    line += " [" + std::string(name ? name : "E?") + "]";
+    line += " [" + errno_name(code) + "]";
     if (const auto hint = hint_for(code, e.what()); !hint.empty())
         line += "\n" + std::string(prog) + ": hint: " + std::string(hint);
     return line;
@@ -277,11 +287,6 @@ inline Address local_address(int fd) {
     check(::getsockname(fd, a.get(), &a.len), "getsockname");
     return a;
 }
-inline Address peer_address(int fd) {
-    Address a;
-    check(::getpeername(fd, a.get(), &a.len), "getpeername");
-    return a;
-}
 
 // The ready line every server prints once it can take work: "READY tcp 127.0.0.1 40117".
 // The port is read back from the kernel, so --port 0 shows the port really bound.
@@ -293,10 +298,25 @@ inline void announce_ready(int fd) {
     say("READY ", type == SOCK_STREAM ? "tcp" : "udp", ' ', host, ' ', port);
 }
 
+// An option's default as its help text shows it, in place of "{}": the default is written once,
+// as the constant the program uses.
+struct Shown {
+    constexpr Shown() = default;
+    constexpr Shown(std::string_view t) : text(t) {}
+    template <std::integral T>
+    constexpr Shown(T n) : number(static_cast<long long>(n)), is_number(true) {}
+    std::string str() const { return is_number ? std::to_string(number) : std::string(text); }
+    std::string_view text;
+    long long number = 0;
+    bool is_number = false;
+};
 // One option: "--port" with arg "P", or a flag when arg is empty.
 struct Option {
     std::string_view name, arg, help;
+    Shown fallback = {};
 };
+// The address every program binds or connects to unless told otherwise: never a wildcard.
+inline constexpr std::string_view default_host = "127.0.0.1";
 struct Program {
     std::string_view name, summary;
     std::span<const Option> options;
@@ -359,8 +379,11 @@ inline void print_usage(std::ostream& out, const Program& p) {
     for (const Option& o : p.options) {
         const std::string head =
             std::string(o.name) + (o.arg.empty() ? "" : " " + std::string(o.arg));
-        out << "  " << head << std::string(head.size() < 22 ? 22 - head.size() : 1, ' ') << o.help
-            << '\n';
+        std::string help(o.help);
+        if (const auto at = help.find("{}"); at != std::string::npos)
+            help.replace(at, 2, o.fallback.str());
+        const std::size_t pad = head.size() < 22 ? 22 - head.size() : 1;
+        out << "  " << head << std::string(pad, ' ') << help << '\n';
     }
     out << "  --help                print this text and exit\n" << std::flush;
 }

@@ -3,15 +3,22 @@
     /usr/bin/python3 -m harness handout OUT [--labs 01,02]    write the student tree to OUT
     /usr/bin/python3 -m harness handout --check                only check that markers balance
 
-Markers (C++ `//` or Python `#` comments, on lines of their own):
-    // BEGIN SOLUTION: what the student writes here      (the text after ':' becomes the TODO)
-    ...the reference code...
-    // STUB return 0;                                     (optional: the stub body, one line each)
-    // END SOLUTION
-In the handout the region becomes `// TODO: <what>` followed by the stub lines, at the region's
-indentation, so the file still compiles. `# BEGIN HIDDEN TESTS` ... `# END HIDDEN TESTS` regions in
-Python specs are removed. Unbalanced, nested or unterminated markers are errors (file:line).
-The handout leaves out build folders, .git and tests/harness/ (the grader's own tests and variants).
+Markers (C++ `//` or Python `#` comments, on lines of their own; `BEGIN SOLUTION` and
+`END SOLUTION` are accepted as older spellings):
+  | // SOLUTION: what the student writes here      (the text after ':' becomes the TODO)
+  | ...the reference code...
+  | // STUB return 0;                              (optional: the stub body, one line each)
+  | // END
+In the handout the region becomes `// TODO: <what>` and the stub lines, every line at the
+indentation of the SOLUTION marker, so the file still compiles. A region without STUB lines gets
+the default stub, `throw std::runtime_error("<function> is not written yet");` (Python:
+`raise NotImplementedError(...)`), naming the function the region sits in, so a check of the
+handout fails with a message naming what is left to write. A bare `// STUB` line means "no stub".
+The handout is built with -Wno-unused-parameter -Wno-unused-variable -Wno-unused-function (the
+file `.handout` at its top tells CMakeLists.txt), so stubs need no `(void)x;` lines.
+`# BEGIN HIDDEN TESTS` ... `# END HIDDEN TESTS` regions in Python specs are removed. Unbalanced,
+nested or unterminated markers are errors (file:line). The handout leaves out build folders, .git
+and tests/harness/ (the grader's own tests and variants).
 """
 from __future__ import annotations
 
@@ -25,8 +32,11 @@ from pathlib import Path
 
 from ..programs import REPO
 
-MARK = re.compile(r"^(?P<indent>\s*)(?://|#)\s*(?P<what>BEGIN SOLUTION|END SOLUTION|STUB|BEGIN HIDDEN TESTS|"
-                  r"END HIDDEN TESTS)\b(?::?\s?)(?P<rest>.*)$")
+MARK = re.compile(r"^(?P<indent>\s*)(?://|#)\s*(?P<what>BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|"
+                  r"END HIDDEN TESTS|SOLUTION(?=:|\s*$)|END(?=\s*$)|STUB)\b(?::?\s?)(?P<rest>.*)$")
+# The old and the short spellings of the same two markers.
+CANONICAL = {"SOLUTION": "BEGIN SOLUTION", "END": "END SOLUTION"}
+KEYWORDS = {"if", "for", "while", "switch", "catch", "return", "sizeof"}
 SCANNED = (".cpp", ".hpp", ".h", ".cc", ".py")
 EXCLUDE = ("build/", ".git/", "tests/harness/")
 
@@ -49,7 +59,7 @@ def regions(text: str, name: str = "<text>") -> list[Region]:
         m = MARK.match(line)
         if not m:
             continue
-        what = m["what"]
+        what = CANONICAL.get(m["what"], m["what"])
         if what.startswith("BEGIN"):
             kind = what[6:]
             if open_at is not None:
@@ -70,28 +80,63 @@ def regions(text: str, name: str = "<text>") -> list[Region]:
     return out
 
 
+def enclosing_function(lines: list[str], at: int) -> str:
+    """The name of the function whose body holds line `at` (0-based), or "this part"."""
+    indent = len(lines[at]) - len(lines[at].lstrip())
+    j = at - 1
+    while j >= 0:
+        if lines[j].rstrip().endswith("{"):
+            head, k = lines[j], j
+            while head.count("(") < head.count(")") and k > 0:  # a signature over several lines
+                k -= 1
+                head = lines[k] + head
+            own = len(lines[k]) - len(lines[k].lstrip())
+            if own < indent:
+                names = [n for n in re.findall(r"([A-Za-z_]\w*)\s*\(", head) if n not in KEYWORDS]
+                opener = head.lstrip().startswith(("if", "for", "while", "switch", "}", "[", "else"))
+                if names and not opener:
+                    return names[0]
+                indent = own
+            j = k
+        j -= 1
+    return "this part"
+
+
+def default_stub(lines: list[str], at: int, python: bool) -> str:
+    name = enclosing_function(lines, at)
+    if python:
+        return f'raise NotImplementedError("{name} is not written yet")'
+    return f'throw std::runtime_error("{name} is not written yet");'
+
+
 def strip(text: str, name: str = "<text>") -> str:
     """The handout version of a file's text."""
     regions(text, name)  # validate first
     lines = text.splitlines(keepends=True)
     out: list[str] = []
-    inside = None
-    for line in lines:
+    inside, indent, stubs, start = None, "", None, 0
+    for i, line in enumerate(lines):
         m = MARK.match(line)
-        if m and m["what"].startswith("BEGIN"):
-            inside = m["what"][6:]
+        what = CANONICAL.get(m["what"], m["what"]) if m else None
+        if what and what.startswith("BEGIN"):
+            inside, indent, stubs, start = what[6:], m["indent"], [], i
             if inside == "SOLUTION":
                 comment = "//" if line.strip().startswith("//") else "#"
-                what = m["rest"].strip() or "your code here"
-                out.append(f"{m['indent']}{comment} TODO: {what}\n")
+                todo = m["rest"].strip() or "your code here"
+                out.append(f"{indent}{comment} TODO: {todo}\n")
             continue
-        if m and m["what"].startswith("END"):
+        if what and what.startswith("END"):
+            if inside == "SOLUTION":
+                if not stubs:
+                    python = not line.strip().startswith("//")
+                    stubs = [default_stub([ln.rstrip("\n") for ln in lines], start, python)]
+                out.extend(f"{indent}{s}\n" for s in stubs if s)
             inside = None
             continue
         if inside is None:
             out.append(line)
-        elif inside == "SOLUTION" and m and m["what"] == "STUB":
-            out.append(f"{m['indent']}{m['rest']}\n")
+        elif inside == "SOLUTION" and what == "STUB":
+            stubs.append(m["rest"].strip())
     return "".join(out)
 
 
@@ -134,6 +179,9 @@ def make(out: Path, root: Path = REPO) -> dict[str, int]:
         raise MarkerError("unbalanced markers:\n" + "\n".join(errors))
     if out.exists():
         shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / ".handout").write_text("A student handout (python3 -m harness handout): CMakeLists.txt turns off the\n"
+                                  "unused-parameter, -variable and -function warnings for its stubs.\n")
     for rel in tree_files(root):
         dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Every report, written from the one result model (results.py).
 
   terminal(sub, color)   the human table (ANSI colour on a tty)
-  gradescope(sub)        Gradescope results.json (fields: ../shared/docs/grading-anchors.md section 3)
+  gradescope(sub)        Gradescope results.json (the autograder format: score, tests[], output)
   junit(sub)             JUnit XML for CI (one testsuite per lab)
   markdown(sub)          a Markdown summary (GitHub step summary / Classroom)
   csv rows               batch.py (student, per-lab scores, total)

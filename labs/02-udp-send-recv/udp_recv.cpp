@@ -24,63 +24,61 @@ namespace {
 constexpr std::uint16_t notes_port = 8088;   // the notes' 接收数据 example binds 8088
 constexpr std::size_t notes_bufsize = 1024;  // and receives into 1024 bytes
 constexpr std::array options{
-    lab::Option{"--host", "H", "address to bind (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "port to bind (default 8088; 0: the kernel picks)"},
+    lab::Option{"--host", "H", "address to bind (default {})", lab::default_host},
+    lab::Option{"--port", "P", "port to bind (default {}; 0: the kernel picks)", notes_port},
     lab::Option{"--bufsize", "B",
-                "receive buffer size in bytes, 1..65536 (default 1024, as the notes)"},
+                "receive buffer size in bytes, 1..65536 (default {}, as the notes)", notes_bufsize},
     lab::Option{"--count", "N", "exit after N datagrams (default: run until SIGINT/SIGTERM)"},
 };
 constexpr lab::Program program{"udp_recv",
                                "Receives UDP datagrams and prints each one byte-exactly.", options};
 
+// Bind, announce, then print every datagram until --count or a signal.
+int receive_datagrams(const lab::Args& args) {
+    lab::exit_on_signals();
+    const auto bufsize = args.number<std::size_t>("--bufsize", 1, 65536, notes_bufsize);
+    const auto count = args.number<long>("--count", 1, 1'000'000'000, 0L);
+
+    // A receiver must bind: senders need a fixed address to send to.
+    const lab::Address here =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_DGRAM);
+    lab::Fd s(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
+    lab::check(::bind(s.get(), here.get(), here.len), "bind " + lab::to_string(here));
+    lab::announce_ready(s.get());
+
+    std::vector<char> buf(bufsize);
+    for (long i = 1; count == 0 || i <= count; ++i) {
+        // recvmsg fills in the sender's address and msg_flags. With the MSG_TRUNC flag Linux
+        // returns the datagram's real length even when the buffer was too small (udp(7)); the
+        // rest is gone.
+        // SOLUTION: receive one datagram with recvmsg(MSG_TRUNC) and print it
+        lab::Address from;
+        iovec iov{buf.data(), buf.size()};
+        msghdr msg{};
+        msg.msg_name = &from.storage;
+        msg.msg_namelen = from.len;
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        const auto real =
+            static_cast<std::size_t>(lab::check(::recvmsg(s.get(), &msg, MSG_TRUNC), "recvmsg"));
+        from.len = msg.msg_namelen;
+        const std::size_t got = std::min(real, buf.size());
+        const bool truncated = msg.msg_flags & MSG_TRUNC;
+
+        const int trunc = truncated ? 1 : 0;
+        const std::string data = lab::quoted({buf.data(), got});
+        lab::say("datagram ", i, " from ", lab::to_string(from), " len ", got, " real ", real,
+                 " trunc ", trunc, " data ", data);
+        if (truncated)
+            lab::say("  TRUNCATED: the buffer holds ", buf.size(), " bytes; the other ", real - got,
+                     " bytes of this datagram are lost for good");
+        // END
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const auto bufsize =
-            args.value("--bufsize")
-                ? lab::parse_number<std::size_t>(*args.value("--bufsize"), "--bufsize", 1, 65536)
-                : notes_bufsize;
-        const auto count =
-            args.value("--count")
-                ? lab::parse_number<long>(*args.value("--count"), "--count", 1, 1'000'000'000)
-                : 0L;
-
-        // A receiver must bind: senders need a fixed address to send to.
-        const lab::Address here =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
-        lab::Fd s(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
-        lab::check(::bind(s.get(), here.get(), here.len), "bind " + lab::to_string(here));
-        lab::announce_ready(s.get());
-
-        std::vector<char> buf(bufsize);
-        for (long i = 1; count == 0 || i <= count; ++i) {
-            // recvmsg fills in the sender's address and msg_flags. With the MSG_TRUNC flag Linux
-            // returns the datagram's real length even when the buffer was too small (udp(7)); the
-            // rest is gone.
-            // BEGIN SOLUTION: receive one datagram with recvmsg(MSG_TRUNC) and print it
-            lab::Address from;
-            iovec iov{buf.data(), buf.size()};
-            msghdr msg{};
-            msg.msg_name = &from.storage;
-            msg.msg_namelen = from.len;
-            msg.msg_iov = &iov;
-            msg.msg_iovlen = 1;
-            const auto real = static_cast<std::size_t>(
-                lab::check(::recvmsg(s.get(), &msg, MSG_TRUNC), "recvmsg"));
-            from.len = msg.msg_namelen;
-            const std::size_t got = std::min(real, buf.size());
-            const bool truncated = msg.msg_flags & MSG_TRUNC;
-
-            lab::say("datagram ", i, " from ", lab::to_string(from), " len ", got, " real ", real,
-                     " trunc ", truncated ? 1 : 0, " data ", lab::quoted({buf.data(), got}));
-            if (truncated)
-                lab::say("  TRUNCATED: the buffer holds ", buf.size(), " bytes; the other ",
-                         real - got, " bytes of this datagram are lost for good");
-            // STUB throw std::runtime_error("receiving is not written yet");
-            // END SOLUTION
-        }
-        return 0;
-    });
+    return lab::run(program, argc, argv, receive_datagrams);
 }

@@ -19,8 +19,8 @@ namespace {
 
 constexpr std::uint16_t notes_port = 8088;  // the port the notes' 发送数据 example sends to
 constexpr std::array options{
-    lab::Option{"--host", "H", "destination address (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "destination port (default 8088)"},
+    lab::Option{"--host", "H", "destination address (default {})", lab::default_host},
+    lab::Option{"--port", "P", "destination port (default {})", notes_port},
     lab::Option{"--message", "TEXT", "send TEXT as one datagram and exit"},
     lab::Option{"--size", "N", "send one datagram of N bytes (0..65535: try 65507 and 65508)"},
     lab::Option{"--hex", "BYTES",
@@ -46,49 +46,49 @@ std::string from_hex(std::string_view hex) {
 
 // One sendto() is one datagram: it goes whole or not at all (EMSGSIZE when it cannot fit).
 void send_one(const lab::Fd& s, const lab::Address& to, std::string_view payload) {
-    // BEGIN SOLUTION: send the payload as one datagram with sendto(); print what went where
+    // SOLUTION: send the payload as one datagram with sendto(); print what went where
     const ssize_t n =
         lab::check(::sendto(s.get(), payload.data(), payload.size(), 0, to.get(), to.len),
                    "sendto " + lab::to_string(to));
     lab::say("sent ", n, " bytes to ", lab::to_string(to), " from ",
              lab::to_string(lab::local_address(s.get())));
-    // STUB (void)s, (void)to, (void)payload;
-    // STUB throw std::runtime_error("send_one is not written yet");
-    // END SOLUTION
+    // END
+}
+
+// Send one payload from the command line, or one datagram per stdin line.
+int send_datagrams(const lab::Args& args) {
+    lab::exit_on_signals();
+    const lab::Address to =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_DGRAM);
+
+    // A UDP socket needs no connection and, for a sender, no bind(): see its address before
+    // and after.
+    lab::Fd s(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
+    lab::say("before the first sendto the socket is bound to ",
+             lab::to_string(lab::local_address(s.get())), " (port 0: not bound yet)");
+
+    // One payload from the command line, or one datagram per stdin line until EOF (as the
+    // notes' input() loop).
+    if (auto text = args.value("--message")) {
+        send_one(s, to, *text);
+        return 0;
+    }
+    if (auto size = args.value("--size")) {
+        const std::string payload(lab::parse_number<std::size_t>(*size, "--size", 0, 65535), 'x');
+        send_one(s, to, payload);
+        return 0;
+    }
+    if (auto hex = args.value("--hex")) {
+        send_one(s, to, from_hex(*hex));
+        return 0;
+    }
+    for (std::string line; std::getline(std::cin, line);)
+        send_one(s, to, line);
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const lab::Address to =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
-
-        // A UDP socket needs no connection and, for a sender, no bind(): see its address before
-        // and after.
-        lab::Fd s(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
-        lab::say("before the first sendto the socket is bound to ",
-                 lab::to_string(lab::local_address(s.get())), " (port 0: not bound yet)");
-
-        // One payload from the command line, or one datagram per stdin line until EOF (as the
-        // notes' input() loop).
-        if (auto text = args.value("--message")) {
-            send_one(s, to, *text);
-            return 0;
-        }
-        if (auto size = args.value("--size")) {
-            const std::string payload(lab::parse_number<std::size_t>(*size, "--size", 0, 65535),
-                                      'x');
-            send_one(s, to, payload);
-            return 0;
-        }
-        if (auto hex = args.value("--hex")) {
-            send_one(s, to, from_hex(*hex));
-            return 0;
-        }
-        for (std::string line; std::getline(std::cin, line);)
-            send_one(s, to, line);
-        return 0;
-    });
+    return lab::run(program, argc, argv, send_datagrams);
 }

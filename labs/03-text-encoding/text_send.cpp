@@ -21,12 +21,14 @@
 
 namespace {
 
+constexpr std::string_view default_encoding = "utf-8";
 constexpr std::uint16_t notes_port = 7789;  // the notes' 接收方 binds 7789
 constexpr std::array options{
-    lab::Option{"--host", "H", "destination address (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "destination port (default 7789)"},
+    lab::Option{"--host", "H", "destination address (default {})", lab::default_host},
+    lab::Option{"--port", "P", "destination port (default {})", notes_port},
     lab::Option{"--encoding", "E",
-                "encoding to send in: utf-8, gb2312, gbk, gb18030, ... (default utf-8)"},
+                "encoding to send in: utf-8, gb2312, gbk, gb18030, ... (default {})",
+                default_encoding},
     lab::Option{"--message", "TEXT", "send TEXT and exit (default: one datagram per stdin line)"},
     lab::Option{"--split", "N",
                 "send each text as two datagrams: its first N bytes, then the rest"},
@@ -59,7 +61,7 @@ std::string character_at(std::string_view text, std::size_t at) {
 
 // UTF-8 text -> the same text in `encoding`, or an error naming the character and its byte offset.
 std::string encode(iconv_t cd, std::string_view text, const std::string& encoding) {
-    // BEGIN SOLUTION: convert `text` with iconv(3); EILSEQ/EINVAL: throw, naming character, offset
+    // SOLUTION: convert `text` with iconv(3); EILSEQ/EINVAL: throw, naming character, offset
     // 4 bytes a character is enough for GB18030, UTF-16, UTF-32
     std::string in(text), out(4 * text.size() + 8, '\0');
     char* from = in.data();
@@ -85,9 +87,7 @@ std::string encode(iconv_t cd, std::string_view text, const std::string& encodin
     lab::check(::iconv(cd, nullptr, nullptr, &to, &to_left), "iconv (end of text)");
     out.resize(out.size() - to_left);
     return out;
-    // STUB (void)cd, (void)text, (void)encoding, (void)character_at;
-    // STUB throw std::runtime_error("encode is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // One sendto() = one datagram; print exactly the bytes that left.
@@ -99,40 +99,40 @@ void send_one(const lab::Fd& s, const lab::Address& to, std::string_view bytes,
              " hex ", codec::hex(bytes));
 }
 
+// Encode each text (the option or each stdin line) and send it.
+int send_texts(const lab::Args& args) {
+    lab::exit_on_signals();
+    const std::string encoding = args.get("--encoding", default_encoding);
+    const auto split = args.number<std::size_t>("--split", 1, 65507, 0);
+    const lab::Address to =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_DGRAM);
+
+    // The conversion is chosen once: from UTF-8 (what the terminal typed) to the wire's one.
+    const codec::Conversion conversion(encoding, "UTF-8");
+    lab::Fd s(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
+
+    // Encode one text and send it: one datagram, or two with --split (which may cut a character
+    // in half).
+    const auto send_text = [&](std::string_view text) {
+        const std::string bytes = encode(conversion.cd, text, encoding);
+        if (split == 0 || split >= bytes.size()) {
+            send_one(s, to, bytes, encoding);
+            return;
+        }
+        send_one(s, to, std::string_view(bytes).substr(0, split), encoding);
+        send_one(s, to, std::string_view(bytes).substr(split), encoding);
+    };
+    if (auto text = args.value("--message")) {
+        send_text(*text);
+        return 0;
+    }
+    for (std::string line; std::getline(std::cin, line);)
+        send_text(line);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const std::string encoding = args.get("--encoding", "utf-8");
-        const auto split =
-            args.value("--split")
-                ? lab::parse_number<std::size_t>(*args.value("--split"), "--split", 1, 65507)
-                : 0;
-        const lab::Address to =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
-
-        // The conversion is chosen once: from UTF-8 (what the terminal typed) to the wire's one.
-        const codec::Conversion conversion(encoding, "UTF-8");
-        lab::Fd s(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
-
-        // Encode one text and send it: one datagram, or two with --split (which may cut a character
-        // in half).
-        const auto send_text = [&](std::string_view text) {
-            const std::string bytes = encode(conversion.cd, text, encoding);
-            if (split == 0 || split >= bytes.size()) {
-                send_one(s, to, bytes, encoding);
-                return;
-            }
-            send_one(s, to, std::string_view(bytes).substr(0, split), encoding);
-            send_one(s, to, std::string_view(bytes).substr(split), encoding);
-        };
-        if (auto text = args.value("--message")) {
-            send_text(*text);
-            return 0;
-        }
-        for (std::string line; std::getline(std::cin, line);)
-            send_text(line);
-        return 0;
-    });
+    return lab::run(program, argc, argv, send_texts);
 }

@@ -24,12 +24,14 @@
 
 namespace {
 
+constexpr int default_timeout_ms = 1000;    // the notes wait forever; one second is plenty here
 constexpr std::uint16_t notes_port = 8088;  // the notes' client sends to localhost:8088
 constexpr std::array options{
-    lab::Option{"--host", "H", "server address (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "server port (default 8088)"},
+    lab::Option{"--host", "H", "server address (default {})", lab::default_host},
+    lab::Option{"--port", "P", "server port (default {})", notes_port},
     lab::Option{"--timeout-ms", "T",
-                "wait at most T ms for each echo (default 1000; 0: forever, as the notes)"},
+                "wait at most T ms for each echo (default {}; 0: forever, as the notes)",
+                default_timeout_ms},
     lab::Option{"--connect", "",
                 "connect() the socket first, so that ICMP errors (ECONNREFUSED) reach it"},
     lab::Option{"--size", "N",
@@ -42,7 +44,7 @@ constexpr lab::Program program{
 // port. Unconnected: sendto/recvfrom, and nothing reports it: the receive timeout is all we have.
 std::string round_trip(const lab::Fd& s, const lab::Address& server, bool connected,
                        std::string_view payload, int timeout_ms) {
-    // BEGIN SOLUTION: send, receive one datagram; EAGAIN (timeout): throw "no echo within T ms"
+    // SOLUTION: send, receive one datagram; EAGAIN (timeout): throw "no echo within T ms"
     const std::string where = lab::to_string(server);
     if (connected)
         lab::check(::send(s.get(), payload.data(), payload.size(), 0),
@@ -61,57 +63,55 @@ std::string round_trip(const lab::Fd& s, const lab::Address& server, bool connec
             (connected ? "" : " (an unconnected UDP socket is never told: try --connect)"));
     lab::check(n, connected ? "recv from " + where + " (connected)" : "recvfrom " + where);
     return std::string(buf.data(), static_cast<std::size_t>(n));
-    // STUB (void)s, (void)server, (void)connected, (void)payload, (void)timeout_ms;
-    // STUB throw std::runtime_error("round_trip is not written yet");
-    // END SOLUTION
+    // END
+}
+
+// Send each line (or one --size payload) and print the echo that comes back.
+int echo_lines(const lab::Args& args) {
+    lab::exit_on_signals();
+    const int timeout_ms = args.number<int>("--timeout-ms", 0, 3'600'000, default_timeout_ms);
+    const bool connected = args.flag("--connect");
+    const lab::Address server =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_DGRAM);
+    lab::Fd s(lab::check(::socket(server.family(), SOCK_DGRAM, 0), "socket"));
+
+    // SO_RCVTIMEO bounds every receive: recv fails with EAGAIN instead of blocking forever.
+    // (0 means no limit: the notes' client, stuck for good when one datagram is lost.)
+    // SOLUTION: set SO_RCVTIMEO to --timeout-ms; connect() the socket if --connect
+    const timeval limit{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    lab::check(::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit),
+               "setsockopt(SO_RCVTIMEO)");
+
+    // connect() on UDP sends nothing: it fixes the peer, filters what we receive, and lets the
+    // kernel hand ICMP errors (port unreachable -> ECONNREFUSED) to this socket.
+    if (connected)
+        lab::check(::connect(s.get(), server.get(), server.len),
+                   "connect " + lab::to_string(server));
+    // END
+
+    // --size: one big datagram, compared byte for byte with what came back.
+    if (auto size = args.value("--size")) {
+        std::string payload(lab::parse_number<std::size_t>(*size, "--size", 0, 65507), '\0');
+        for (std::size_t i = 0; i < payload.size(); ++i)
+            payload[i] = static_cast<char>(i * 7 % 251);
+        const std::string echo = round_trip(s, server, connected, payload, timeout_ms);
+        if (echo != payload)
+            throw std::runtime_error("the echo differs from what was sent: sent " +
+                                     std::to_string(payload.size()) + " bytes, got " +
+                                     std::to_string(echo.size()));
+        lab::say("echo ", echo.size(), " bytes from ", lab::to_string(server),
+                 ": identical to what was sent");
+        return 0;
+    }
+
+    // Otherwise one datagram per stdin line, until EOF.
+    for (std::string line; std::getline(std::cin, line);)
+        lab::say("echo ", lab::quoted(round_trip(s, server, connected, line, timeout_ms)));
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const int timeout_ms =
-            args.value("--timeout-ms")
-                ? lab::parse_number<int>(*args.value("--timeout-ms"), "--timeout-ms", 0, 3'600'000)
-                : 1000;
-        const bool connected = args.flag("--connect");
-        const lab::Address server =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
-        lab::Fd s(lab::check(::socket(server.family(), SOCK_DGRAM, 0), "socket"));
-
-        // SO_RCVTIMEO bounds every receive: recv fails with EAGAIN instead of blocking forever.
-        // (0 means no limit: the notes' client, stuck for good when one datagram is lost.)
-        // BEGIN SOLUTION: set SO_RCVTIMEO to --timeout-ms; connect() the socket if --connect
-        const timeval limit{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-        lab::check(::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit),
-                   "setsockopt(SO_RCVTIMEO)");
-
-        // connect() on UDP sends nothing: it fixes the peer, filters what we receive, and lets the
-        // kernel hand ICMP errors (port unreachable -> ECONNREFUSED) to this socket.
-        if (connected)
-            lab::check(::connect(s.get(), server.get(), server.len),
-                       "connect " + lab::to_string(server));
-        // END SOLUTION
-
-        // --size: one big datagram, compared byte for byte with what came back.
-        if (auto size = args.value("--size")) {
-            std::string payload(lab::parse_number<std::size_t>(*size, "--size", 0, 65507), '\0');
-            for (std::size_t i = 0; i < payload.size(); ++i)
-                payload[i] = static_cast<char>(i * 7 % 251);
-            const std::string echo = round_trip(s, server, connected, payload, timeout_ms);
-            if (echo != payload)
-                throw std::runtime_error("the echo differs from what was sent: sent " +
-                                         std::to_string(payload.size()) + " bytes, got " +
-                                         std::to_string(echo.size()));
-            lab::say("echo ", echo.size(), " bytes from ", lab::to_string(server),
-                     ": identical to what was sent");
-            return 0;
-        }
-
-        // Otherwise one datagram per stdin line, until EOF.
-        for (std::string line; std::getline(std::cin, line);)
-            lab::say("echo ", lab::quoted(round_trip(s, server, connected, line, timeout_ms)));
-        return 0;
-    });
+    return lab::run(program, argc, argv, echo_lines);
 }

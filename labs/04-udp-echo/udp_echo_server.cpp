@@ -22,8 +22,8 @@ constexpr std::uint16_t notes_port = 8088;  // the notes' echo服务器 binds 80
 constexpr std::size_t largest_datagram = 65535;
 constexpr std::size_t shown_bytes = 64;  // the log line shows this much of each datagram
 constexpr std::array options{
-    lab::Option{"--host", "H", "address to bind (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "port to bind (default 8088; 0: the kernel picks)"},
+    lab::Option{"--host", "H", "address to bind (default {})", lab::default_host},
+    lab::Option{"--port", "P", "port to bind (default {}; 0: the kernel picks)", notes_port},
     lab::Option{"--count", "N",
                 "exit after echoing N datagrams (default: run until SIGINT/SIGTERM)"},
 };
@@ -36,42 +36,40 @@ std::string preview(std::string_view bytes) {
                                       : lab::quoted(bytes);
 }
 
+// Bind, announce, then echo datagrams until --count or a signal.
+int serve(const lab::Args& args) {
+    lab::exit_on_signals();
+    const auto count = args.number<long>("--count", 1, 1'000'000'000, 0L);
+
+    // A server binds a known port: clients must know where to send.
+    const lab::Address here =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_DGRAM);
+    lab::Fd s(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
+    lab::check(::bind(s.get(), here.get(), here.len), "bind " + lab::to_string(here));
+    lab::announce_ready(s.get());
+
+    std::vector<char> buf(largest_datagram);
+    for (long n = 1; count == 0 || n <= count; ++n) {
+        // recvfrom tells us who sent the datagram: that address is where the echo goes.
+        // SOLUTION: receive one datagram, send it back, print the callback line
+        lab::Address from;
+        const ssize_t got = lab::check(
+            ::recvfrom(s.get(), buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom");
+
+        // One sendto is one datagram back, all of it or nothing; the socket stays unconnected,
+        // so the next datagram may come from anyone.
+        lab::check(
+            ::sendto(s.get(), buf.data(), static_cast<std::size_t>(got), 0, from.get(), from.len),
+            "sendto " + lab::to_string(from));
+        lab::say("callback ", n, " from ", lab::to_string(from), " len ", got, " data ",
+                 preview({buf.data(), static_cast<std::size_t>(got)}));
+        // END
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const auto count =
-            args.value("--count")
-                ? lab::parse_number<long>(*args.value("--count"), "--count", 1, 1'000'000'000)
-                : 0L;
-
-        // A server binds a known port: clients must know where to send.
-        const lab::Address here =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
-        lab::Fd s(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
-        lab::check(::bind(s.get(), here.get(), here.len), "bind " + lab::to_string(here));
-        lab::announce_ready(s.get());
-
-        std::vector<char> buf(largest_datagram);
-        for (long n = 1; count == 0 || n <= count; ++n) {
-            // recvfrom tells us who sent the datagram: that address is where the echo goes.
-            // BEGIN SOLUTION: receive one datagram, send it back, print the callback line
-            lab::Address from;
-            const ssize_t got = lab::check(
-                ::recvfrom(s.get(), buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom");
-
-            // One sendto is one datagram back, all of it or nothing; the socket stays unconnected,
-            // so the next datagram may come from anyone.
-            lab::check(::sendto(s.get(), buf.data(), static_cast<std::size_t>(got), 0, from.get(),
-                                from.len),
-                       "sendto " + lab::to_string(from));
-            lab::say("callback ", n, " from ", lab::to_string(from), " len ", got, " data ",
-                     preview({buf.data(), static_cast<std::size_t>(got)}));
-            // STUB (void)preview, (void)buf;
-            // STUB throw std::runtime_error("echoing is not written yet");
-            // END SOLUTION
-        }
-        return 0;
-    });
+    return lab::run(program, argc, argv, serve);
 }

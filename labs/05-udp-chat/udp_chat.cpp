@@ -37,8 +37,8 @@ constexpr std::string_view quit_command = "/quit";
 constexpr std::array options{
     lab::Option{"--peer", "HOST:PORT",
                 "where typed lines go (required), e.g. 127.0.0.1:9002 or [::1]:9002"},
-    lab::Option{"--host", "H", "local address to bind (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "local port to bind (default 8088; 0: the kernel picks)"},
+    lab::Option{"--host", "H", "local address to bind (default {})", lab::default_host},
+    lab::Option{"--port", "P", "local port to bind (default {}; 0: the kernel picks)", notes_port},
     lab::Option{"--wake", "HOW",
                 "how the sender stops the receiver at the end: eventfd (default), shutdown, "
                 "close or none (the last two hang, as the notes' program does)"},
@@ -106,7 +106,7 @@ std::string shown(std::string_view bytes) {
 // Receiver thread: print every datagram until the sender says stop. With --wake eventfd it waits in
 // poll() on the socket and the eventfd, so a write to the eventfd always wakes it.
 void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done) {
-    // BEGIN SOLUTION: loop: poll() socket and `stop` (eventfd), recvfrom, print "from HOST:PORT: T"
+    // SOLUTION: loop: poll() socket and `stop` (eventfd), recvfrom, print "from HOST:PORT: T"
     std::vector<char> buf(65536);
     for (;;) {
         if (wake == Wake::eventfd) {
@@ -122,9 +122,7 @@ void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done)
             return;  // shutdown() woke us: recvfrom returned 0, and no datagram came
         lab::say("from ", lab::to_string(from), ": ", shown({buf.data(), n}));
     }
-    // STUB (void)sock, (void)stop, (void)wake, (void)done, (void)shown;
-    // STUB throw std::runtime_error("receive_lines is not written yet");
-    // END SOLUTION
+    // END
 }
 
 // Sender (the main thread): one datagram per stdin line, until EOF or /quit.
@@ -137,7 +135,7 @@ void send_lines(int sock, const lab::Address& peer) {
 // The sender is done: get the receiver out of its blocking call, or (close, none) show that
 // it stays stuck.
 void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
-    // BEGIN SOLUTION: eventfd: write 1; shutdown: done, shutdown(SHUT_RDWR); close: close(sock)
+    // SOLUTION: eventfd: write 1; shutdown: done, shutdown(SHUT_RDWR); close: close(sock)
     if (wake == Wake::eventfd) {
         const std::uint64_t one = 1;
         lab::check(::write(stop, &one, sizeof one), "write(eventfd)");
@@ -156,78 +154,79 @@ void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
         lab::say(
             "not waking the receiver: it stays blocked in recvfrom and the program never ends");
     }
-    // STUB (void)sock, (void)stop, (void)wake, (void)done;
-    // STUB throw std::runtime_error("wake_receiver is not written yet");
-    // END SOLUTION
+    // END
+}
+
+// One socket, a receiving thread, and this thread sending stdin until EOF or /quit.
+int chat(const lab::Args& args) {
+    lab::exit_on_signals();
+    const Wake wake = parse_wake(args.get("--wake", "eventfd"));
+    if (!args.value("--peer"))
+        throw lab::usage_error("--peer HOST:PORT is required: where should lines go?");
+    const lab::Address peer = endpoint(*args.value("--peer"), "--peer");
+    const lab::Address here =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_DGRAM);
+
+    // One socket for both directions: bound, so the peer knows where to send.
+    lab::Fd sock(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
+    lab::check(::bind(sock.get(), here.get(), here.len), "bind " + lab::to_string(here));
+    lab::announce_ready(sock.get());
+    lab::say("chatting with ", lab::to_string(peer), "; type lines, end with Ctrl-D or ",
+             quit_command);
+
+    // An eventfd is a counter with an fd: the sender writes it, the receiver's poll() sees it.
+    const lab::Fd stop(lab::check(::eventfd(0, EFD_CLOEXEC), "eventfd"));
+
+    // Two threads share the socket: a recvfrom() blocked in one does not hold up a sendto() in
+    // the other, and each call takes or gives one whole datagram. Both print through lab::say,
+    // which hands each line to std::cout in one insertion, so lines never mix.
+    // A receive error ends the program at once (exit 1): an exception escaping a std::thread
+    // would call std::terminate, and nothing could wake the main thread out of getline().
+    std::atomic<bool> done{false};
+    std::exception_ptr send_error;
+    std::thread receiver([&] {
+        try {
+            receive_lines(sock.get(), stop.get(), wake, done);
+        } catch (const std::exception& e) {
+            std::cerr << lab::error_message(program.name, e) << std::endl;
+            std::_Exit(1);
+        }
+    });
+    // A process-directed signal goes to any one thread that does not block it. With SIGINT and
+    // SIGTERM blocked here (after the receiver inherited the open mask), they go to the
+    // receiver, parked in poll(), whose handler exits at once. The main thread then never sees
+    // EINTR in getline(), which reports it as the end of input (and ThreadSanitizer, which runs
+    // a handler at its next interception point, would run it halfway through our orderly
+    // shutdown).
+    sigset_t ending;
+    sigemptyset(&ending);
+    sigaddset(&ending, SIGINT);
+    sigaddset(&ending, SIGTERM);
+    lab::check_en(::pthread_sigmask(SIG_BLOCK, &ending, nullptr), "pthread_sigmask");
+
+    // Send until stdin ends, then wake the receiver and join it, whatever happened: a joinable
+    // std::thread destroyed at exit aborts the program.
+    try {
+        send_lines(sock.get(), peer);
+    } catch (...) {
+        send_error = std::current_exception();
+    }
+    try {
+        wake_receiver(sock.get(), stop.get(), wake, done);
+    } catch (...) {
+        if (!send_error)
+            send_error = std::current_exception();
+    }
+    receiver.join();
+    if (wake == Wake::close)
+        sock.release();  // already closed: never close a number twice
+    if (send_error)
+        std::rethrow_exception(send_error);
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const Wake wake = parse_wake(args.get("--wake", "eventfd"));
-        if (!args.value("--peer"))
-            throw lab::usage_error("--peer HOST:PORT is required: where should lines go?");
-        const lab::Address peer = endpoint(*args.value("--peer"), "--peer");
-        const lab::Address here =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_DGRAM);
-
-        // One socket for both directions: bound, so the peer knows where to send.
-        lab::Fd sock(lab::check(::socket(here.family(), SOCK_DGRAM, 0), "socket"));
-        lab::check(::bind(sock.get(), here.get(), here.len), "bind " + lab::to_string(here));
-        lab::announce_ready(sock.get());
-        lab::say("chatting with ", lab::to_string(peer), "; type lines, end with Ctrl-D or ",
-                 quit_command);
-
-        // An eventfd is a counter with an fd: the sender writes it, the receiver's poll() sees it.
-        const lab::Fd stop(lab::check(::eventfd(0, EFD_CLOEXEC), "eventfd"));
-
-        // Two threads share the socket: a recvfrom() blocked in one does not hold up a sendto() in
-        // the other, and each call takes or gives one whole datagram. Both print through lab::say,
-        // which hands each line to std::cout in one insertion, so lines never mix.
-        // A receive error ends the program at once (exit 1): an exception escaping a std::thread
-        // would call std::terminate, and nothing could wake the main thread out of getline().
-        std::atomic<bool> done{false};
-        std::exception_ptr send_error;
-        std::thread receiver([&] {
-            try {
-                receive_lines(sock.get(), stop.get(), wake, done);
-            } catch (const std::exception& e) {
-                std::cerr << lab::error_message(program.name, e) << std::endl;
-                std::_Exit(1);
-            }
-        });
-        // A process-directed signal goes to any one thread that does not block it. With SIGINT and
-        // SIGTERM blocked here (after the receiver inherited the open mask), they go to the
-        // receiver, parked in poll(), whose handler exits at once. The main thread then never sees
-        // EINTR in getline(), which reports it as the end of input (and ThreadSanitizer, which runs
-        // a handler at its next interception point, would run it halfway through our orderly
-        // shutdown).
-        sigset_t ending;
-        sigemptyset(&ending);
-        sigaddset(&ending, SIGINT);
-        sigaddset(&ending, SIGTERM);
-        lab::check_en(::pthread_sigmask(SIG_BLOCK, &ending, nullptr), "pthread_sigmask");
-
-        // Send until stdin ends, then wake the receiver and join it, whatever happened: a joinable
-        // std::thread destroyed at exit aborts the program.
-        try {
-            send_lines(sock.get(), peer);
-        } catch (...) {
-            send_error = std::current_exception();
-        }
-        try {
-            wake_receiver(sock.get(), stop.get(), wake, done);
-        } catch (...) {
-            if (!send_error)
-                send_error = std::current_exception();
-        }
-        receiver.join();
-        if (wake == Wake::close)
-            sock.release();  // already closed: never close a number twice
-        if (send_error)
-            std::rethrow_exception(send_error);
-        return 0;
-    });
+    return lab::run(program, argc, argv, chat);
 }

@@ -27,9 +27,9 @@ namespace {
 constexpr std::string_view loopback_broadcast = "127.255.255.255";
 constexpr std::uint16_t notes_port = 21567;  // the notes' 广播 port
 constexpr std::array options{
-    lab::Option{"--host", "ADDR",
-                "destination broadcast address (default 127.255.255.255, the loopback's)"},
-    lab::Option{"--port", "P", "destination port (default 21567)"},
+    lab::Option{"--host", "ADDR", "destination broadcast address (default {}, the loopback's)",
+                loopback_broadcast},
+    lab::Option{"--port", "P", "destination port (default {})", notes_port},
     lab::Option{"--message", "TEXT",
                 "send TEXT as one datagram and exit (default: one per stdin line)"},
     lab::Option{"--no-so-broadcast", "",
@@ -45,37 +45,40 @@ void send_one(int sock, const lab::Address& to, std::string_view payload) {
     lab::say("sent ", n, " bytes to ", lab::to_string(to));
 }
 
+// Set SO_BROADCAST (unless told not to), then send the message or each stdin line.
+int send_broadcasts(const lab::Args& args) {
+    lab::exit_on_signals();
+    const lab::Address to =
+        lab::resolve(args.get("--host", loopback_broadcast), args.port(notes_port), SOCK_DGRAM);
+    lab::Fd sock(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
+
+    // The kernel refuses to send to a broadcast address (EACCES) unless the socket asked for
+    // it: one careless sendto must not reach every host on the link.
+    // SOLUTION: unless --no-so-broadcast, set SO_BROADCAST to 1 with setsockopt()
+    if (!args.flag("--no-so-broadcast")) {
+        const int on = 1;
+        lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_BROADCAST, &on, sizeof on),
+                   "setsockopt(SO_BROADCAST)");
+    }
+    // END
+    int state = 0;
+    socklen_t len = sizeof state;
+    lab::check(::getsockopt(sock.get(), SOL_SOCKET, SO_BROADCAST, &state, &len),
+               "getsockopt(SO_BROADCAST)");
+    lab::say("SO_BROADCAST is ", state ? "on" : "off", "; sending to ", lab::to_string(to));
+
+    // One datagram from the command line, or one per stdin line until EOF.
+    if (auto text = args.value("--message")) {
+        send_one(sock.get(), to, *text);
+        return 0;
+    }
+    for (std::string line; std::getline(std::cin, line);)
+        send_one(sock.get(), to, line);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const lab::Address to =
-            lab::resolve(args.get("--host", loopback_broadcast), args.port(notes_port), SOCK_DGRAM);
-        lab::Fd sock(lab::check(::socket(to.family(), SOCK_DGRAM, 0), "socket"));
-
-        // The kernel refuses to send to a broadcast address (EACCES) unless the socket asked for
-        // it: one careless sendto must not reach every host on the link.
-        // BEGIN SOLUTION: unless --no-so-broadcast, set SO_BROADCAST to 1 with setsockopt()
-        if (!args.flag("--no-so-broadcast")) {
-            const int on = 1;
-            lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_BROADCAST, &on, sizeof on),
-                       "setsockopt(SO_BROADCAST)");
-        }
-        // END SOLUTION
-        int state = 0;
-        socklen_t len = sizeof state;
-        lab::check(::getsockopt(sock.get(), SOL_SOCKET, SO_BROADCAST, &state, &len),
-                   "getsockopt(SO_BROADCAST)");
-        lab::say("SO_BROADCAST is ", state ? "on" : "off", "; sending to ", lab::to_string(to));
-
-        // One datagram from the command line, or one per stdin line until EOF.
-        if (auto text = args.value("--message")) {
-            send_one(sock.get(), to, *text);
-            return 0;
-        }
-        for (std::string line; std::getline(std::cin, line);)
-            send_one(sock.get(), to, line);
-        return 0;
-    });
+    return lab::run(program, argc, argv, send_broadcasts);
 }

@@ -25,16 +25,19 @@ namespace {
 
 constexpr std::uint16_t notes_port = 8088;   // the notes' 服务端 binds 8088
 constexpr int notes_backlog = 3;             // and calls listen(3)
+constexpr long notes_clients = 1;            // and serves one client
 constexpr std::size_t notes_bufsize = 1024;  // and recv(1024)
 constexpr std::string_view ack = "has recv:";
 constexpr std::array options{
-    lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "port to listen on (default 8088; 0: the kernel picks)"},
+    lab::Option{"--host", "H", "address to listen on (default {})", lab::default_host},
+    lab::Option{"--port", "P", "port to listen on (default {}; 0: the kernel picks)", notes_port},
     lab::Option{"--backlog", "N",
-                "listen() backlog: completed connections allowed to wait for accept (default 3)"},
+                "listen() backlog: completed connections allowed to wait for accept (default {})",
+                notes_backlog},
     lab::Option{
         "--clients", "N",
-        "serve N clients, one after another, then exit (default 1, as the notes; 0: forever)"},
+        "serve N clients, one after another, then exit (default {}, as the notes; 0: forever)",
+        notes_clients},
     lab::Option{"--hold", "",
                 "hold off accept() until a line (Enter) arrives on stdin; EOF ends the server"},
 };
@@ -43,7 +46,7 @@ constexpr lab::Program program{
 
 // One client: every recv() gets one reply, until recv() returns 0 (the client's FIN).
 void serve(const lab::Fd& conn, const std::string& who) {
-    // BEGIN SOLUTION: recv() up to 1024 bytes until 0; print each chunk, reply ack + chunk
+    // SOLUTION: recv() up to 1024 bytes until 0; print each chunk, reply ack + chunk
     std::array<char, notes_bufsize> buf{};
     for (;;) {
         const ssize_t n =
@@ -57,66 +60,58 @@ void serve(const lab::Fd& conn, const std::string& who) {
         // One reply built whole, then sent with a loop: send() may take only part of it.
         lab::write_all(conn.get(), std::string(ack) + std::string(data));
     }
-    // STUB (void)conn, (void)who;
-    // STUB throw std::runtime_error("serve is not written yet");
-    // END SOLUTION
+    // END
+}
+
+// socket, bind, listen, then accept and serve clients one at a time.
+int run_server(const lab::Args& args) {
+    lab::exit_on_signals();
+    const auto backlog = args.number<int>("--backlog", 0, 65535, notes_backlog);
+    const auto clients = args.number<long>("--clients", 0, 1'000'000, notes_clients);
+
+    // Steps 1-2: socket() and bind(): the address clients will connect to.
+    const lab::Address here =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_STREAM);
+    lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
+    lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
+
+    // Step 3: listen(). From now on the KERNEL completes handshakes and queues up to backlog+1
+    // finished connections for accept(); more SYNs are dropped (the clients retry; not
+    // refused).
+    lab::check(::listen(listener.get(), backlog), "listen");
+    lab::announce_ready(listener.get());
+
+    // --hold: do not call accept() yet, so the accept queue can be watched filling up.
+    if (args.flag("--hold")) {
+        lab::say("holding off accept(): backlog ", backlog, "; press Enter to start accepting");
+        if (std::string line; !std::getline(std::cin, line)) {
+            lab::say("stdin closed: exiting without accepting");
+            return 0;
+        }
+    }
+
+    // Step 4: accept() takes the oldest completed connection off the queue (it waits only if
+    // the queue is empty). Step 5: recv()/send() on the new socket; the listener stays open.
+    for (long served = 0; clients == 0 || served < clients; ++served) {
+        lab::Address peer;
+        lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
+        const std::string who = lab::to_string(peer);
+        lab::say("accepted ", who, " on ", lab::to_string(lab::local_address(conn.get())));
+        // A client that resets (RST) ends its own session, not the server.
+        try {
+            serve(conn, who);
+        } catch (const std::system_error& e) {
+            if (!lab::peer_gone(e))
+                throw;
+            const std::string why = lab::errno_name(e.code().value());
+            lab::say("client ", who, " is gone (", e.what(), " [", why, "]): dropped");
+        }
+    }
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const auto backlog =
-            args.value("--backlog")
-                ? lab::parse_number<int>(*args.value("--backlog"), "--backlog", 0, 65535)
-                : notes_backlog;
-        const auto clients =
-            args.value("--clients")
-                ? lab::parse_number<long>(*args.value("--clients"), "--clients", 0, 1'000'000)
-                : 1L;
-
-        // Steps 1-2: socket() and bind(): the address clients will connect to.
-        const lab::Address here =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
-        lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
-        lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
-
-        // Step 3: listen(). From now on the KERNEL completes handshakes and queues up to backlog+1
-        // finished connections for accept(); more SYNs are dropped (the clients retry; not
-        // refused).
-        // BEGIN SOLUTION: make the socket listen with the --backlog value
-        lab::check(::listen(listener.get(), backlog), "listen");
-        // STUB (void)backlog;
-        // END SOLUTION
-        lab::announce_ready(listener.get());
-
-        // --hold: do not call accept() yet, so the accept queue can be watched filling up.
-        if (args.flag("--hold")) {
-            lab::say("holding off accept(): backlog ", backlog, "; press Enter to start accepting");
-            if (std::string line; !std::getline(std::cin, line)) {
-                lab::say("stdin closed: exiting without accepting");
-                return 0;
-            }
-        }
-
-        // Step 4: accept() takes the oldest completed connection off the queue (it waits only if
-        // the queue is empty). Step 5: recv()/send() on the new socket; the listener stays open.
-        for (long served = 0; clients == 0 || served < clients; ++served) {
-            lab::Address peer;
-            lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
-            const std::string who = lab::to_string(peer);
-            lab::say("accepted ", who, " on ", lab::to_string(lab::local_address(conn.get())));
-            // A client that resets (RST) ends its own session, not the server.
-            try {
-                serve(conn, who);
-            } catch (const std::system_error& e) {
-                if (e.code().value() != ECONNRESET && e.code().value() != EPIPE)
-                    throw;
-                lab::say("client ", who, " is gone (", e.what(), " [",
-                         ::strerrorname_np(e.code().value()), "]): dropped");
-            }
-        }
-        return 0;
-    });
+    return lab::run(program, argc, argv, run_server);
 }

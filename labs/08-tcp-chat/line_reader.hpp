@@ -19,7 +19,7 @@ public:
 
     // The next line without its '\n'; false once the peer has sent FIN (recv() returned 0).
     bool read_line(std::string& line) {
-        // BEGIN SOLUTION: next whole line from pending_; recv() only if there is none; false at FIN
+        // SOLUTION: next whole line from pending_; recv() only if there is none; false at FIN
         for (;;) {
             if (const auto newline = pending_.find('\n'); newline != std::string::npos) {
                 line.assign(pending_, 0, newline);
@@ -32,9 +32,7 @@ public:
                 return false;
             pending_.append(buf.data(), static_cast<std::size_t>(n));
         }
-        // STUB (void)line;
-        // STUB throw std::runtime_error("LineReader::read_line is not written yet");
-        // END SOLUTION
+        // END
     }
 
     // Bytes after the last newline when the peer closed: a line it never finished.

@@ -30,8 +30,9 @@ constexpr std::array options{
     lab::Option{
         "--listen", "",
         "wait for the peer: listen on H:P and accept one connection (default: connect to it)"},
-    lab::Option{"--host", "H", "address to listen on or connect to (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "port (default 7788; with --listen, 0: the kernel picks)"},
+    lab::Option{"--host", "H", "address to listen on or connect to (default {})",
+                lab::default_host},
+    lab::Option{"--port", "P", "port (default {}; with --listen, 0: the kernel picks)", notes_port},
 };
 constexpr lab::Program program{
     "tcp_chat_duplex", "A two-way chat: one thread sends stdin lines, one prints the peer's lines.",
@@ -40,7 +41,7 @@ constexpr lab::Program program{
 // The connected socket: accept one peer (--listen), or connect to one.
 lab::Fd open_connection(const lab::Args& args) {
     const lab::Address address =
-        lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_STREAM);
     lab::Fd s(lab::check(::socket(address.family(), SOCK_STREAM, 0), "socket"));
     if (!args.flag("--listen")) {
         lab::check(::connect(s.get(), address.get(), address.len),
@@ -69,59 +70,60 @@ void receive_lines(int fd) {
 // Sending thread: every stdin line; at EOF, shutdown(SHUT_WR) sends FIN but keeps the socket
 // open for reading. close() here would also end the other direction.
 void send_lines(int fd) {
-    // BEGIN SOLUTION: send every stdin line with its '\n'; at EOF shutdown(SHUT_WR) and say so
+    // SOLUTION: send every stdin line with its '\n'; at EOF shutdown(SHUT_WR) and say so
     for (std::string line; std::getline(std::cin, line);)
         lab::write_all(fd, line + "\n");
     lab::check(::shutdown(fd, SHUT_WR), "shutdown(SHUT_WR)");
     lab::say("stdin closed: sent FIN with shutdown(SHUT_WR); still receiving");
-    // STUB (void)fd;
-    // STUB throw std::runtime_error("send_lines is not written yet");
-    // END SOLUTION
+    // END
+}
+
+// Connect (or accept one peer), then send and receive at once, one thread each.
+int chat(const lab::Args& args) {
+    lab::exit_on_signals();
+    const lab::Fd conn = open_connection(args);
+
+    // Two threads, one per direction, so neither waits for the other: no turns. Each catches
+    // its own exceptions (one escaping a std::thread would call std::terminate).
+    std::exception_ptr receive_error, send_error;
+    std::thread receiver([&] {
+        try {
+            receive_lines(conn.get());
+        } catch (...) {
+            receive_error = std::current_exception();
+        }
+    });
+    std::thread sender([&] {
+        try {
+            send_lines(conn.get());
+        } catch (...) {
+            send_error = std::current_exception();
+        }
+    });
+
+    // The receiving direction ends first or together: the peer's FIN, or an error such as a
+    // reset. After a reset nothing more can be sent, but the sender may sit in getline() for
+    // good (nothing wakes a thread blocked reading stdin): report the error and end at once.
+    receiver.join();
+    if (receive_error) {
+        try {
+            std::rethrow_exception(receive_error);
+        } catch (const std::exception& e) {
+            std::cerr << lab::error_message(program.name, e) << std::endl;
+        }
+        std::_Exit(1);
+    }
+    // After the peer's FIN we may still send: wait for our stdin's EOF (join() also makes
+    // send_error safe to read here).
+    sender.join();
+    if (send_error)
+        std::rethrow_exception(send_error);
+    lab::say("both directions closed: exiting");
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const lab::Fd conn = open_connection(args);
-
-        // Two threads, one per direction, so neither waits for the other: no turns. Each catches
-        // its own exceptions (one escaping a std::thread would call std::terminate).
-        std::exception_ptr receive_error, send_error;
-        std::thread receiver([&] {
-            try {
-                receive_lines(conn.get());
-            } catch (...) {
-                receive_error = std::current_exception();
-            }
-        });
-        std::thread sender([&] {
-            try {
-                send_lines(conn.get());
-            } catch (...) {
-                send_error = std::current_exception();
-            }
-        });
-
-        // The receiving direction ends first or together: the peer's FIN, or an error such as a
-        // reset. After a reset nothing more can be sent, but the sender may sit in getline() for
-        // good (nothing wakes a thread blocked reading stdin): report the error and end at once.
-        receiver.join();
-        if (receive_error) {
-            try {
-                std::rethrow_exception(receive_error);
-            } catch (const std::exception& e) {
-                std::cerr << lab::error_message(program.name, e) << std::endl;
-            }
-            std::_Exit(1);
-        }
-        // After the peer's FIN we may still send: wait for our stdin's EOF (join() also makes
-        // send_error safe to read here).
-        sender.join();
-        if (send_error)
-            std::rethrow_exception(send_error);
-        lab::say("both directions closed: exiting");
-        return 0;
-    });
+    return lab::run(program, argc, argv, chat);
 }

@@ -25,8 +25,8 @@ namespace {
 constexpr std::uint16_t notes_port = 7788;  // the notes' TCP 多线程聊天 binds 7788
 constexpr int notes_backlog = 5;            // and calls listen(5)
 constexpr std::array options{
-    lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "port to listen on (default 7788; 0: the kernel picks)"},
+    lab::Option{"--host", "H", "address to listen on (default {})", lab::default_host},
+    lab::Option{"--port", "P", "port to listen on (default {}; 0: the kernel picks)", notes_port},
 };
 constexpr lab::Program program{
     "tcp_chat_server", "A serial chat server: one client at a time, taking turns line by line.",
@@ -39,8 +39,9 @@ bool chat_with(const lab::Fd& conn, const std::string& who) {
         // The client's turn. recv() returning 0 means its FIN: it closed, or shut down its
         // writing side.
         if (!from_client.read_line(line)) {
-            lab::say("client ", who, " closed its side (recv returned 0)",
-                     from_client.unfinished().empty() ? "" : " in the middle of a line",
+            const std::string_view where =
+                from_client.unfinished().empty() ? "" : " in the middle of a line";
+            lab::say("client ", who, " closed its side (recv returned 0)", where,
                      ": back to accept()");
             return true;
         }
@@ -57,37 +58,40 @@ bool chat_with(const lab::Fd& conn, const std::string& who) {
     }
 }
 
+// socket, bind, listen, then chat with one client after another.
+int serve(const lab::Args& args) {
+    lab::exit_on_signals();
+
+    // socket, bind, listen: from here on the kernel completes every client's handshake alone.
+    const lab::Address here =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_STREAM);
+    lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
+    lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
+    lab::check(::listen(listener.get(), notes_backlog), "listen");
+    lab::announce_ready(listener.get());
+
+    // One client after another. While we chat, nobody calls accept(): later clients are
+    // connected (by the kernel) but wait, unserved, in the accept queue.
+    for (;;) {
+        lab::Address peer;
+        lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
+        const std::string who = lab::to_string(peer);
+        lab::say("accepted ", who, ": chatting with it; other clients wait until it leaves");
+        try {
+            if (!chat_with(conn, who))
+                return 0;
+        } catch (const std::system_error& e) {
+            // A reset (RST) ends this client's session, not the server.
+            if (!lab::peer_gone(e))
+                throw;
+            const std::string why = lab::errno_name(e.code().value());
+            lab::say("client ", who, " is gone (", e.what(), " [", why, "]): back to accept()");
+        }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-
-        // socket, bind, listen: from here on the kernel completes every client's handshake alone.
-        const lab::Address here =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
-        lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
-        lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
-        lab::check(::listen(listener.get(), notes_backlog), "listen");
-        lab::announce_ready(listener.get());
-
-        // One client after another. While we chat, nobody calls accept(): later clients are
-        // connected (by the kernel) but wait, unserved, in the accept queue.
-        for (;;) {
-            lab::Address peer;
-            lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
-            const std::string who = lab::to_string(peer);
-            lab::say("accepted ", who, ": chatting with it; other clients wait until it leaves");
-            try {
-                if (!chat_with(conn, who))
-                    return 0;
-            } catch (const std::system_error& e) {
-                // A reset (RST) ends this client's session, not the server.
-                if (e.code().value() != ECONNRESET && e.code().value() != EPIPE)
-                    throw;
-                lab::say("client ", who, " is gone (", e.what(), " [",
-                         ::strerrorname_np(e.code().value()), "]): back to accept()");
-            }
-        }
-    });
+    return lab::run(program, argc, argv, serve);
 }

@@ -129,7 +129,8 @@ inline void step(Connection& c, const std::string& what, ms patience = quick) {
         c.last = seen;
         std::this_thread::sleep_for(ms(30));
     }
-    lab::say(c.last, std::string(c.last.size() < 41 ? 41 - c.last.size() : 1, ' '), what);
+    const std::string pad(c.last.size() < 41 ? 41 - c.last.size() : 1, ' ');
+    lab::say(c.last, pad, what);
 }
 
 inline std::uint16_t port_of(int fd) {
@@ -154,8 +155,10 @@ inline Connection prepare(const std::string& host, std::uint16_t port, int backl
     return c;
 }
 // The client connects (non-blocking when !wait: the SYN may go unanswered); ports are noted.
-inline void connect_client(Connection& c, bool wait) {
-    if (!wait)
+// connect(): wait for the handshake, or start it and return at once (non-blocking).
+enum class Connect { wait, in_background };
+inline void connect_client(Connection& c, Connect how) {
+    if (how == Connect::in_background)
         lab::check(::fcntl(c.client.fd.get(), F_SETFL, O_NONBLOCK), "fcntl(O_NONBLOCK)");
     const lab::Address server = lab::local_address(c.listener.get());
     if (::connect(c.client.fd.get(), server.get(), server.len) < 0 && errno != EINPROGRESS)

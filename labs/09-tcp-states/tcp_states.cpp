@@ -27,66 +27,83 @@ constexpr std::array options{
                 "unread-data-reset, half-close, syn-sent, syn-recv, or all (default)"},
     lab::Option{"--host", "H", "loopback address of the server, 127.0.0.1 (default) or ::1"},
     lab::Option{"--port", "P",
-                "server port inside the private namespace (default 8088; 0: the kernel picks)"},
+                "server port inside the private namespace (default {}; 0: the kernel picks)",
+                notes_port},
 };
 constexpr lab::Program program{
     "tcp_states", "Shows both ends' TCP states, step by step, in each scenario.", options};
 
 using probe::Connection, probe::End, probe::step, probe::no_change, probe::retransmission;
 
+// nft matches for probe::hold(): which of an end's segments the namespace drops for a while.
+const std::string fin_only = "tcp flags & fin == fin";
+const std::string any_segment = "";
+
+// close(2) raw: the call the lesson is about (the Fd gives up its fd, so it closes nothing more).
+void close_end(End& end) {
+    lab::check(::close(end.fd.release()), "close");
+}
+
 // One peer closes, then the other. Held-back segments make FIN_WAIT1 and LAST_ACK visible.
-void orderly_close(Connection& c, bool client_first) {
-    End& first = client_first ? c.client : c.server;
-    End& second = client_first ? c.server : c.client;
-    const std::string a = client_first ? "client" : "server",
-                      b = client_first ? "server" : "client";
-    probe::hold(first.local, "tcp flags & fin == fin");
-    first.fd.reset();
-    step(c, a + " close(): FIN sent; held back on its way, so " + a + " waits for its ACK");
+enum class Closer { client, server };
+void orderly_close(Connection& c, Closer who) {
+    const bool client = who == Closer::client;
+    End& active = client ? c.client : c.server;
+    End& passive = client ? c.server : c.client;
+    const std::string one = client ? "client" : "server", other = client ? "server" : "client";
+    probe::hold(active.local, fin_only);
+    close_end(active);
+    step(c, one + " close(): FIN sent; held back on its way, so " + one + " waits for its ACK");
     probe::release();
-    step(c, "FIN retransmitted, gets through: " + b + " ACKs it (CLOSE_WAIT before any recv())",
+    step(c, "FIN retransmitted, gets through: " + other + " ACKs it (CLOSE_WAIT before recv())",
          retransmission);
-    probe::hold(first.local, "");
-    second.fd.reset();
-    step(c, b + " close(): its FIN reaches " + a + "; " + a + "'s last ACK is held back");
+    probe::hold(active.local, any_segment);
+    close_end(passive);
+    step(c, other + " close(): its FIN reaches " + one + "; " + one + "'s last ACK is held back");
     probe::release();
-    step(c, b + " retransmits its FIN, " + a + " ACKs again: only " + a + " stays in TIME_WAIT",
+    step(c,
+         other + " retransmits its FIN, " + one + " ACKs again: only " + one +
+             " stays in TIME_WAIT",
          retransmission);
+}
+void client_closes_first(Connection& c) {
+    orderly_close(c, Closer::client);
+}
+void server_closes_first(Connection& c) {
+    orderly_close(c, Closer::server);
 }
 
 // Both close before either FIN is ACKed: hold the server's FIN back so that the client's FIN
 // overtakes it.
 void simultaneous_close(Connection& c) {
-    // BEGIN SOLUTION: hold the server's FIN; close server, then client; release it; step() each
-    probe::hold(c.server.local, "tcp flags & fin == fin");
-    c.server.fd.reset();
+    // SOLUTION: hold the server's FIN; close server, then client; release it; step() each
+    probe::hold(c.server.local, fin_only);
+    close_end(c.server);
     step(c, "server close(): its FIN is held back on its way");
-    c.client.fd.reset();
+    close_end(c.client);
     step(c, "client close(): FIN arrives at a server waiting for its own FIN's ACK");
     probe::release();
     step(c, "the server's FIN gets through: both closed actively, both wait", retransmission);
-    // STUB (void)c;
-    // STUB throw std::runtime_error("simultaneous_close is not written yet");
-    // END SOLUTION
+    // END
 }
 
 void unread_data_reset(Connection& c) {
     lab::write_all(c.client.fd.get(), "unread");
     step(c, "client sends 6 bytes; the server does not read them", no_change);
-    c.server.fd.reset();
+    close_end(c.server);
     step(c, "server close() with unread data: RST instead of FIN");
     char byte = 0;
     const ssize_t n = ::recv(c.client.fd.get(), &byte, 1, 0);
     const int err = errno;
-    lab::say("client recv() -> ", n, ' ', n < 0 ? ::strerrorname_np(err) : "", " (",
-             n < 0 ? ::strerror(err) : "no error", ')');
+    const std::string name = n < 0 ? lab::errno_name(err) : "";
+    const std::string text = n < 0 ? ::strerror(err) : "no error";
+    lab::say("client recv() -> ", n, ' ', name, " (", text, ')');
 }
 
 void half_close(Connection& c) {
-    // BEGIN SOLUTION: close only the client's sending direction (FIN goes; it can still receive)
+    // SOLUTION: close only the client's sending direction (FIN goes; it can still receive)
     lab::check(::shutdown(c.client.fd.get(), SHUT_WR), "shutdown(SHUT_WR)");
-    // STUB throw std::runtime_error("half_close: the client's half-close is not written yet");
-    // END SOLUTION
+    // END
     step(c, "client shutdown(SHUT_WR): FIN sent, the client can still receive");
     std::array<char, 64> buf{};
     lab::say("server recv() -> ",
@@ -96,12 +113,12 @@ void half_close(Connection& c) {
     const auto n = lab::check(::recv(c.client.fd.get(), buf.data(), buf.size(), 0), "recv");
     lab::say("client recv() -> ", n, " bytes \"", std::string_view(buf.data(), n),
              "\" (a half-closed socket receives)");
-    c.server.fd.reset();
+    close_end(c.server);
     step(c, "server close(): its FIN puts the client's end, fd still open, in TIME_WAIT");
     lab::say("client TCP_INFO -> ", probe::info_state(c.client.fd.get()), ", /proc/net/tcp -> ",
              probe::proc_state(c.client.local, c.client.remote).value_or("nothing"),
              " (TIME_WAIT is a separate object)");
-    c.client.fd.reset();
+    close_end(c.client);
     step(c, "client close(): the TIME_WAIT entry outlives the fd", no_change);
 }
 
@@ -110,21 +127,21 @@ void syn_sent(Connection& c) {
     const lab::Address server = lab::local_address(c.listener.get());
     lab::Fd first(lab::check(::socket(server.family(), SOCK_STREAM, 0), "socket"));
     lab::check(::connect(first.get(), server.get(), server.len), "connect");
-    probe::connect_client(c, false);
+    probe::connect_client(c, probe::Connect::in_background);
     step(c, "another client fills the accept queue (backlog 0); connect(): SYN dropped");
     lab::Fd taken(lab::check(::accept(c.listener.get(), nullptr, nullptr), "accept"));
     step(c, "server accept()s the other client; the retransmitted SYN gets in", retransmission);
 }
 
 void syn_recv(Connection& c) {
-    // BEGIN SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: half-open until data arrives
+    // SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: half-open until data arrives
     // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
     const int seconds = 5;
     lab::check(
         ::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds),
         "setsockopt(TCP_DEFER_ACCEPT)");
-    // END SOLUTION
-    probe::connect_client(c, true);
+    // END
+    probe::connect_client(c, probe::Connect::wait);
     step(c, "connect() returns; TCP_DEFER_ACCEPT: the server keeps its end until data");
     lab::write_all(c.client.fd.get(), "hello");
     step(c, "client sends data: the server's end is complete");
@@ -132,54 +149,65 @@ void syn_recv(Connection& c) {
     step(c, "accept() returns it", no_change);
 }
 
+// Each scenario: its name, the listener's backlog, whether it starts from an open connection.
+enum class Start { connected, listening };
 struct Scenario {
     std::string_view name;
     int backlog;
-    bool opened;
+    Start start;
     void (*run)(Connection&);
 };
 constexpr std::array<Scenario, 7> scenarios{{
-    {"client-closes-first", 8, true,
-     [](Connection& c) {
-         orderly_close(c, true);
-     }},
-    {"server-closes-first", 8, true,
-     [](Connection& c) {
-         orderly_close(c, false);
-     }},
-    {"simultaneous-close", 8, true, simultaneous_close},
-    {"unread-data-reset", 8, true, unread_data_reset},
-    {"half-close", 8, true, half_close},
-    {"syn-sent", 0, false, syn_sent},
-    {"syn-recv", 8, false, syn_recv},
+    {.name = "client-closes-first",
+     .backlog = 8,
+     .start = Start::connected,
+     .run = client_closes_first},
+    {.name = "server-closes-first",
+     .backlog = 8,
+     .start = Start::connected,
+     .run = server_closes_first},
+    {.name = "simultaneous-close",
+     .backlog = 8,
+     .start = Start::connected,
+     .run = simultaneous_close},
+    {.name = "unread-data-reset",
+     .backlog = 8,
+     .start = Start::connected,
+     .run = unread_data_reset},
+    {.name = "half-close", .backlog = 8, .start = Start::connected, .run = half_close},
+    {.name = "syn-sent", .backlog = 0, .start = Start::listening, .run = syn_sent},
+    {.name = "syn-recv", .backlog = 8, .start = Start::listening, .run = syn_recv},
 }};
+
+// Run the chosen scenario (or all), each in a fresh network namespace.
+int show_states(const lab::Args& args) {
+    lab::exit_on_signals();
+    const std::string wanted = args.get("--scenario", "all");
+    const std::string host = args.get("--host", lab::default_host);
+    const std::uint16_t port = args.port(notes_port);
+    bool found = false;
+    for (const Scenario& s : scenarios) {
+        if (wanted != "all" && wanted != s.name)
+            continue;
+        found = true;
+        // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) can
+        // interfere.
+        lab::say("scenario ", s.name);
+        Connection c = probe::prepare(host, port, s.backlog);
+        if (s.start == Start::connected) {
+            probe::connect_client(c, probe::Connect::wait);
+            probe::accept_server(c);
+            step(c, "connect() and accept(): the three-way handshake is done");
+        }
+        s.run(c);
+    }
+    if (!found)
+        throw lab::usage_error("--scenario: no scenario named '" + wanted + "'");
+    return 0;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        const std::string wanted = args.get("--scenario", "all"),
-                          host = args.get("--host", "127.0.0.1");
-        const std::uint16_t port = args.port(notes_port);
-        bool found = false;
-        for (const Scenario& s : scenarios) {
-            if (wanted != "all" && wanted != s.name)
-                continue;
-            found = true;
-            // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) can
-            // interfere.
-            lab::say("scenario ", s.name);
-            Connection c = probe::prepare(host, port, s.backlog);
-            if (s.opened) {
-                probe::connect_client(c, true);
-                probe::accept_server(c);
-                step(c, "connect() and accept(): the three-way handshake is done");
-            }
-            s.run(c);
-        }
-        if (!found)
-            throw lab::usage_error("--scenario: no scenario named '" + wanted + "'");
-        return 0;
-    });
+    return lab::run(program, argc, argv, show_states);
 }

@@ -22,8 +22,8 @@ namespace {
 
 constexpr std::uint16_t notes_port = 8088;  // 2MSL问题 and 单进程服务器 bind 8088
 constexpr std::array options{
-    lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
-    lab::Option{"--port", "P", "port to listen on (default 8088; 0: the kernel picks)"},
+    lab::Option{"--host", "H", "address to listen on (default {})", lab::default_host},
+    lab::Option{"--port", "P", "port to listen on (default {}; 0: the kernel picks)", notes_port},
     lab::Option{"--reuseaddr", "",
                 "setsockopt(SO_REUSEADDR) before bind(): bind despite TIME_WAIT"},
     lab::Option{"--reuseport", "",
@@ -42,57 +42,60 @@ void enable(int fd, int option, const char* name) {
                std::string("setsockopt(") + name + ")");
 }
 
+// Bind (with the chosen options), serve one client, close and exit.
+int serve(const lab::Args& args) {
+    lab::exit_on_signals();
+    if (args.flag("--server-closes-first") && args.flag("--client-closes-first"))
+        throw lab::usage_error(
+            "--server-closes-first and --client-closes-first exclude each other");
+    const bool client_first = args.flag("--client-closes-first");
+    const lab::Address here =
+        lab::resolve(args.get("--host", lab::default_host), args.port(notes_port), SOCK_STREAM);
+
+    // The options count only if set before bind(). SO_REUSEADDR is also copied to every
+    // accepted socket, and Linux lets a new bind pass a TIME_WAIT entry only if both sockets
+    // had it set.
+    lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
+    // SOLUTION: enable() SO_REUSEADDR if --reuseaddr, SO_REUSEPORT if --reuseport
+    if (args.flag("--reuseaddr"))
+        enable(listener.get(), SO_REUSEADDR, "SO_REUSEADDR");
+    if (args.flag("--reuseport"))
+        enable(listener.get(), SO_REUSEPORT, "SO_REUSEPORT");
+    // END
+    lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
+    lab::check(::listen(listener.get(), 5), "listen");
+    lab::announce_ready(listener.get());
+
+    // Serve exactly one client: one message in, one reply out.
+    lab::Address from;
+    lab::Fd conn(lab::check(::accept(listener.get(), from.get(), &from.len), "accept"));
+    lab::say("accepted ", lab::to_string(from));
+    std::array<char, 1024> buf{};
+    const ssize_t n = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv");
+    lab::write_all(conn.get(), "served: " + std::string(buf.data(), static_cast<std::size_t>(n)));
+
+    const std::string me = lab::to_string(lab::local_address(conn.get()));  // for the last line
+
+    // Who sends the first FIN decides who waits in TIME_WAIT: the active closer, 60 s on Linux.
+    // SOLUTION: --client-closes-first: recv() until 0 (its FIN), say so; then close conn
+    if (client_first) {
+        for (ssize_t got = 1; got > 0;)
+            got = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv");
+        lab::say("the client closed first (recv returned 0): TIME_WAIT will be on its side");
+    }
+    conn.reset();
+    // END
+    const std::string closed = client_first
+                                   ? "closed " + me + " as the passive closer: no TIME_WAIT here"
+                                   : "closed first: " + me + " now waits in TIME_WAIT for 60 s";
+    lab::say(closed);
+    // Closing the listener frees the port at once; only the connection's TIME_WAIT can remain.
+    listener.reset();
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return lab::run(program, argc, argv, [](const lab::Args& args) {
-        lab::exit_on_signals();
-        if (args.flag("--server-closes-first") && args.flag("--client-closes-first"))
-            throw lab::usage_error(
-                "--server-closes-first and --client-closes-first exclude each other");
-        const bool client_first = args.flag("--client-closes-first");
-        const lab::Address here =
-            lab::resolve(args.get("--host", "127.0.0.1"), args.port(notes_port), SOCK_STREAM);
-
-        // The options count only if set before bind(). SO_REUSEADDR is also copied to every
-        // accepted socket, and Linux lets a new bind pass a TIME_WAIT entry only if both sockets
-        // had it set.
-        lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
-        // BEGIN SOLUTION: enable() SO_REUSEADDR if --reuseaddr, SO_REUSEPORT if --reuseport
-        if (args.flag("--reuseaddr"))
-            enable(listener.get(), SO_REUSEADDR, "SO_REUSEADDR");
-        if (args.flag("--reuseport"))
-            enable(listener.get(), SO_REUSEPORT, "SO_REUSEPORT");
-        // STUB (void)enable;
-        // END SOLUTION
-        lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
-        lab::check(::listen(listener.get(), 5), "listen");
-        lab::announce_ready(listener.get());
-
-        // Serve exactly one client: one message in, one reply out.
-        lab::Address from;
-        lab::Fd conn(lab::check(::accept(listener.get(), from.get(), &from.len), "accept"));
-        lab::say("accepted ", lab::to_string(from));
-        std::array<char, 1024> buf{};
-        const ssize_t n = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv");
-        lab::write_all(conn.get(),
-                       "served: " + std::string(buf.data(), static_cast<std::size_t>(n)));
-
-        const std::string me = lab::to_string(lab::local_address(conn.get()));  // for the last line
-
-        // Who sends the first FIN decides who waits in TIME_WAIT: the active closer, 60 s on Linux.
-        // BEGIN SOLUTION: --client-closes-first: recv() until 0 (its FIN), say so; then close conn
-        if (client_first) {
-            for (ssize_t got = 1; got > 0;)
-                got = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv");
-            lab::say("the client closed first (recv returned 0): TIME_WAIT will be on its side");
-        }
-        conn.reset();
-        // END SOLUTION
-        lab::say(client_first ? "closed " + me + " as the passive closer: no TIME_WAIT here"
-                              : "closed first: " + me + " now waits in TIME_WAIT for 60 s");
-        // Closing the listener frees the port at once; only the connection's TIME_WAIT can remain.
-        listener.reset();
-        return 0;
-    });
+    return lab::run(program, argc, argv, serve);
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,6 +32,9 @@ def test_markers_balance_in_the_tree():
     ("// BEGIN SOLUTION\nint x;\n", "never closed"),
     ("// STUB return 0;\n", "STUB outside"),
     ("# BEGIN HIDDEN TESTS\n// END SOLUTION\n", "closes the HIDDEN TESTS region"),
+    ("// SOLUTION: a\n// SOLUTION: b\n// END\n// END\n", "inside"),
+    ("int x;\n// END\n", "without a BEGIN"),
+    ("// SOLUTION: a\nint x;\n", "never closed"),
 ])
 def test_unbalanced_markers_are_errors_with_the_line(text, problem):
     with pytest.raises(handout.MarkerError, match=problem):
@@ -39,20 +43,63 @@ def test_unbalanced_markers_are_errors_with_the_line(text, problem):
 
 def test_region_becomes_todo_and_stub_at_its_indentation():
     src = ("int f(int a) {\n"
-           "    // BEGIN SOLUTION: return twice a\n"
-           "    return 2 * a;\n"
-           "    // STUB (void)a;\n"
-           "    // STUB return 0;\n"
-           "    // END SOLUTION\n"
+           "    // SOLUTION: return twice a\n"
+           "    if (a > 0) {\n"
+           "        return 2 * a;\n"
+           "            // STUB return 0;\n"
+           "    }\n"
+           "    // END\n"
            "}\n"
            "# BEGIN HIDDEN TESTS\n"
            "def test_secret(): pass\n"
            "# END HIDDEN TESTS\n")
     assert handout.strip(src) == ("int f(int a) {\n"
                                   "    // TODO: return twice a\n"
-                                  "    (void)a;\n"
                                   "    return 0;\n"
                                   "}\n")
+
+
+def test_a_region_without_stub_gets_a_throw_naming_its_function():
+    src = ("std::string round_trip(const lab::Fd& s, const lab::Address& server,\n"
+           "                       int timeout_ms) {\n"
+           "    for (int i = 0; i < 3; ++i) {\n"
+           "        // SOLUTION: send and receive\n"
+           "        send(s, server);\n"
+           "        // END\n"
+           "    }\n"
+           "}\n")
+    assert handout.strip(src).splitlines()[3:5] == [
+        "        // TODO: send and receive",
+        '        throw std::runtime_error("round_trip is not written yet");']
+    assert handout.strip("void f() {\n    // SOLUTION: x\n    g();\n    // STUB\n    // END\n}\n") == (
+        "void f() {\n    // TODO: x\n}\n")   # a bare STUB: no stub at all
+
+
+def test_every_stub_of_the_tree_sits_at_its_regions_indentation_and_names_its_function():
+    """Every SOLUTION region of the labs: the TODO line and each stub line start at the marker's
+    indentation, a region without STUB lines throws naming its function, no (void) lines remain."""
+    checked = 0
+    for rel in handout.tree_files(REPO):
+        if rel.parts[0] != "labs" or rel.suffix not in (".cpp", ".hpp"):
+            continue
+        src = (REPO / rel).read_text()
+        out = handout.strip(src, str(rel)).splitlines()
+        lines = src.splitlines()
+        for region in handout.regions(src, str(rel)):
+            if region.kind != "SOLUTION":
+                continue
+            marker = lines[region.start - 1]
+            indent = marker[:len(marker) - len(marker.lstrip())]
+            todo = indent + "// TODO: " + marker.split(":", 1)[1].strip()
+            assert todo in out, f"{rel}:{region.start}: no TODO line at the region's indentation"
+            stub = out[out.index(todo) + 1]
+            assert stub.startswith(indent) and not stub[len(indent)].isspace(), (
+                f"{rel}:{region.start}: the stub {stub!r} is not at the region's indentation")
+            name = handout.enclosing_function(lines, region.start - 1)
+            assert name != "this part", f"{rel}:{region.start}: no enclosing function found"
+            checked += 1
+        assert "(void)" not in "\n".join(out), f"{rel}: a (void) stub line is left in the handout"
+    assert checked >= 20, checked
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +124,9 @@ def test_handout_has_todos_and_no_solution_markers(built_handout):
     tree = built_handout[0]
     assert not (tree / "tests" / "harness").exists()
     text = (tree / "labs" / "02-udp-send-recv" / "udp_recv.cpp").read_text()
-    assert "// TODO: receive one datagram" in text and "BEGIN SOLUTION" not in text and "recvmsg(s.get()" not in text
+    assert "// TODO: receive one datagram" in text and "// SOLUTION" not in text
+    assert "recvmsg(s.get()" not in text and "receive_datagrams is not written yet" in text
+    assert (tree / ".handout").exists(), "CMakeLists.txt needs .handout to relax the unused warnings"
     assert handout.check(tree)[1] == {}
 
 
@@ -114,6 +163,8 @@ def test_handout_scores_below_full_on_every_lab_with_solution_regions(built_hand
             ran_and_failed = [t for t in lab["tests"] if t["status"] == "failed" and t["runs"] and
                               "did not run" not in t["message"]]
             assert ran_and_failed, f"lab {lab['id']}: no test of the handout failed for real\n{console}"
+            named = [t for t in ran_and_failed if re.search(r"\w+ is not written yet", t["message"])]
+            assert named, f"lab {lab['id']}: no failure names the unwritten function\n{console}"
     assert sorted(graded) == with_regions
 
 

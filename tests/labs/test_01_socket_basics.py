@@ -5,13 +5,16 @@ Every claim of labs/01-socket-basics/README.md is checked here against the kerne
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import re
 import socket
+import struct
+import sys
 
 import pytest
 
-from harness import probes
 from harness.contract import assert_cli_contract, occupy_udp
 from harness.output import Line, contract
 
@@ -128,6 +131,62 @@ def test_ipv6_host(lab):
     assert proc.popen.returncode == C.status("done"), proc.report()
     assert before_line(proc)[2] == "[::]:0", "an AF_INET6 socket, not yet bound\n" + proc.report()
     assert bound_line(proc)[2] == "::1"
+
+
+@pytest.mark.limit(20)
+@pytest.mark.hint("sin_port holds the port in network byte order: print the field as getsockname() "
+                  "filled it, and ntohs() of it as the port")
+def test_sin_port_is_the_bound_port_in_network_byte_order(lab, steps):
+    """The port /proc/net/udp shows for the bound socket is the printed port; the printed sin_port
+    is the same 16 bits in network byte order (big-endian), read as a number by this CPU."""
+    with steps.step("start socket_info --hold"):
+        proc = lab.start("socket_info", "--hold")
+        proc.expect(C["holding"])
+    rule = C.line("byte_order")
+    found = [m for m in map(rule.match, proc.stdout.splitlines()) if m]
+    assert found, f"socket_info printed no line like '{rule.template}' ({rule.where})\n{proc.report()}"
+    port, raw, hex_digits = int(found[0]["port"]), int(found[0]["raw"]), found[0]["hex"]
+    with steps.step("read the bound socket's port from /proc/net/udp, by its inode"):
+        fd = int(bound_line(proc)[1])
+        inode = int(os.readlink(f"/proc/{proc.pid}/fd/{fd}")[8:-1])
+        rows = [line.split() for line in open("/proc/net/udp").read().splitlines()[1:]]
+        kernel = [int(r[1].split(":")[1], 16) for r in rows if int(r[9]) == inode]
+        assert kernel, f"the bound socket (inode {inode}) is not in /proc/net/udp"
+    assert port == kernel[0], f"printed port={port}, but the kernel bound port {kernel[0]} (a missing ntohs?)"
+    as_stored = int.from_bytes(kernel[0].to_bytes(2, "big"), sys.byteorder)
+    assert raw == as_stored, (
+        f"sin_port={raw}, but port {kernel[0]} in network byte order reads as {as_stored} on this "
+        f"{sys.byteorder}-endian CPU")
+    assert int(hex_digits, 16) == raw, f"0x{hex_digits} is not {raw}"
+    if sys.byteorder == "little" and kernel[0] >> 8 != kernel[0] & 0xFF:
+        assert raw != port, "on a little-endian CPU the two byte orders differ"
+
+
+def test_ipv6_bind_is_an_af_inet6_socket_in_proc_net_udp6(lab, steps):
+    """--host ::1: the bound socket is in /proc/net/udp6 (an AF_INET6 socket), not in udp."""
+    with steps.step("start socket_info --host ::1 --hold"):
+        proc = lab.start("socket_info", "--host", "::1", "--hold")
+        proc.expect(C["holding"])
+    fd = int(bound_line(proc)[1])
+    inode = int(os.readlink(f"/proc/{proc.pid}/fd/{fd}")[8:-1])
+
+    def inodes(table: str) -> set[int]:
+        return {int(line.split()[9]) for line in open(f"/proc/net/{table}").read().splitlines()[1:]}
+    assert inode in inodes("udp6"), f"the bound socket (inode {inode}) is not in /proc/net/udp6"
+    assert inode not in inodes("udp"), "an IPv6 socket listed in /proc/net/udp"
+    proc.close_stdin()
+    assert proc.wait_exit(5) == 0, proc.report()
+
+
+def test_af_inet_is_ipv4_only():
+    """An AF_INET socket takes only IPv4 addresses: bind() with an IPv6 sockaddr_in6 fails with
+    EAFNOSUPPORT (ip(7), inet_bind). About the kernel: it runs no program."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    sin6 = (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", 0, 0)
+            + socket.inet_pton(socket.AF_INET6, "::1") + struct.pack("=I", 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        assert libc.bind(s.fileno(), sin6, len(sin6)) == -1
+        assert ctypes.get_errno() == errno.EAFNOSUPPORT, os.strerror(ctypes.get_errno())
 
 
 @pytest.mark.hint("--help exits 0, a bad option exits 2 with usage on stderr, a failed bind exits 1 with "

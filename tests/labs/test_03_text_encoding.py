@@ -5,7 +5,6 @@ Each test states one claim of labs/03-text-encoding/README.md and proves it over
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 

@@ -152,6 +152,15 @@ def test_second_receiver_without_reuseaddr_fails_with_eaddrinuse(lab):
     assert_port_taken_fails(lab, "broadcast_receiver", first.ready.port, "--host", "0.0.0.0", "--no-reuseaddr")
 
 
+@pytest.mark.hint("set SO_REUSEADDR before bind() on every receiver: the kernel lets a bind share the "
+                  "port only if the socket already bound there has it too")
+def test_reuseaddr_on_the_second_receiver_alone_is_not_enough(lab):
+    """SO_REUSEADDR must be on *every* receiver: a first one bound without it keeps the port to
+    itself, and a second one that sets it still fails with EADDRINUSE."""
+    first = receiver(lab, 0, "0.0.0.0", "--no-reuseaddr")
+    assert_port_taken_fails(lab, "broadcast_receiver", first.ready.port, "--host", "0.0.0.0")
+
+
 def test_ipv6_has_no_broadcast_but_the_programs_work_over_ipv6(lab):
     listening = receiver(lab, 0, "::1")
     send(lab, "--host", "::1", "--port", str(listening.ready.port), "--message", "v6 unicast")

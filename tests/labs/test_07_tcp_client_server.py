@@ -451,6 +451,23 @@ def test_ipv6_loopback(lab):
     assert (m[1], m[3]) == ("[::1]", "[::1]"), client.report()
 
 
+
+@pytest.mark.hint("take the socket's family from each getaddrinfo result: ::ffff:127.0.0.1 is an IPv6 "
+                  "address, so it needs an AF_INET6 socket")
+def test_ipv4_mapped_address_is_an_ipv6_socket_reaching_an_ipv4_listener(lab):
+    """getaddrinfo gives AF_INET6 for ::ffff:127.0.0.1; that socket connects to a listener bound to
+    127.0.0.1 only (ipv6(7): IPv4-mapped addresses), and the kernel lists it in /proc/net/tcp6."""
+    server = lab.server("tcp_server", "--host", "127.0.0.1", "--port", "0", "--hold")
+    client = lab.start("tcp_client", "--host", "::ffff:127.0.0.1", "--port", server.ready.port)
+    m = client.expect(r"^connected to \[::ffff:127\.0\.0\.1\]:\d+ from \[::ffff:127\.0\.0\.1\]:(\d+)$")
+    mine = int(m[1])
+    rows = open("/proc/net/tcp6").read().splitlines()[1:]
+    assert any(int(r.split()[1].split(":")[1], 16) == mine for r in rows), (
+        f"the client's port {mine} is not in /proc/net/tcp6: not an AF_INET6 socket")
+    client.close_stdin()
+    assert client.wait_exit(5) == 0, client.report()
+    server.close_stdin()
+
 def test_connect_refused_without_server(lab):
     client = lab.run("tcp_client", "--port", free_tcp_port(), "--message", "anyone?")
     assert client.popen.returncode == C.status("refused"), client.report()

@@ -6,8 +6,10 @@ at the TIME_WAIT entries in /proc/net/tcp.
 """
 from __future__ import annotations
 
+import errno
 import json
 import signal
+import socket
 
 import pytest
 
@@ -363,3 +365,50 @@ def test_rst_ends_time_wait_unless_tcp_rfc1337():
     assert got["after_rst_rfc1337_1"], f"with net.ipv4.tcp_rfc1337=1 an RST must not end TIME_WAIT (RFC 1337): {got}"
     assert got["gone_after_rst_rfc1337_0"], (
         f"with tcp_rfc1337=0 (the default) an in-window RST ends TIME_WAIT at once (tcp(7)): {got}")
+
+
+def _restart_after_time_wait(at_bind: int | None, after_bind: int | None, on_accepted: int | None) -> str:
+    """An old listener and its accepted socket with SO_REUSEADDR set (1), cleared (0) or untouched
+    (None) at three moments; the server closes first (TIME_WAIT on its port), then a new socket with
+    SO_REUSEADDR binds that port: "ok" or the errno name."""
+    opt = (socket.SOL_SOCKET, socket.SO_REUSEADDR)
+    with socket.socket() as old:
+        if at_bind is not None:
+            old.setsockopt(*opt, at_bind)
+        old.bind(("127.0.0.1", 0))
+        port = old.getsockname()[1]
+        if after_bind is not None:
+            old.setsockopt(*opt, after_bind)
+        old.listen(1)
+        with socket.create_connection(("127.0.0.1", port)):
+            conn, _ = old.accept()
+            if on_accepted is not None:
+                conn.setsockopt(*opt, on_accepted)
+            conn.close()
+            assert wait_for("the server's end in FIN_WAIT2", lambda: any(
+                s.state == "FIN_WAIT2" and s.local[1] == port for s in tcp_sockets(port)), 5)
+        assert wait_for("TIME_WAIT on the server's port", lambda: any(
+            s.state == "TIME_WAIT" and s.local[1] == port for s in tcp_sockets(port)), 5)
+    with socket.socket() as new:
+        new.setsockopt(*opt, 1)
+        try:
+            new.bind(("127.0.0.1", port))
+        except OSError as e:
+            return errno.errorcode[e.errno]
+    return "ok"
+
+
+@pytest.mark.parametrize("at_bind, after_bind, on_accepted, expected", [
+    (None, None, None, "EADDRINUSE"),
+    (1, None, None, "ok"),
+    (None, 1, None, "ok"),          # set on the listener after its bind(), before accept()
+    (1, 0, None, "EADDRINUSE"),     # cleared on the listener after bind(): accept() copies the 0
+    (None, None, 1, "ok"),          # set on the accepted socket only, before its close()
+    (1, None, 0, "EADDRINUSE"),     # cleared on the accepted socket: TIME_WAIT copies the 0
+], ids=["never", "before-bind", "listener-after-bind", "cleared-after-bind", "accepted-only",
+        "cleared-on-accepted"])
+def test_old_socket_reuseaddr_counts_at_accept_and_close(at_bind, after_bind, on_accepted, expected):
+    """The old socket's SO_REUSEADDR is read when a connection is accepted (the accepted socket
+    copies it) and when that connection enters TIME_WAIT, not only at the listener's bind().
+    A kernel illustration: plain sockets, no lab program."""
+    assert _restart_after_time_wait(at_bind, after_bind, on_accepted) == expected
