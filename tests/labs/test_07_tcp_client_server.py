@@ -459,13 +459,14 @@ def test_ipv4_mapped_address_is_an_ipv6_socket_reaching_an_ipv4_listener(lab):
     127.0.0.1 only (ipv6(7): IPv4-mapped addresses), and the kernel lists it in /proc/net/tcp6."""
     server = lab.server("tcp_server", "--host", "127.0.0.1", "--port", "0", "--hold")
     client = lab.start("tcp_client", "--host", "::ffff:127.0.0.1", "--port", server.ready.port)
-    m = client.expect(r"^connected to \[::ffff:127\.0\.0\.1\]:\d+ from \[::ffff:127\.0\.0\.1\]:(\d+)$")
-    mine = int(m[1])
+    m = client.expect(C["connected"])
+    assert (m[1], m[3]) == ("[::ffff:127.0.0.1]", "[::ffff:127.0.0.1]"), client.report()
+    mine = int(m[4])
     rows = open("/proc/net/tcp6").read().splitlines()[1:]
     assert any(int(r.split()[1].split(":")[1], 16) == mine for r in rows), (
         f"the client's port {mine} is not in /proc/net/tcp6: not an AF_INET6 socket")
     client.close_stdin()
-    assert client.wait_exit(5) == 0, client.report()
+    assert client.wait_exit(5) == C.status("done"), client.report()
     server.close_stdin()
 
 def test_connect_refused_without_server(lab):
