@@ -426,8 +426,10 @@ def _server_end(server: "Server", cport: int) -> probes.TcpSocket | None:
 
 def _stuck_in_send(server: "Server", cport: int, members: list[int]) -> bool:
     """The server has left 32 KiB of this client's bytes unread, and a thread of it sleeps in send()."""
-    row = _server_end(server, cport)
-    return bool(row and row.recv_q >= 32 << 10 and _blocked_in_send(members))
+    if not _blocked_in_send(members):   # cheap: /proc/PID/task/*/syscall
+        return False
+    row = _server_end(server, cport)    # dearer: all of /proc/net/tcp
+    return bool(row and row.recv_q >= 32 << 10)
 
 
 def _fill_server(server: "Server", s: socket.socket, seconds: float) -> bool:
@@ -446,8 +448,8 @@ def _fill_server(server: "Server", s: socket.socket, seconds: float) -> bool:
     while time.monotonic() < end:
         if not _delivered(s, 0.05):
             return False   # its receive window closed first: a FIN could not arrive now
-        if sent and not members:
-            members = server.group()
+        if sent and (not members or sent % (64 << 10) == 0):
+            members = server.group()  # again now and then: a fork server's child comes later
         if members and _stuck_in_send(server, cport, members):
             return True
         try:
