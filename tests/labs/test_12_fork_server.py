@@ -84,10 +84,13 @@ def test_fork_duplicates_the_descriptor_each_side_closes_the_copy_it_does_not_us
         listen = listener_inode(port)
         with steps.step("parent: the listener only; child: the connection only"):
             assert socket_inodes(server.pid) == {listen}, (
-                f"the parent should hold only the listener (socket:[{listen}]), it holds "
-                f"{socket_inodes(server.pid)}")
+                f"expected the parent to hold only the listener (socket:[{listen}]), it holds "
+                f"{socket_inodes(server.pid)}.\nHint: the parent keeps the connection: close the parent's "
+                "copy right after fork(), or the client never sees EOF and the parent runs out of fds")
             assert socket_inodes(child) == {conn}, (
-                f"the child should hold only its connection (socket:[{conn}]), it holds {socket_inodes(child)}")
+                f"expected the child to hold only its connection (socket:[{conn}]), it holds "
+                f"{socket_inodes(child)}.\nHint: the child keeps the listener: close the child's copy of "
+                "the listening socket right after fork()")
         client.send("x")
         assert client.recv_exactly(1) == b"x"
 
@@ -199,7 +202,14 @@ def test_twenty_children_ending_at_once_leave_no_zombie(lab, steps):
             for c in clients:
                 c.close()
     with steps.step("every child is reaped"):
-        wait_for("all 20 children gone and reaped", lambda: not probes.children(server.pid), timeout=5)
+        try:
+            wait_for("all 20 children gone and reaped", lambda: not probes.children(server.pid), timeout=5)
+        except AssertionError:
+            zombies = probes.zombies(server.pid)
+            raise AssertionError(
+                f"expected all 20 children reaped, {len(zombies)} are zombies.\nHint: zombies: a SIGCHLD "
+                "handler must loop waitpid(-1, &status, WNOHANG) until it returns 0, since one SIGCHLD can "
+                "stand for several children") from None
     assert server.popen.poll() is None and "Interrupted system call" not in server.stderr, server.report()
 
 
@@ -241,7 +251,10 @@ def test_killed_parent_frees_the_port_and_the_child_finishes_its_client(lab, ste
         with steps.step("kill -9 the parent: no listener is left"):
             os.kill(server.pid, signal.SIGKILL)
             server.popen.wait(timeout=5 * slowdown())  # its stdout stays open: the child holds it
-            assert listener_inode(port) is None, "no process should hold the listener any more"
+            assert listener_inode(port) is None, (
+                f"expected no listener on port {port} once the parent was killed, the child "
+                f"{child} holds {socket_inodes(child)}.\nHint: the child keeps the listener: close the "
+                "child's copy of the listening socket right after fork()")
         with steps.step("a restart on the same port works (SO_REUSEADDR; the child's connection is on it)"):
             again = lab.server("echo_fork", "--port", port)
             assert again.ready.port == port
