@@ -20,6 +20,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "echo.hpp"  // lab::preview: the log shows the first 64 bytes
 #include "lab.hpp"
 
 namespace {
@@ -28,7 +29,6 @@ constexpr std::string_view default_host = "127.0.0.1";
 constexpr std::uint16_t notes_port = 8088;   // 单进程服务器 binds 8088
 constexpr int notes_backlog = 5;             // and calls listen(5)
 constexpr std::size_t notes_bufsize = 1024;  // and recv(1024)
-constexpr std::size_t shown_bytes = 64;      // bytes of each receive the log shows
 
 const std::string host_help = "address to listen on (default " + std::string(default_host) + ")";
 const std::string port_help =
@@ -40,12 +40,6 @@ const std::array options{
 };
 const lab::Program program{"echo_iterative",
                            "Echoes every byte back to one TCP client at a time, in turn.", options};
-
-// The first bytes of one receive, C-escaped, and "..." when there were more.
-std::string preview(std::string_view data) {
-    const bool cut = data.size() > shown_bytes;
-    return lab::quoted(data.substr(0, shown_bytes)) + (cut ? "..." : "");
-}
 
 // One client, to its EOF: whatever recv() returns goes back whole before the next recv().
 void echo(const lab::Fd& conn, const std::string& who, bool quiet) {
@@ -59,11 +53,11 @@ void echo(const lab::Fd& conn, const std::string& who, bool quiet) {
         }
         const std::string_view data(buf.data(), static_cast<std::size_t>(n));
         if (!quiet) {
-            lab::say("recv ", n, " bytes from ", who, ": ", preview(data));
+            lab::say("recv ", n, " bytes from ", who, ": ", lab::preview(data));
         }
         lab::write_all(conn.get(), data);  // send() may take less than asked: write_all loops
     }
-    // STUB (void)conn, (void)who, (void)quiet, (void)preview;
+    // STUB (void)conn, (void)who, (void)quiet;
     // END SOLUTION
 }
 
@@ -109,7 +103,7 @@ int serve(const lab::Args& args) {
             lab::say("dropped ", who, ": ", e.what(), " [", name, "]");
         }
     }
-    // STUB (void)listener, (void)quiet;
+    // STUB (void)listener, (void)quiet, (void)echo;
     // STUB return 0;
     // END SOLUTION
 }

@@ -106,6 +106,7 @@ void on_signal(int sig, void (*handler)(int), int flags) {
     if (!args.flag("--child-keeps-listener")) {
         listener.reset();  // else it would keep the port listening after the parent is gone
     }
+    // STUB (void)listener;
     // END SOLUTION
     const bool quiet = args.flag("--quiet");
     int status = 0;

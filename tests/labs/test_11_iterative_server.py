@@ -4,6 +4,7 @@ Each test states one claim of labs/11-iterative-server/README.md and proves it o
 """
 from __future__ import annotations
 
+import signal
 import socket
 
 import pytest
@@ -125,3 +126,27 @@ def test_one_process_one_thread_one_client_at_a_time(lab):
 @pytest.mark.hint("--help exits 0; an unknown option exits 2 with usage on stderr")
 def test_cli_contract(lab):
     assert_help_and_usage(lab, "echo_iterative")
+
+
+@pytest.mark.hint("set SO_REUSEADDR on the listening socket before bind(), so that a restart can bind "
+                  "beside the last run's FIN_WAIT2 / TIME_WAIT connections")
+def test_restart_on_the_same_port_at_once_works(lab, steps):
+    server = lab.server("echo_iterative", "--port", "0")
+    port = server.ready.port
+    with TcpClient("127.0.0.1", port) as client:
+        client.send("hi\n")
+        assert client.recv_exactly(3) == b"hi\n"
+        with steps.step("SIGTERM while the client is connected: the server closes first"):
+            server.popen.send_signal(signal.SIGTERM)
+            assert server.wait_exit(5) == 0, server.report()
+            wait_for("the server's end of the connection in FIN_WAIT2 or TIME_WAIT",
+                     lambda: any(s.local[1] == port and s.state in ("FIN_WAIT2", "TIME_WAIT")
+                                 for s in probes.tcp_sockets(port)), timeout=5)
+        with steps.step("a new run binds the same port at once"):
+            again = lab.start("echo_iterative", "--port", port)
+            try:
+                again.wait_ready(timeout=5 * slowdown())
+            except AssertionError:
+                raise AssertionError(
+                    f"expected the restart on port {port} to be ready at once.\n{again.report()}\nHint: set "
+                    "SO_REUSEADDR on the listening socket before bind() (lab 10)") from None
