@@ -100,8 +100,6 @@ void on_signal(int sig, void (*handler)(int), int flags) {
 // The child: one client, to its EOF, then _exit() (never back into the parent's loop).
 [[noreturn]] void serve_client(lab::Fd& listener, const lab::Fd& conn, const std::string& who,
                                const lab::Args& args) {
-    lab::exit_on_signals();  // its own SIGTERM/SIGINT handling, not the parent's end_all
-    ::signal(SIGCHLD, SIG_DFL);
     // BEGIN SOLUTION: close the child's copy of the listener (unless --child-keeps-listener)
     if (!args.flag("--child-keeps-listener")) {
         listener.reset();  // else it would keep the port listening after the parent is gone
@@ -184,7 +182,9 @@ int serve(const lab::Args& args) {
         ::sigprocmask(SIG_BLOCK, &guarded, &old);
         const pid_t pid = lab::check(::fork(), "fork");
         if (pid == 0) {
-            ::sigprocmask(SIG_SETMASK, &old, nullptr);
+            lab::exit_on_signals();  // the child's own handlers first, not the parent's end_all,
+            ::signal(SIGCHLD, SIG_DFL);
+            ::sigprocmask(SIG_SETMASK, &old, nullptr);  // then the signals may come
             serve_client(listener, conn, who, args);
         }
         slot->store(pid);

@@ -55,9 +55,12 @@ def test_second_client_connects_at_once_its_bytes_wait_and_come_in_one_recv(lab,
             with steps.step("client 2 sends twice; both pieces wait unread in the kernel"):
                 second.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 second.send("hello")
-                wait_for("5 bytes queued", lambda: (s := server_end(port, second.local_port)) and s.recv_q == 5)
+                def queued(n: int) -> bool:
+                    row = server_end(port, second.local_port)
+                    return row is not None and row.recv_q == n
+                wait_for("5 bytes queued", lambda: queued(5))
                 second.send("world")
-                wait_for("10 bytes queued", lambda: (s := server_end(port, second.local_port)) and s.recv_q == 10)
+                wait_for("10 bytes queued", lambda: queued(10))
                 with pytest.raises(ClientTimeout):
                     second.recv_some(timeout=0.5 * slowdown())
                 assert "recv 5 bytes" not in server.stdout, server.report()

@@ -128,7 +128,8 @@ def test_fin_goes_out_only_when_the_last_copy_is_closed(lab, steps):
                 early = client.recv_some(timeout=1.0 * slowdown())
             except ClientTimeout:
                 early = None
-            assert early is None, f"the client should see no EOF while the parent holds the socket, got {early!r}"
+            assert early is None, \
+                f"the client should see no EOF while the parent holds the socket, got {early!r}"
             assert server_end(port, client.local_port).state == "CLOSE_WAIT"
         with steps.step("the parent exits: its copy was the last, the FIN goes out now"):
             os.kill(server.pid, signal.SIGTERM)
@@ -165,7 +166,8 @@ def test_parent_keeps_conn_grows_one_fd_per_client_until_emfile(lab, steps):
     # Each finished client's socket waits in CLOSE_WAIT, held by the parent; so does the last one,
     # still in the accept queue, which the client has closed too.
     states = probes.tcp_states(port)
-    assert states.get("CLOSE_WAIT", 0) == served + 1, f"every finished client should sit in CLOSE_WAIT: {dict(states)}"
+    assert states.get("CLOSE_WAIT", 0) == served + 1, \
+        f"every finished client should sit in CLOSE_WAIT: {dict(states)}"
 
 
 @pytest.mark.hint("install a SIGCHLD handler that reaps with waitpid(-1, &status, WNOHANG) in a loop")
@@ -188,7 +190,9 @@ def test_no_reap_leaves_one_zombie_per_finished_client(lab, steps):
 def test_twenty_children_ending_at_once_leave_no_zombie(lab, steps):
     server = lab.server("echo_fork", "--port", "0")
     caught = int(probes.status_field(server.pid, "SigCgt"), 16)
-    assert caught & (1 << (signal.SIGCHLD - 1)), "the server should catch SIGCHLD (SigCgt in /proc/PID/status)"
+    assert caught & (1 << (signal.SIGCHLD - 1)), \
+        "expected the server to catch SIGCHLD (SigCgt in /proc/PID/status).\nHint: zombies: install a " \
+        "SIGCHLD handler that loops waitpid(-1, &status, WNOHANG)"
     clients = [TcpClient("127.0.0.1", server.ready.port) for _ in range(20)]
     try:
         with steps.step("20 clients, each echoed once"):
@@ -222,7 +226,8 @@ def test_child_keeps_listener_holds_the_port_after_the_parent_dies(lab, steps):
         listen = listener_inode(port)
         with steps.step("kill -9 the parent while the child serves"):
             os.kill(server.pid, signal.SIGKILL)
-            server.popen.wait(timeout=5 * slowdown())  # its stdout stays open: the child holds it
+            # not wait_exit(): that also waits for its stdout to close, and the child holds it open
+            wait_for("the parent gone", lambda: server.popen.poll() is not None, timeout=5)
         with steps.step("the port still LISTENs: the child's copy of the listener"):
             assert listener_inode(port) == listen and listen in socket_inodes(child), (
                 listen, listener_inode(port), socket_inodes(child))
@@ -250,7 +255,8 @@ def test_killed_parent_frees_the_port_and_the_child_finishes_its_client(lab, ste
         child = child_of(server, client.local_port)
         with steps.step("kill -9 the parent: no listener is left"):
             os.kill(server.pid, signal.SIGKILL)
-            server.popen.wait(timeout=5 * slowdown())  # its stdout stays open: the child holds it
+            # not wait_exit(): that also waits for its stdout to close, and the child holds it open
+            wait_for("the parent gone", lambda: server.popen.poll() is not None, timeout=5)
             assert listener_inode(port) is None, (
                 f"expected no listener on port {port} once the parent was killed, the child "
                 f"{child} holds {socket_inodes(child)}.\nHint: the child keeps the listener: close the "
