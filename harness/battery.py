@@ -136,6 +136,20 @@ def _group_rss_kib(pids: list[int]) -> int:
     return total
 
 
+def _where(pids: list[int]) -> str:
+    """State, system call and fds of each process: where it is stuck."""
+    out = []
+    for pid in pids[:4]:
+        try:
+            with open(f"/proc/{pid}/syscall") as f:
+                call = f.read().split(maxsplit=1)[0]
+            fds = sorted(probes.fd_targets(pid))
+            out.append(f"pid {pid} state {probes.state(pid)} in syscall {call}, fds {fds}")
+        except (OSError, ProcessLookupError, IndexError):
+            out.append(f"pid {pid}: gone")
+    return "; ".join(out)
+
+
 def _death(proc: LabProcess) -> str:
     """Why the server is gone, as a failure message with its hint."""
     rc = proc.popen.poll()
@@ -247,7 +261,8 @@ class Server:
             except AssertionError:
                 raise AssertionError(
                     f"expected {self.base.children} child processes once the clients left, found "
-                    f"{len(self.live_children())} still running.\nHint: a child per client must exit as soon "
+                    f"{len(self.live_children())} still running ({_where(self.live_children())}).\n"
+                    "Hint: a child per client must exit as soon "
                     "as its client is done (recv() returned 0 or an error), never return to the accept "
                     "loop") from None
             try:
