@@ -231,6 +231,11 @@ class Server:
         pid = self.proc.pid
         self.base = Baseline(probes.fd_count(pid), probes.thread_count(pid), len(self.live_children()))
 
+    def accept_queue(self) -> int:
+        """Connections waiting for accept() (the listener's Recv-Q)."""
+        rows = [s for s in probes.tcp_sockets(self.port) if s.state == "LISTEN" and s.local[1] == self.port]
+        return rows[0].recv_q if rows else 0
+
     def _close_wait(self) -> list[probes.TcpSocket]:
         rows = probes.tcp_sockets(self.port)
         return [s for s in rows if s.state == "CLOSE_WAIT" and s.local[1] == self.port]
@@ -610,6 +615,9 @@ def check_rst_storm(lab, model: Model, steps: Steps) -> None:
             s = socket.create_connection((server.host, server.port), timeout=_t(5))
             s.sendall(bytes([i]) * 100)
             _reset(s)
+            # Paced by the accept queue: a full one drops SYNs, and each costs a 1 s retransmission.
+            wait_for("the server to take the reset connections off its accept queue",
+                     lambda: server.accept_queue() < 2 or server.proc.popen.poll() is not None, timeout=5)
         server.assert_alive()
     with steps.step("clients reset mid-echo after their FIN, until 3 did so while the server was sending"):
         confirmed = 0
