@@ -7,16 +7,21 @@
 //          epoll_wait, then calls for exactly the fds it reported; /proc/PID/fdinfo/3 (the epoll
 //          fd) has one tfd: line per registered fd.
 // Simplifications: level-triggered, one recv() of up to 1024 bytes per event (epoll reports the
-//          fd again while bytes are left); the reply is written with a blocking loop, so a client
-//          that never reads its echo stalls everyone (lab 18 queues output behind EPOLLOUT).
+//          fd again while bytes are left). At most one chunk waits per client: while its echo
+//          does not fit, the server watches that client for EPOLLOUT only and reads no more from
+//          it, so TCP flow control holds a client that never reads (lab 18: real output queues).
+//          At the fd limit (EMFILE) it stops watching the listener until a client leaves.
 // See also: epoll(7), epoll_ctl(2), epoll_wait(2), accept4(2); epoll_api_tour.cpp; lab 18.
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <map>
 #include <string>
+#include <string_view>
+#include <system_error>
 
 #include "lab.hpp"
 
@@ -25,12 +30,13 @@ namespace {
 constexpr std::uint16_t walkthrough_port = 9292;   // the walkthrough's server binds 9292
 constexpr std::size_t walkthrough_bufsize = 1024;  // and reads recv(1024)
 constexpr int max_events = 64;
+constexpr std::size_t shown_bytes = 64;  // bytes of each receive the log shows
 const std::string port_help =
     "port to listen on (default " + std::to_string(walkthrough_port) + "; 0: the kernel picks)";
 const std::array options{
     lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
     lab::Option{"--port", "P", port_help},
-    lab::Option{"--quiet", "", "do not log each received chunk"},
+    lab::Option{"--quiet", "", "no line per receive (accepts and closes are still logged)"},
     lab::Option{"--notes-order", "",
                 "on a client's end, close() before EPOLL_CTL_DEL, as the "
                 "walkthrough does (the DEL then fails with EBADF)"},
@@ -38,9 +44,19 @@ const std::array options{
 const lab::Program program{"epoll_lt_echo", "Echoes every TCP client, all in one epoll loop.",
                            options};
 
+// The first bytes of one receive, C-escaped, and "..." when there were more.
+std::string preview(std::string_view data) {
+    return lab::quoted(data.substr(0, shown_bytes)) + (data.size() > shown_bytes ? "..." : "");
+}
+std::string reason(const std::system_error& e) {
+    return std::string(e.what()) + " [" + ::strerrorname_np(e.code().value()) + "]";
+}
+
 struct Client {
     lab::Fd fd;
     std::string who;
+    std::string pending;   // the part of the last echo that did not fit yet
+    bool waiting = false;  // watched for EPOLLOUT (instead of EPOLLIN) until pending is sent
 };
 
 struct Server {
@@ -49,60 +65,105 @@ struct Server {
     std::map<int, Client> clients;
     bool quiet;
     bool notes_order;
+    bool paused = false;  // not watching the listener: out of fds
+
+    void watch(int op, int fd, std::uint32_t events) const {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.fd = fd;
+        lab::check(::epoll_ctl(ep.get(), op, fd, &ev), "epoll_ctl");
+    }
 
     // A new connection: accept it and watch it for input (level-triggered: no EPOLLET).
     void accept_one() {
         lab::Address peer;
-        const int fd = ::accept4(listener.get(), peer.get(), &peer.len, SOCK_CLOEXEC);
+        const int fd =
+            ::accept4(listener.get(), peer.get(), &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0 && (errno == EAGAIN || errno == ECONNABORTED)) {
             return;  // the listener is non-blocking: the client left before we got to it
         }
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+            // The connection stays queued, so a level-triggered listener would be reported
+            // again at once, forever: stop watching it until a client leaves.
+            lab::say("paused accepting: accept4: ", ::strerror(errno), " [",
+                     ::strerrorname_np(errno), "]");
+            watch(EPOLL_CTL_MOD, listener.get(), 0);
+            paused = true;
+            return;
+        }
         lab::Fd conn(lab::check(fd, "accept4"));
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.fd = conn.get();
-        lab::check(::epoll_ctl(ep.get(), EPOLL_CTL_ADD, conn.get(), &ev), "epoll_ctl(ADD)");
+        watch(EPOLL_CTL_ADD, conn.get(), EPOLLIN);
         const std::string who = lab::to_string(peer);
         lab::say("accepted ", who);
-        clients.emplace(fd, Client{std::move(conn), who});
+        clients.emplace(fd, Client{std::move(conn), who, {}});
     }
 
     // Unregister, then close: the other order makes EPOLL_CTL_DEL fail with EBADF, and a close()
     // that does not drop the last reference would leave the fd registered (epoll(7) Q6).
-    void drop(int fd, std::string_view why) {
+    void drop(int fd, const std::string& line) {
         const auto it = clients.find(fd);
-        const std::string who = it->second.who;
         if (notes_order) {
             it->second.fd.reset();
         }
         lab::check(::epoll_ctl(ep.get(), EPOLL_CTL_DEL, fd, nullptr),
                    "epoll_ctl(DEL) fd " + std::to_string(fd));
         clients.erase(it);
-        lab::say("closed ", who, " (", why, ")");
+        lab::say(line);
+        if (paused) {
+            lab::say("resumed accepting");  // an fd is free again
+            watch(EPOLL_CTL_MOD, listener.get(), EPOLLIN);
+            paused = false;
+        }
+    }
+
+    // Send what is pending; what does not fit waits for EPOLLOUT, and reading waits with it.
+    void flush(Client& c) const {
+        const ssize_t n = ::send(c.fd.get(), c.pending.data(), c.pending.size(), MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            lab::check(n, "send");
+        }
+        c.pending.erase(0, n < 0 ? 0 : static_cast<std::size_t>(n));
+        if (c.waiting != !c.pending.empty()) {
+            c.waiting = !c.pending.empty();
+            watch(EPOLL_CTL_MOD, c.fd.get(), c.waiting ? EPOLLOUT : EPOLLIN);
+        }
     }
 
     // One recv() per event. The bytes go back as they came: a UTF-8 character cut in two by
     // the 1024-byte read is echoed whole, because nothing here decodes it.
-    void echo(int fd) {
+    void echo(Client& c) {
         std::array<char, walkthrough_bufsize> buf{};
-        const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-        if (n == 0) {
-            drop(fd, "recv returned 0");
+        const ssize_t n = ::recv(c.fd.get(), buf.data(), buf.size(), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             return;
         }
+        if (n == 0) {
+            return drop(c.fd.get(),
+                        "closed " + c.who + ": recv returned 0 (its FIN); closing ours");
+        }
+        const std::string_view data(buf.data(), static_cast<std::size_t>(lab::check(n, "recv")));
+        if (!quiet) {
+            lab::say("recv ", n, " bytes from ", c.who, ": ", preview(data));
+        }
+        c.pending = data;
+        flush(c);
+    }
+
+    // A client's event: test bits, never the whole mask. ERR and HUP come unasked (an RST is
+    // EPOLLIN|EPOLLERR|EPOLLHUP): recv() or send() then says what happened.
+    void ready(int fd, std::uint32_t events) {
+        Client& c = clients.at(fd);
         try {
-            const std::string_view data(buf.data(),
-                                        static_cast<std::size_t>(lab::check(n, "recv")));
-            if (!quiet) {
-                lab::say("received ", n, " bytes from ", clients.at(fd).who, ": ",
-                         lab::quoted(data));
+            if (!c.pending.empty() && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+                flush(c);
+            } else if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                echo(c);
             }
-            lab::write_all(fd, data);
         } catch (const std::system_error& e) {
             if (!lab::peer_gone(e)) {
                 throw;
             }
-            drop(fd, std::string(e.what()) + " [" + ::strerrorname_np(e.code().value()) + "]");
+            drop(fd, "dropped " + c.who + ": " + reason(e));
         }
     }
 };
@@ -121,14 +182,11 @@ int serve(const lab::Args& args) {
                "setsockopt(SO_REUSEADDR)");
     lab::check(::bind(s.listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(s.listener.get(), 128), "listen");
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = s.listener.get();
-    lab::check(::epoll_ctl(s.ep.get(), EPOLL_CTL_ADD, s.listener.get(), &ev), "epoll_ctl(ADD)");
+    s.watch(EPOLL_CTL_ADD, s.listener.get(), EPOLLIN);
     lab::announce_ready(s.listener.get());
 
     // Steps 3-6 of the walkthrough's 原理图: wait, act on each reported fd, repeat.
-    // BEGIN SOLUTION: epoll_wait (no timeout) and, per event, accept_one() or echo(); test bits
+    // BEGIN SOLUTION: epoll_wait (no timeout) and, per event, accept_one() or ready()
     std::array<epoll_event, max_events> events{};
     for (;;) {
         const int n = ::epoll_wait(s.ep.get(), events.data(), max_events, -1);
@@ -138,8 +196,8 @@ int serve(const lab::Args& args) {
         for (const epoll_event& e : std::span(events).first(lab::check(n, "epoll_wait"))) {
             if (e.data.fd == s.listener.get()) {
                 s.accept_one();
-            } else if (e.events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-                s.echo(e.data.fd);  // ERR and HUP come unasked: recv() tells which end it was
+            } else {
+                s.ready(e.data.fd, e.events);
             }
         }
     }

@@ -421,10 +421,10 @@ def test_echo_is_byte_exact_and_logged(lab):
         c.send(b"hello\x00\xff\n")
         assert c.recv_exactly(8) == b"hello\x00\xff\n"
         peer = f"127.0.0.1:{c.local_port}"
-    wait_line(server, "accepted", lambda m: m[1] == peer)
-    got = wait_line(server, "received", lambda m: m[2] == peer)
-    assert (got[1], got[3]) == ("8", "hello\\x00\\xff\\n"), got[0]
-    wait_line(server, "closed", lambda m: m[1] == peer and m[2] == "recv returned 0")
+    wait_line(server, "accepted", lambda m: m["peer"] == peer)
+    got = wait_line(server, "recv", lambda m: m["peer"] == peer)
+    assert (got["n"], got["data"]) == ("8", "hello\\x00\\xff\\n"), got[0]
+    wait_line(server, "closed", lambda m: m["peer"] == peer)
 
 
 @pytest.mark.hint("echo bytes, do not decode them: a UTF-8 character cut by the 1024-byte read must go back "
@@ -436,7 +436,8 @@ def test_utf8_character_split_over_two_reads_is_echoed_whole(lab):
         c.send(payload)
         echoed = c.recv_exactly(len(payload), timeout=5)
         peer = f"127.0.0.1:{c.local_port}"
-    sizes = [int(m[1]) for m in matches(server, "received") if m[2] == peer]
+    wait_line(server, "closed", lambda m: m["peer"] == peer)
+    sizes = [int(m["n"]) for m in matches(server, "recv") if m["peer"] == peer]
     assert echoed == payload, f"expected {len(payload)} bytes back unchanged, got {len(echoed)}"
     assert sizes and sizes[0] <= 1024 and sum(sizes) == 1026, (
         f"expected reads of at most 1024 bytes that add up to 1026, logged {sizes}")
@@ -484,13 +485,13 @@ def test_reset_client_is_unregistered_and_closed(lab, steps):
         c.reset()
     with steps.step("the server logs the reset as a closed line and holds nothing of it"):
         try:
-            m = wait_line(server, "closed", lambda m: m[1] == peer, timeout=3)
+            m = wait_line(server, "dropped", lambda m: m["peer"] == peer, timeout=3)
         except AssertionError:
             raise AssertionError(
-                f"expected `closed {peer} (...)` after the client's RST; none came.{busy(server.pid)} "
+                f"expected `dropped {peer}: recv: ... [ECONNRESET]` after the client's RST; none came.{busy(server.pid)} "
                 f"fdinfo lists {registered_fds(server)}\nHint: an RST reports EPOLLIN|EPOLLERR|EPOLLHUP "
                 f"(0x19): test the bits with &, not the mask with ==") from None
-        assert "ECONNRESET" in m[2], f"expected the reset named [ECONNRESET]: {m[0]}"
+        assert m["ename"] == "ECONNRESET", f"expected the reset named [ECONNRESET]: {m[0]}"
         assert probes.fd_count(server.pid) == baseline, "the reset client's fd is still open"
         assert len(registered_fds(server)) == 1, registered_fds(server)
     with steps.step("idle again: no busy loop, and a new client is served"):
@@ -542,7 +543,7 @@ def test_quiet_leaves_out_the_received_lines(lab):
         c.send("quiet\n")
         assert c.recv_exactly(6) == b"quiet\n"
     wait_line(server, "closed")
-    assert matches(server, "accepted") and not matches(server, "received"), server.report()
+    assert matches(server, "accepted") and not matches(server, "recv"), server.report()
 
 
 @pytest.mark.hint("listen on 127.0.0.1 port 9292 by default (the walkthrough's port, but never 0.0.0.0)")
@@ -588,7 +589,7 @@ def test_ipv6_loopback(lab):
         c.send("six")
         assert c.recv_exactly(3) == b"six"
         peer = f"[::1]:{c.local_port}"
-    wait_line(server, "accepted", lambda m: m[1] == peer)
+    wait_line(server, "accepted", lambda m: m["peer"] == peer)
 
 
 @pytest.mark.hint("SIGTERM/SIGINT end the server with status 0, clients connected or not")
@@ -606,4 +607,5 @@ def test_echo_cli_contract(lab):
     with occupy_tcp() as port:
         assert_cli_contract(lab, ECHO, port)
         proc = lab.run(ECHO, "--port", port)
-        assert any(C.line("bind-in-use").match(l) for l in proc.stderr.splitlines()), proc.report()
+        errors = [m for m in map(C.line("error").match, proc.stderr.splitlines()) if m]
+        assert errors and errors[0]["ename"] == "EADDRINUSE", proc.report()
