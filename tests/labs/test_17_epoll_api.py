@@ -20,17 +20,17 @@ import time
 
 import pytest
 
-from harness import probes
+from harness import battery, probes
 from harness.clients import TcpClient
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.output import contract
 from harness.programs import program
-from harness.pytest_plugin import slowdown
-from harness.steps import wait_for
+from harness.steps import slowdown, wait_for
 
 C = contract("17")
 TOUR = "epoll_api_tour"
 ECHO = "epoll_lt_echo"
+MODEL = battery.Model(lab="17", program="epoll_lt_echo", kind=battery.CONCURRENT)
 IDLE_MS = 50   # the tour's --timeout-ms in most tests: five idle waits, a quarter second in all
 
 NAMES = [(select.EPOLLIN, "EPOLLIN"), (select.EPOLLPRI, "EPOLLPRI"), (select.EPOLLOUT, "EPOLLOUT"),
@@ -404,7 +404,7 @@ def echo_server(lab, *args: str | int, host: str = "127.0.0.1"):
 
 def wait_line(proc, name: str, pred=lambda m: True, timeout: float = 5.0) -> re.Match[str]:
     what = f"{proc.name} to print `{C.line(name).template}` ({C.line(name).where})"
-    return wait_for(what, lambda: next((m for m in matches(proc, name) if pred(m)), None), timeout * slowdown())
+    return wait_for(what, lambda: next((m for m in matches(proc, name) if pred(m)), None), timeout)
 
 
 def registered_fds(proc) -> dict[int, int]:
@@ -462,7 +462,7 @@ def test_many_clients_at_once_in_one_thread(lab):
     finally:
         for c in clients:
             c.close()
-    wait_for("only the listener left registered", lambda: len(registered_fds(server)) == 1, 5 * slowdown())
+    wait_for("only the listener left registered", lambda: len(registered_fds(server)) == 1, 5)
 
 
 def busy(pid: int) -> str:
@@ -510,7 +510,7 @@ def test_clean_close_leaves_no_close_wait_and_no_registration(lab):
         with TcpClient("127.0.0.1", port) as c:
             c.send("bye")
             c.recv_exactly(3)
-    wait_for("three closed lines", lambda: len(matches(server, "closed")) == 3, 5 * slowdown())
+    wait_for("three closed lines", lambda: len(matches(server, "closed")) == 3, 5)
     assert probes.tcp_states(port).get("CLOSE_WAIT", 0) == 0, probes.tcp_states(port)
     assert probes.fd_count(server.pid) == baseline and len(registered_fds(server)) == 1
 
@@ -609,3 +609,12 @@ def test_echo_cli_contract(lab):
         proc = lab.run(ECHO, "--port", port)
         errors = [m for m in map(C.line("error").match, proc.stderr.splitlines()) if m]
         assert errors and errors[0]["ename"] == "EADDRINUSE", proc.report()
+
+
+# ---- the bad-client battery of the server labs (harness/battery.py) -----------------------------
+
+@pytest.mark.limit(90)
+@pytest.mark.parametrize("check", [pytest.param(c, id=c.name, marks=pytest.mark.hint(c.hint))
+                                   for c in battery.checks(MODEL)])
+def test_battery(lab, steps, check):
+    check.run(lab, MODEL, steps)
