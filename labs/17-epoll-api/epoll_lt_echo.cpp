@@ -10,8 +10,10 @@
 //          fd again while bytes are left). At most one chunk waits per client: while its echo
 //          does not fit, the server watches that client for EPOLLOUT only and reads no more from
 //          it, so TCP flow control holds a client that never reads (lab 18: real output queues).
-//          At the fd limit (EMFILE) it stops watching the listener until a client leaves.
+//          At the fd limit (EMFILE) it stops watching the listener until a client leaves, and
+//          gives back two fds it kept in reserve so it can still work meanwhile.
 // See also: epoll(7), epoll_ctl(2), epoll_wait(2), accept4(2); epoll_api_tour.cpp; lab 18.
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -65,7 +67,18 @@ struct Server {
     std::map<int, Client> clients;
     bool quiet;
     bool notes_order;
-    bool paused = false;  // not watching the listener: out of fds
+    bool paused = false;             // not watching the listener: out of fds
+    std::array<lab::Fd, 2> spare{};  // fds held back for the moment the others run out
+
+    // Two fds on /dev/null kept in reserve: at the fd limit they are given back, so the server
+    // still has room for whatever needs an fd meanwhile (a log file, a resolver, a sanitizer's
+    // pipe) while it waits for a client to leave.
+    bool reserve() {
+        for (lab::Fd& fd : spare) {
+            fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        }
+        return spare[0] && spare[1];
+    }
 
     void watch(int op, int fd, std::uint32_t events) const {
         epoll_event ev{};
@@ -88,6 +101,7 @@ struct Server {
             lab::say("paused accepting: accept4: ", ::strerror(errno), " [",
                      ::strerrorname_np(errno), "]");
             watch(EPOLL_CTL_MOD, listener.get(), 0);
+            spare = {};
             paused = true;
             return;
         }
@@ -109,8 +123,8 @@ struct Server {
                    "epoll_ctl(DEL) fd " + std::to_string(fd));
         clients.erase(it);
         lab::say(line);
-        if (paused) {
-            lab::say("resumed accepting");  // an fd is free again
+        if (paused && reserve()) {
+            lab::say("resumed accepting");  // fds are free again
             watch(EPOLL_CTL_MOD, listener.get(), EPOLLIN);
             paused = false;
         }
@@ -183,6 +197,9 @@ int serve(const lab::Args& args) {
     lab::check(::bind(s.listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(s.listener.get(), 128), "listen");
     s.watch(EPOLL_CTL_ADD, s.listener.get(), EPOLLIN);
+    if (!s.reserve()) {
+        lab::check(-1, "open /dev/null");
+    }
     lab::announce_ready(s.listener.get());
 
     // Steps 3-6 of the walkthrough's 原理图: wait, act on each reported fd, repeat.
