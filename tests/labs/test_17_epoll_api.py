@@ -226,19 +226,19 @@ def test_wait_timeout_is_in_milliseconds_and_returns_zero_events(lab, steps, tmp
         timeout, count, elapsed = int(idle[0][2]), int(idle[0][3]), int(idle[0][4])
         assert (timeout, count) == (300, 0), f"expected `timeout 300 ms -> 0 events`, got {idle[0][0]}"
         assert 290 <= elapsed < 5000, f"expected about 300 ms, measured {elapsed} ms"
-    with steps.step("our own look: strace shows epoll_wait(..., 300) = 0"):
+    with steps.step("our own look: strace shows epoll_wait(..., 120) = 0 for --timeout-ms 120"):
         if not shutil.which("strace"):
             pytest.skip("strace is not installed (apt-get install strace); the printed lines passed")
         log = tmp_path / "strace.log"
         env = dict(os.environ)  # LeakSanitizer's exit check uses ptrace, which strace already holds
         env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "detect_leaks=0"]))
         traced = subprocess.run(["strace", "-f", "-e", "trace=epoll_wait,epoll_pwait", "-o", str(log),
-                                 str(program(TOUR)), "--timeout-ms", "300"], capture_output=True, timeout=60,
+                                 str(program(TOUR)), "--timeout-ms", "120"], capture_output=True, timeout=60,
                                 env=env)
         if traced.returncode != 0 and "ptrace" in traced.stderr.decode(errors="replace"):
             pytest.skip("strace cannot trace here (ptrace refused); the printed lines passed")
-        calls = re.findall(r"epoll_p?wait\(\d+, \[\], \d+, 300(?:, NULL, \d+)?\)\s+= 0", log.read_text())
-        assert calls, f"strace shows no epoll_wait with timeout 300 returning 0:\n{log.read_text()[:1500]}"
+        calls = re.findall(r"epoll_p?wait\(\d+, \[\], \d+, 120(?:, NULL, \d+)?\)\s+= 0", log.read_text())
+        assert calls, f"strace shows no epoll_wait with timeout 120 returning 0:\n{log.read_text()[:1500]}"
     with steps.step("Python's poll() takes seconds: poll(0.2) waits 0.2 s"):
         with select.epoll() as ep:
             t0 = time.monotonic()
@@ -498,7 +498,7 @@ def test_reset_client_is_unregistered_and_closed(lab, steps):
         assert probes.fd_count(server.pid) == baseline, "the reset client's fd is still open"
         assert len(registered_fds(server)) == 1, registered_fds(server)
     with steps.step("idle again: no busy loop, and a new client is served"):
-        assert probes.cpu_share(server.pid, 1.0) < 0.10, "the server spins after the reset"
+        assert probes.cpu_share(server.pid, 0.5) < 0.10, "the server spins after the reset"
         with TcpClient("127.0.0.1", port) as again:
             again.send("y")
             assert again.recv_exactly(1) == b"y"
