@@ -165,10 +165,12 @@ def test_create1_sets_cloexec_and_the_size_argument_is_ignored(lab, steps):
         assert sizes.get("0") == "EINVAL", f"epoll_create(0) must fail with EINVAL, got {sizes}"
         assert sizes.get("1", "").startswith("fd ") and sizes.get("100000", "").startswith("fd "), sizes
         made = matches(proc, "create1")
-        assert made and made[0][2] == "1", f"expected `cloexec 1` from epoll_create1(EPOLL_CLOEXEC)\n{proc.report()}"
+        assert made and made[0][2] == "1", \
+            f"expected `cloexec 1` from epoll_create1(EPOLL_CLOEXEC)\n{proc.report()}"
     with steps.step("our own look: the epoll fd is an eventpoll with O_CLOEXEC in /proc/PID/fdinfo"):
         held, epfd = start_held(lab, "registered")
-        assert epoll_fds(held.pid) == [epfd], f"expected exactly one epoll fd, {epfd}; found {epoll_fds(held.pid)}"
+        assert epoll_fds(held.pid) == [epfd], \
+            f"expected exactly one epoll fd, {epfd}; found {epoll_fds(held.pid)}"
         assert fd_flags(held.pid, epfd) & os.O_CLOEXEC, "the epoll fd lacks O_CLOEXEC in its fdinfo flags"
         finish(held)
 
@@ -252,7 +254,8 @@ def test_epoll_wait_on_a_socket_is_einval_so_fromfd_needs_an_epoll_fd(lab, steps
     with steps.step("the tour's call line"):
         proc = run_tour(lab)
         calls = {m[1] + "(" + m[2].split(" fd")[0] + ")": m[3] for m in matches(proc, "call")}
-        assert calls.get("epoll_wait(socket)") == "EINVAL", f"expected epoll_wait(socket ...) -> EINVAL, got {calls}"
+        assert calls.get("epoll_wait(socket)") == "EINVAL", \
+            f"expected epoll_wait(socket ...) -> EINVAL, got {calls}"
     with steps.step("our own select.epoll.fromfd(socket) then poll(): EINVAL"):
         with socket.socket() as s:
             wrapped = select.epoll.fromfd(os.dup(s.fileno()))
@@ -274,7 +277,7 @@ def test_lt_repeats_et_notifies_per_arrival_oneshot_once_until_mod(lab, steps):
         proc = run_tour(lab)
         seen = {(m[1], m[2]): int(m[3]) for m in matches(proc, "trigger")}
         assert seen == TRIGGERS, f"expected the trigger counts {TRIGGERS}, got {seen}"
-    with steps.step("our own look: after its one event the ONESHOT entry is disarmed (fdinfo events 40000000)"):
+    with steps.step("our own look: after one event the ONESHOT entry is disarmed (fdinfo events 40000000)"):
         held, epfd = start_held(lab, "oneshot-disarmed")
         conn = [int(m[3]) for m in matches(held, "ctl") if m[1] == "MOD"][-1]
         assert interest(held.pid, epfd).get(conn) == select.EPOLLONESHOT, (
@@ -301,14 +304,18 @@ MASKS = {"fin": (0x1, 0x1, "0"), "fin-rdhup": (0x2001, 0x2001, "0"), "half-close
 
 def assert_masks(proc, host: str = "127.0.0.1") -> None:
     got = {m[1]: m for m in matches(proc, "mask")}
-    assert set(got) == set(MASKS), f"expected mask lines for {sorted(MASKS)}, got {sorted(got)}\n{proc.report()}"
+    assert set(got) == set(MASKS), \
+        f"expected mask lines for {sorted(MASKS)}, got {sorted(got)}\n{proc.report()}"
     for case, (registered, reported, recv) in MASKS.items():
         m = got[case]
         assert (int(m[2], 16), int(m[4], 16), m[6]) == (registered, reported, recv), (
-            f"{case}: expected registered {registered:#x}, reported {reported:#x} ({names(reported)}), recv -> "
+            f"{case}: expected registered {registered:#x}, reported {reported:#x} ({names(reported)}), "
+            f"recv -> "
             f"{recv}; the tour printed: {m[0]}")
-        assert (m[3], m[5]) == (names(registered), names(reported)), f"{case}: names do not match the hex: {m[0]}"
-        assert python_mask(case, host) == reported, f"{case}: our own select.epoll saw {python_mask(case, host):#x}"
+        assert (m[3], m[5]) == (names(registered), names(reported)), \
+            f"{case}: names do not match the hex: {m[0]}"
+        own = python_mask(case, host)
+        assert own == reported, f"{case}: our own select.epoll saw {own:#x}"
 
 
 @pytest.mark.hint("a peer's FIN is EPOLLIN (+EPOLLRDHUP if asked) and recv 0; EPOLLHUP needs both directions "
@@ -339,13 +346,15 @@ def test_close_leaves_an_fd_registered_while_a_dup_keeps_it_open(lab, steps):
         epfd = hold_at(proc, "closed-original")
         closed = [int(m[2].split()[-1]) for m in matches(proc, "call") if m[1] == "close"][-1]
         assert not os.path.exists(f"/proc/{proc.pid}/fd/{closed}"), f"fd {closed} should be closed"
-        assert closed in interest(proc.pid, epfd), f"fd {closed} should still be listed: {interest(proc.pid, epfd)}"
+        assert closed in interest(proc.pid, epfd), \
+            f"fd {closed} should still be listed: {interest(proc.pid, epfd)}"
     with steps.step("it still reports events; DEL of the closed number is EBADF, of the dup ENOENT"):
         proc.send_line("")
         hold_at(proc, "closed-dup")
         after = [m for m in matches(proc, "wait") if m[1] == "after-close"]
         assert after and after[0][3] == "1", f"expected 1 event after the close\n{proc.report()}"
-        assert any(int(m[1]) == closed for m in matches(proc, "event")), "the event carries the closed fd's number"
+        assert any(int(m[1]) == closed for m in matches(proc, "event")), \
+            "the event carries the closed fd's number"
         seen = ctl_results(proc)
         assert ("DEL", "closed", "EBADF") in seen and ("DEL", "dup", "ENOENT") in seen, seen[-4:]
     with steps.step("hold closed-dup: the last close removed it"):
@@ -375,7 +384,8 @@ def test_unregister_then_close_leaves_nothing_registered_even_with_a_dup(lab, st
 def test_closed_epoll_fd_is_ebadf(lab):
     proc = run_tour(lab)
     calls = [(m[1], m[2], m[3]) for m in matches(proc, "call")]
-    assert calls[-2][0] == "close" and calls[-2][1].startswith("epoll fd") and calls[-2][2] == "ok", calls[-2:]
+    closing = calls[-2]
+    assert closing[0] == "close" and closing[1].startswith("epoll fd") and closing[2] == "ok", calls[-2:]
     assert calls[-1] == ("epoll_wait", "closed epoll fd", "EBADF"), calls[-1]
 
 
@@ -491,7 +501,8 @@ def test_reset_client_is_unregistered_and_closed(lab, steps):
             m = wait_line(server, "dropped", lambda m: m["peer"] == peer, timeout=3)
         except AssertionError:
             raise AssertionError(
-                f"expected `dropped {peer}: recv: ... [ECONNRESET]` after the client's RST; none came.{busy(server.pid)} "
+                f"expected `dropped {peer}: recv: ... [ECONNRESET]` after the client's RST; none came."
+                f"{busy(server.pid)} "
                 f"fdinfo lists {registered_fds(server)}\nHint: an RST reports EPOLLIN|EPOLLERR|EPOLLHUP "
                 f"(0x19): test the bits with &, not the mask with ==") from None
         assert m["ename"] == "ECONNRESET", f"expected the reset named [ECONNRESET]: {m[0]}"
@@ -559,7 +570,8 @@ def test_default_is_the_walkthrough_port_9292_on_loopback(lab):
     server = lab.server(ECHO)
     assert (server.ready.host, server.ready.port) == ("127.0.0.1", 9292), server.ready
     rows = [s for s in probes.tcp_sockets(9292) if s.state == "LISTEN"]
-    assert [s.local for s in rows] == [("127.0.0.1", 9292)], f"expected one listener on 127.0.0.1:9292: {rows}"
+    assert [s.local for s in rows] == [("127.0.0.1", 9292)], \
+        f"expected one listener on 127.0.0.1:9292: {rows}"
 
 
 @pytest.mark.hint("set SO_REUSEADDR before bind(): a restart must succeed while TIME_WAIT from the last "
