@@ -26,12 +26,15 @@
 
 namespace {
 
+constexpr std::string_view default_host = "127.0.0.1";
 constexpr int idle_timeout_ms = 250;  // how long a wait that expects nothing waits
 constexpr int ready_timeout_ms = 1000;
 const std::string timeout_help = "epoll_wait timeout when nothing is ready, in ms (default " +
                                  std::to_string(idle_timeout_ms) + ")";
+const std::string host_help =
+    "loopback address for the tour's connections (default " + std::string(default_host) + ")";
 const std::array options{
-    lab::Option{"--host", "H", "loopback address for the tour's connections (default 127.0.0.1)"},
+    lab::Option{"--host", "H", host_help},
     lab::Option{"--timeout-ms", "T", timeout_help},
     lab::Option{"--hold", "", "stop at each hold line until a line arrives on stdin (EOF: exit)"},
 };
@@ -305,7 +308,7 @@ void destroy(Tour& t) {
 
 int tour(const lab::Args& args) {
     lab::exit_on_signals();
-    const lab::Address here = lab::resolve(args.get("--host", "127.0.0.1"), 0, SOCK_STREAM);
+    const lab::Address here = lab::resolve(args.get("--host", default_host), 0, SOCK_STREAM);
     Tour t{create(), lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket")),
            args.number<int>("--timeout-ms", 0, 60'000, idle_timeout_ms), args.flag("--hold")};
     lab::check(::bind(t.listener.get(), here.get(), here.len), "bind " + lab::to_string(here));

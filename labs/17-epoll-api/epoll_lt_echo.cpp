@@ -29,14 +29,17 @@
 
 namespace {
 
-constexpr std::uint16_t walkthrough_port = 9292;   // the walkthrough's server binds 9292
-constexpr std::size_t walkthrough_bufsize = 1024;  // and reads recv(1024)
+constexpr std::string_view default_host = "127.0.0.1";  // the walkthrough binds 0.0.0.0
+constexpr std::uint16_t walkthrough_port = 9292;        // the walkthrough's server binds 9292
+constexpr std::size_t walkthrough_bufsize = 1024;       // and reads recv(1024)
+constexpr int walkthrough_backlog = 128;                // and calls listen(128)
 constexpr int max_events = 64;
 constexpr std::size_t shown_bytes = 64;  // bytes of each receive the log shows
 const std::string port_help =
     "port to listen on (default " + std::to_string(walkthrough_port) + "; 0: the kernel picks)";
+const std::string host_help = "address to listen on (default " + std::string(default_host) + ")";
 const std::array options{
-    lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
+    lab::Option{"--host", "H", host_help},
     lab::Option{"--port", "P", port_help},
     lab::Option{"--quiet", "", "no line per receive (accepts and closes are still logged)"},
     lab::Option{"--notes-order", "",
@@ -185,7 +188,7 @@ struct Server {
 int serve(const lab::Args& args) {
     lab::exit_on_signals();
     const lab::Address here =
-        lab::resolve(args.get("--host", "127.0.0.1"), args.port(walkthrough_port), SOCK_STREAM);
+        lab::resolve(args.get("--host", default_host), args.port(walkthrough_port), SOCK_STREAM);
     Server s{lab::Fd(lab::check(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
              lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM | SOCK_NONBLOCK, 0), "socket")),
              {},
@@ -195,7 +198,7 @@ int serve(const lab::Args& args) {
     lab::check(::setsockopt(s.listener.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on),
                "setsockopt(SO_REUSEADDR)");
     lab::check(::bind(s.listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
-    lab::check(::listen(s.listener.get(), 128), "listen");
+    lab::check(::listen(s.listener.get(), walkthrough_backlog), "listen");
     s.watch(EPOLL_CTL_ADD, s.listener.get(), EPOLLIN);
     if (!s.reserve()) {
         lab::check(-1, "open /dev/null");
