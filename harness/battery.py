@@ -439,12 +439,17 @@ def _server_end(server: "Server", cport: int) -> probes.TcpSocket | None:
     return None
 
 
+def _echo_held_back(row: probes.TcpSocket, members: list[int]) -> bool:
+    """The server cannot send this client's echo now: a thread of it sleeps in send(), or (an event
+    loop on non-blocking sockets, which never sleeps in send) echo bytes wait unacknowledged in the
+    server's send queue, behind the client's closed window."""
+    return row.send_q > 0 or _blocked_in_send(members)
+
+
 def _stuck_in_send(server: "Server", cport: int, members: list[int]) -> bool:
-    """The server has left 32 KiB of this client's bytes unread, and a thread of it sleeps in send()."""
-    if not _blocked_in_send(members):   # cheap: /proc/PID/task/*/syscall
-        return False
-    row = _server_end(server, cport)    # dearer: all of /proc/net/tcp
-    return bool(row and row.recv_q >= 32 << 10)
+    """The server has left 32 KiB of this client's bytes unread, and its echo is held back."""
+    row = _server_end(server, cport)
+    return bool(row and row.recv_q >= 32 << 10 and _echo_held_back(row, members))
 
 
 def _fill_server(server: "Server", s: socket.socket, seconds: float) -> bool:
@@ -502,7 +507,7 @@ def _reset_mid_echo(server: "Server") -> bool:
             deadline = time.monotonic() + 0.3
             while not sure and time.monotonic() < deadline:
                 row = _server_end(server, cport)
-                sure = bool(row and row.state == "CLOSE_WAIT" and _blocked_in_send(server.group()))
+                sure = bool(row and row.state == "CLOSE_WAIT" and _echo_held_back(row, server.group()))
     finally:
         _reset(s)
     return sure
