@@ -182,3 +182,10 @@ def test_a_missing_further_line_of_a_format_already_printed_is_the_behaviour():
     t = explained("07", message="harness.process.HarnessError: tcp_server printed no line like ...",
                   hint="TCP is a byte stream", misses=[miss])
     assert t.hint == "TCP is a byte stream"
+
+
+def test_the_port_in_use_a_cli_contract_check_provokes_is_not_taken_for_the_bug():
+    t = explained("02", message="AssertionError: expected a hint line\n$ udp_recv --port 9\n  [exited with 1]",
+                  hint="", programs=[program("udp_recv", status=1, ready=False,
+                                             stderr="udp_recv: bind 127.0.0.1:9: Address already in use [EADDRINUSE]")])
+    assert "EADDRINUSE" not in t.hint, t.hint
