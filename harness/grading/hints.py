@@ -10,7 +10,8 @@ explain(result, record) fills TestResult.expected/actual/evidence/hint from the 
   5. it never printed its ready line; it hung (the test ran past its limit);
   6. it printed no line of a contract format the test looked for, but a line close to one:
      "expected a line like `<template>` (Output section ...); the closest line it printed was ...";
-  7. only then the test's own hint, `@pytest.mark.hint("...")` on the test function;
+  7. only then the test's own hint, `@pytest.mark.hint("...")` on the test function (with
+     `step="..."`: only when the test stopped in that step);
   8. weaker symptoms (did not exit), else the failure's first sentence.
 Expected and actual are sentences for a student: exception class names, `$ command` reports and
 data dumps become a sentence, and the data goes to the evidence.
@@ -268,6 +269,9 @@ def explain(test: TestResult, rec: dict) -> None:
     if rec.get("phase") == "setup" and not test.actual:
         test.actual = "the test could not start: " + (plain(message).splitlines() or ["setup failed"])[0]
     own_hint = rec.get("hint") if rec.get("phase", "call") == "call" else None
+    if own_hint and rec.get("hint_step"):   # the hint is about one step: only a failure there
+        stopped = re.search(r"^\s*FAIL (.+?)  <- the test stopped here", sections.get("steps that ran", ""), re.M)
+        own_hint = own_hint if stopped and rec["hint_step"] in stopped[1] else None
     first = plain(message).splitlines()[0] if plain(message) else ""
     test.hint = (_hint_line(message) or _hint_line(longrepr)
                  or (MISSING.search(text) and "the program is missing or not executable: it must be named exactly "

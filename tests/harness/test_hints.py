@@ -189,3 +189,13 @@ def test_the_port_in_use_a_cli_contract_check_provokes_is_not_taken_for_the_bug(
                   hint="", programs=[program("udp_recv", status=1, ready=False,
                                              stderr="udp_recv: bind 127.0.0.1:9: Address already in use [EADDRINUSE]")])
     assert "EADDRINUSE" not in t.hint, t.hint
+
+
+def test_a_hint_about_one_step_is_given_only_for_a_failure_in_that_step():
+    steps = "  ok   connect  (0.01s)\n  FAIL read everything: not one byte may be missing  <- the test stopped here"
+    there = explained(message="AssertionError: x", hint="loop over send()", hint_step="read everything",
+                      sections={"steps that ran": steps})
+    assert there.hint == "loop over send()"
+    elsewhere = explained(message="AssertionError: x", hint="loop over send()", hint_step="read everything",
+                          sections={"steps that ran": "  FAIL connect  <- the test stopped here"})
+    assert elsewhere.hint != "loop over send()"
