@@ -25,6 +25,20 @@ A pattern is matched against one printed line at a time (re.search): text outsid
 `$` anchors is free, so a student may print more there. Lines no pattern matches are free text.
 Suite-wide lines (the ready line, the `prog: what: strerror [ENAME]` error line and its hint
 line, the usage text) are part of README.md's contract: READY, ERROR, HINT and USAGE here.
+
+In a spec (tests/harness/test_contracts.py fails on a pattern literal of its own, or an exit
+status 1 or 2 written as a number):
+
+    C = contract("04")
+    m = server.expect(C["callback"])          # wait for the line; m[1].. are the pattern's groups
+    m = C["identical"].find(proc.stdout)      # the first line of that format in a whole output, or None
+    rows = C["datagram"].findall(proc.stdout) # every line of that format
+    rows = C["echo"].only(proc.stdout)        # every line, all of that format, or None
+    assert proc.popen.returncode == C.status("timeout")
+
+A look-up that finds nothing is remembered (misses()): the grader tells a format mismatch ("expected
+a line like <template>; the closest line it printed was ...") from a missing behaviour.
+The lab README's Output section is made from the file: /usr/bin/python3 -m harness readme --write.
 """
 from __future__ import annotations
 

@@ -33,8 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "limit(seconds): wall-clock limit of one test")
     config.addinivalue_line("markers", "slow: a long test; CTest runs slow tests as their own entry")
     config.addinivalue_line("markers", "tsan: the lab's tests also run under the tsan preset")
-    config.addinivalue_line("markers", "hint(text): the grader's hint when this test's own "
-                            "behaviour fails, in the student's terms")
+    config.addinivalue_line("markers", "hint(text, step=None): the grader's hint when this test's own "
+                            "behaviour fails, in the student's terms; with step, only when the test "
+                            "stopped in a step whose name contains it")
     become_subreaper()
 
 

@@ -33,6 +33,7 @@ class Steps:
     def __init__(self) -> None:
         self.done: list[tuple[str, float]] = []
         self.current: str | None = None
+        self.failed: str | None = None   # the innermost step an assertion or error left
         self.started = time.monotonic()
 
     @contextmanager
@@ -41,15 +42,19 @@ class Steps:
         t0 = time.monotonic()
         try:
             yield
-        finally:
+        except BaseException:
             if self.current == name:
-                self.done.append((name, time.monotonic() - t0))
+                self.failed = self.failed or name
                 self.current = outer
+            raise
+        if self.current == name:
+            self.done.append((name, time.monotonic() - t0))
+            self.current = outer
 
     def describe(self) -> str:
         lines = [f"  ok   {name}  ({secs:.2f}s)" for name, secs in self.done]
-        if self.current:
-            lines.append(f"  FAIL {self.current}  <- the test stopped here")
+        if self.current or self.failed:
+            lines.append(f"  FAIL {self.current or self.failed}  <- the test stopped here")
         return "\n".join(lines) if lines else "  (no named steps)"
 
 

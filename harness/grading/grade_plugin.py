@@ -76,6 +76,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             rec["snapshot"] = "\n".join(probes.snapshot(p) for p in started)
         marker = item.get_closest_marker("hint")
         rec["hint"] = str(marker.args[0]) if marker and marker.args else ""
+        rec["hint_step"] = str(marker.kwargs.get("step") or "") if marker else ""
         rec["programs"] = [_program(p) for p in started]
         rec["misses"] = [{"lab": line.lab, "program": line.program, "name": line.name, "stream": line.stream,
                           "template": line.template, "example": line.example, "where": line.where,

@@ -10,7 +10,8 @@ explain(result, record) fills TestResult.expected/actual/evidence/hint from the 
   5. it never printed its ready line; it hung (the test ran past its limit);
   6. it printed no line of a contract format the test looked for, but a line close to one:
      "expected a line like `<template>` (Output section ...); the closest line it printed was ...";
-  7. only then the test's own hint, `@pytest.mark.hint("...")` on the test function;
+  7. only then the test's own hint, `@pytest.mark.hint("...")` on the test function (with
+     `step="..."`: only when the test stopped in that step);
   8. weaker symptoms (did not exit), else the failure's first sentence.
 Expected and actual are sentences for a student: exception class names, `$ command` reports and
 data dumps become a sentence, and the data goes to the evidence.
@@ -119,16 +120,10 @@ def _signal(programs: list[dict], text: str) -> str | None:
     numbers = [-p["status"] for p in programs if isinstance(p.get("status"), int) and p["status"] < 0]
     numbers += [int(n) for n in re.findall(r"killed by signal (\d+)", text)]
     for number in numbers:
-        if number == signal.SIGTERM and not programs:
-            continue
-        name = programs[0]["name"] if len(programs) == 1 else "a program"
         try:
             sig = signal.Signals(number)
         except ValueError:
-            return f"{name} was killed by signal {number}"
-        if sig == signal.SIGKILL and any(p.get("status") == -signal.SIGKILL for p in programs) \
-                and "ran past" not in text:
-            continue  # the harness's own SIGKILL of a program that ignored SIGTERM at teardown
+            return f"it was killed by signal {number}"
         return SIGNALS.get(sig, f"it was killed by {sig.name}")
     return None
 
@@ -145,8 +140,12 @@ def _contract_line(lab: str, program: str, text: str) -> output.Line | None:
 
 
 def _errno(programs: list[dict], text: str, lab: str) -> str | None:
-    """A program failed with the contract error line `prog: what: strerror [ENAME]`."""
-    waited = "ready line" in text or re.search(r"^assert 1 == 0\b", text, re.M) is not None
+    """A program failed with the contract error line `prog: what: strerror [ENAME]` while the test
+    waited for it to work (its ready line, a line of its output, exit 0). An error the lab's contract
+    declares without a hint is one some test provokes on purpose: no evidence of a bug."""
+    waited = re.search(r"ready line|without printing|printed no line|^assert 1 == 0\b", text, re.M) is not None
+    if not waited:
+        return None
     for p in programs:
         if p.get("status") != 1:
             continue
@@ -155,8 +154,8 @@ def _errno(programs: list[dict], text: str, lab: str) -> str | None:
             if not m:
                 continue
             declared = _contract_line(lab, p["name"], row)
-            if declared is not None and not (declared.hint and waited):
-                continue   # an error the lab's contract expects in some test: not evidence of a bug
+            if declared is not None and not declared.hint:
+                continue
             advice = declared.hint if declared is not None else ERRNOS.get(m["ename"])
             if advice is None:
                 advice = "its error line in the evidence says which call failed"
@@ -270,6 +269,9 @@ def explain(test: TestResult, rec: dict) -> None:
     if rec.get("phase") == "setup" and not test.actual:
         test.actual = "the test could not start: " + (plain(message).splitlines() or ["setup failed"])[0]
     own_hint = rec.get("hint") if rec.get("phase", "call") == "call" else None
+    if own_hint and rec.get("hint_step"):   # the hint is about one step: only a failure there
+        stopped = re.search(r"^\s*FAIL (.+?)  <- the test stopped here", sections.get("steps that ran", ""), re.M)
+        own_hint = own_hint if stopped and rec["hint_step"] in stopped[1] else None
     first = plain(message).splitlines()[0] if plain(message) else ""
     test.hint = (_hint_line(message) or _hint_line(longrepr)
                  or (MISSING.search(text) and "the program is missing or not executable: it must be named exactly "

@@ -182,3 +182,20 @@ def test_a_missing_further_line_of_a_format_already_printed_is_the_behaviour():
     t = explained("07", message="harness.process.HarnessError: tcp_server printed no line like ...",
                   hint="TCP is a byte stream", misses=[miss])
     assert t.hint == "TCP is a byte stream"
+
+
+def test_the_port_in_use_a_cli_contract_check_provokes_is_not_taken_for_the_bug():
+    t = explained("02", message="AssertionError: expected a hint line\n$ udp_recv --port 9\n  [exited with 1]",
+                  hint="", programs=[program("udp_recv", status=1, ready=False,
+                                             stderr="udp_recv: bind 127.0.0.1:9: Address already in use [EADDRINUSE]")])
+    assert "EADDRINUSE" not in t.hint, t.hint
+
+
+def test_a_hint_about_one_step_is_given_only_for_a_failure_in_that_step():
+    steps = "  ok   connect  (0.01s)\n  FAIL read everything: not one byte may be missing  <- the test stopped here"
+    there = explained(message="AssertionError: x", hint="loop over send()", hint_step="read everything",
+                      sections={"steps that ran": steps})
+    assert there.hint == "loop over send()"
+    elsewhere = explained(message="AssertionError: x", hint="loop over send()", hint_step="read everything",
+                          sections={"steps that ran": "  FAIL connect  <- the test stopped here"})
+    assert elsewhere.hint != "loop over send()"

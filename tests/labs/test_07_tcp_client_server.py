@@ -373,7 +373,7 @@ def _small_window_listener() -> socket.socket:
 
 
 @pytest.mark.hint("send() may take fewer bytes than asked (a short write): loop until every byte is sent, "
-                  "or the rest is lost")
+                  "or the rest is lost", step="read everything")
 @pytest.mark.limit(90)
 def test_send_loop_survives_short_sends(lab, steps):
     with _small_window_listener() as ls:
