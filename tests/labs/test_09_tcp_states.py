@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import socket
 import shutil
 import signal
 
@@ -19,6 +20,7 @@ from harness.clients import free_tcp_port
 from harness.contract import assert_help_and_usage
 from harness.netns import private_namespace_unavailable
 from harness.probes import tcp_sockets
+from harness.steps import wait_for
 
 ROW = re.compile(r"^client (\S+)\s+\| server (\S+)\s+(.*)$")
 SCENARIO = re.compile(r"^scenario (\S+)$")
@@ -39,6 +41,7 @@ EXPECTED = {
                                     ("TIME_WAIT", "TIME_WAIT")],
     "unread-data-reset": OPENED + [("ESTABLISHED", "ESTABLISHED"), ("CLOSED", "CLOSED")],
     "half-close": OPENED + [("FIN_WAIT2", "CLOSE_WAIT"), ("TIME_WAIT", "CLOSED"), ("TIME_WAIT", "CLOSED")],
+    "dup-close": OPENED + [("ESTABLISHED", "ESTABLISHED"), ("FIN_WAIT2", "CLOSE_WAIT")],
     "syn-sent": [("CLOSED", "LISTEN"), ("SYN_SENT", "LISTEN"), ("ESTABLISHED", "ESTABLISHED")],
     "syn-recv": [("CLOSED", "LISTEN"), ("ESTABLISHED", "SYN_RECV"), ("ESTABLISHED", "ESTABLISHED"),
                  ("ESTABLISHED", "ESTABLISHED")],
@@ -51,6 +54,8 @@ WHY = {
                           "before the ACK of its own FIN, which is CLOSING",
     "unread-data-reset": "close() with unread data sends RST: both ends are gone at once, no TIME_WAIT",
     "half-close": "shutdown(SHUT_WR) sends FIN but keeps the socket; the server's close() completes the close",
+    "dup-close": "close() of one of two fds that share a socket (dup) sends nothing; the last close() "
+                 "sends the FIN",
     "syn-sent": "with the accept queue full the server drops the SYN; accept() makes room for the retransmission",
     "syn-recv": "TCP_DEFER_ACCEPT keeps the server's end half-open until data arrives",
 }
@@ -182,3 +187,33 @@ def test_cli_contract(lab):
     assert bad.popen.returncode == 2 and "no-such-scenario" in bad.stderr, bad.report()
     bad_port = lab.run("tcp_states", "--port", "70000")
     assert bad_port.popen.returncode == 2, bad_port.report()
+
+
+def _client_row_state(port: int, client_port: int) -> str | None:
+    rows = [s for s in tcp_sockets(port) if s.local[1] == client_port and s.remote[1] == port]
+    return rows[0].state if rows else None
+
+
+def test_fin_waits_for_the_last_descriptor_seen_in_proc_net_tcp():
+    """Observed by the test itself, in /proc/net/tcp: with two fds on one socket (dup), closing one
+    leaves the connection ESTABLISHED (the peer reads no EOF); closing the other sends the FIN
+    (FIN_WAIT2, and the peer's recv() returns 0). Plain sockets over loopback, no lab program."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        server, _ = listener.accept()
+        with server:
+            mine = client.getsockname()[1]
+            copy = os.dup(client.fileno())
+            client.close()
+            server.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                server.recv(1)          # no FIN came: nothing to read, no EOF
+            assert _client_row_state(port, mine) == "ESTABLISHED"
+            os.close(copy)
+            server.settimeout(5)
+            assert server.recv(1) == b"", "the last close() should have sent the FIN (EOF)"
+            assert wait_for("the client's end in FIN_WAIT2",
+                            lambda: _client_row_state(port, mine) == "FIN_WAIT2", 5)
