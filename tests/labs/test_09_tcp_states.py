@@ -53,10 +53,12 @@ WHY = {
     "simultaneous-close": "the server's FIN is held back while the client closes: the server receives a FIN "
                           "before the ACK of its own FIN, which is CLOSING",
     "unread-data-reset": "close() with unread data sends RST: both ends are gone at once, no TIME_WAIT",
-    "half-close": "shutdown(SHUT_WR) sends FIN but keeps the socket; the server's close() completes the close",
+    "half-close": "shutdown(SHUT_WR) sends FIN but keeps the socket; the server's close() completes "
+                  "the close",
     "dup-close": "close() of one of two fds that share a socket (dup) sends nothing; the last close() "
                  "sends the FIN",
-    "syn-sent": "with the accept queue full the server drops the SYN; accept() makes room for the retransmission",
+    "syn-sent": "with the accept queue full the server drops the SYN; accept() makes room for the "
+                "retransmission",
     "syn-recv": "TCP_DEFER_ACCEPT keeps the server's end half-open until data arrives",
 }
 
@@ -135,7 +137,8 @@ def test_close_with_unread_data_resets_the_peer(lab):
 @pytest.mark.limit(120)
 def test_half_closed_side_still_receives(lab):
     out = run_states(lab, "--scenario", "half-close")
-    assert re.search(r"^server recv\(\) -> 0 ", out, re.M), "after shutdown(SHUT_WR) the server reads EOF (0)\n" + out
+    assert re.search(r"^server recv\(\) -> 0 ", out, re.M), (
+        "after shutdown(SHUT_WR) the server reads EOF (0)\n" + out)
     assert re.search(r'^client recv\(\) -> 10 bytes "still here"', out, re.M), (
         "the client shut down only its sending side, so it should still receive the server's reply\n" + out)
 
@@ -159,7 +162,8 @@ def test_each_of_the_eleven_rfc793_states_is_observed(lab, rfc_name):
 
 @pytest.mark.limit(120)
 def test_ipv6_loopback_gives_the_same_simultaneous_close(lab):
-    got = sequences(run_states(lab, "--host", "::1", "--scenario", "simultaneous-close"))["simultaneous-close"]
+    out = run_states(lab, "--host", "::1", "--scenario", "simultaneous-close")
+    got = sequences(out)["simultaneous-close"]
     assert got == EXPECTED["simultaneous-close"], show(got)
 
 
@@ -169,7 +173,8 @@ def test_scenarios_stay_in_a_private_namespace(lab):
     run_states(lab, "--port", str(port), "--scenario", "server-closes-first")
     left = tcp_sockets(port)
     assert not left, (f"the scenario ran on port {port} inside its own network namespace, so this "
-                      f"namespace should have no socket on it (a TIME_WAIT here means it ran on the host): {left}")
+                      "namespace should have no socket on it (a TIME_WAIT here means it ran on the "
+                      f"host): {left}")
 
 
 def test_sigterm_exits_zero(lab):
