@@ -11,9 +11,16 @@
 //          That plumbing (namespace, nft, reading and printing states, the socket set-up taught in
 //          lab 07) is in tcp_probe.hpp; this file is the scenarios.
 // See also: tcp(7) TCP_INFO, TCP_DEFER_ACCEPT; RFC 793 3.2; include/net/tcp_states.h; lab 10.
+#include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "lab.hpp"
 #include "tcp_probe.hpp"
