@@ -63,14 +63,16 @@ def regions(text: str, name: str = "<text>") -> list[Region]:
         if what.startswith("BEGIN"):
             kind = what[6:]
             if open_at is not None:
-                raise MarkerError(f"{name}:{i}: BEGIN {kind} inside the {open_kind} region opened at line {open_at}")
+                raise MarkerError(f"{name}:{i}: BEGIN {kind} inside the {open_kind} region opened at "
+                                  f"line {open_at}")
             open_at, open_kind = i, kind
         elif what.startswith("END"):
             kind = what[4:]
             if open_at is None:
                 raise MarkerError(f"{name}:{i}: END {kind} without a BEGIN")
             if kind != open_kind:
-                raise MarkerError(f"{name}:{i}: END {kind} closes the {open_kind} region opened at line {open_at}")
+                raise MarkerError(f"{name}:{i}: END {kind} closes the {open_kind} region opened at "
+                                  f"line {open_at}")
             out.append(Region(open_at, i, kind))
             open_at = None
         elif what == "STUB" and open_kind != "SOLUTION":
@@ -180,8 +182,9 @@ def make(out: Path, root: Path = REPO) -> dict[str, int]:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out / ".handout").write_text("A student handout (python3 -m harness handout): CMakeLists.txt turns off the\n"
-                                  "unused-parameter, -variable and -function warnings for its stubs.\n")
+    (out / ".handout").write_text("A student handout (python3 -m harness handout): CMakeLists.txt\n"
+                                  "turns off the unused-parameter, -variable and -function warnings\n"
+                                  "for its stubs.\n")
     for rel in tree_files(root):
         dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         errors, counts = check(args.root)
         for e in errors:
             print(e, file=sys.stderr)
-        print("solution regions: " + (", ".join(f"lab {k}: {v}" for k, v in sorted(counts.items())) or "none"))
+        listed = ", ".join(f"lab {k}: {v}" for k, v in sorted(counts.items()))
+        print("solution regions: " + (listed or "none"))
         return 1 if errors else 0
     try:
         counts = make(args.out, args.root)

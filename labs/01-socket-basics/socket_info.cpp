@@ -18,6 +18,7 @@
 #include <iostream>
 #include <limits>
 #include <string>
+#include <string_view>
 
 #include "lab.hpp"
 

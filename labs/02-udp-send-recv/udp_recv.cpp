@@ -13,7 +13,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 

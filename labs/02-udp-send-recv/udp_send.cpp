@@ -9,9 +9,13 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
 #include <iostream>
 #include <string>
-#include <vector>
+#include <string_view>
+#include <system_error>
 
 #include "lab.hpp"
 

@@ -12,9 +12,14 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <string_view>
+#include <system_error>
 
 #include "codec.hpp"
 #include "lab.hpp"

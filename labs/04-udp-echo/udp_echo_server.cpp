@@ -10,7 +10,10 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lab.hpp"

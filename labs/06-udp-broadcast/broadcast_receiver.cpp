@@ -14,8 +14,11 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lab.hpp"

@@ -15,8 +15,10 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstdint>
 #include <iostream>
 #include <string>
+#include <string_view>
 
 #include "lab.hpp"
 

@@ -13,10 +13,11 @@
 
 #include <array>
 #include <cerrno>
-#include <cstring>
+#include <cstddef>
+#include <cstdint>
 #include <iostream>
-#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "lab.hpp"

@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 
 #include <array>
-#include <stdexcept>
+#include <cstddef>
 #include <string>
 
 #include "lab.hpp"

@@ -11,8 +11,11 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstddef>
+#include <cstdint>
 #include <iostream>
 #include <string>
+#include <string_view>
 
 #include "lab.hpp"
 #include "line_reader.hpp"

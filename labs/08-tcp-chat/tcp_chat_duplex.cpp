@@ -13,10 +13,11 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
-#include <stdexcept>
+#include <ostream>
 #include <string>
 #include <thread>
 

@@ -12,9 +12,10 @@
 
 #include <array>
 #include <cerrno>
-#include <cstring>
+#include <cstdint>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "lab.hpp"

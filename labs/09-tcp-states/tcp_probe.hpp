@@ -5,16 +5,20 @@
 #pragma once
 #include <fcntl.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
-#include <netinet/tcp.h>
-
 #include <array>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 

@@ -11,9 +11,16 @@
 //          That plumbing (namespace, nft, reading and printing states, the socket set-up taught in
 //          lab 07) is in tcp_probe.hpp; this file is the scenarios.
 // See also: tcp(7) TCP_INFO, TCP_DEFER_ACCEPT; RFC 793 3.2; include/net/tcp_states.h; lab 10.
+#include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "lab.hpp"
 #include "tcp_probe.hpp"
@@ -24,7 +31,7 @@ constexpr std::uint16_t notes_port = 8088;  // the port of the notes' TCP sectio
 constexpr std::array options{
     lab::Option{"--scenario", "NAME",
                 "client-closes-first, server-closes-first, simultaneous-close, "
-                "unread-data-reset, half-close, syn-sent, syn-recv, or all (default)"},
+                "unread-data-reset, dup-close, half-close, syn-sent, syn-recv, or all (default)"},
     lab::Option{"--host", "H", "loopback address of the server, 127.0.0.1 (default) or ::1"},
     lab::Option{"--port", "P",
                 "server port inside the private namespace (default {}; 0: the kernel picks)",
@@ -33,7 +40,8 @@ constexpr std::array options{
 constexpr lab::Program program{
     "tcp_states", "Shows both ends' TCP states, step by step, in each scenario.", options};
 
-using probe::Connection, probe::End, probe::step, probe::no_change, probe::retransmission;
+using probe::Connection, probe::End, probe::step, probe::no_change, probe::quick,
+    probe::retransmission;
 
 // nft matches for probe::hold(): which of an end's segments the namespace drops for a while.
 const std::string fin_only = "tcp flags & fin == fin";
@@ -122,6 +130,16 @@ void half_close(Connection& c) {
     step(c, "client close(): the TIME_WAIT entry outlives the fd", no_change);
 }
 
+// The FIN goes when the socket's *last* descriptor is closed: after dup(2), close() of one of the
+// two fds releases only that fd (close(2)), and nothing is sent.
+void dup_close(Connection& c) {
+    const int copy = lab::check(::dup(c.client.fd.get()), "dup");
+    close_end(c.client);
+    step(c, "client close() of one of two fds (dup): no FIN, the socket is still open", quick);
+    lab::check(::close(copy), "close");
+    step(c, "client close() of the last fd: now the FIN goes");
+}
+
 // Opening. Backlog 0 holds one connection: a second client's SYN is dropped while it is full.
 void syn_sent(Connection& c) {
     const lab::Address server = lab::local_address(c.listener.get());
@@ -157,7 +175,7 @@ struct Scenario {
     Start start;
     void (*run)(Connection&);
 };
-constexpr std::array<Scenario, 7> scenarios{{
+constexpr std::array<Scenario, 8> scenarios{{
     {.name = "client-closes-first",
      .backlog = 8,
      .start = Start::connected,
@@ -174,6 +192,7 @@ constexpr std::array<Scenario, 7> scenarios{{
      .backlog = 8,
      .start = Start::connected,
      .run = unread_data_reset},
+    {.name = "dup-close", .backlog = 8, .start = Start::connected, .run = dup_close},
     {.name = "half-close", .backlog = 8, .start = Start::connected, .run = half_close},
     {.name = "syn-sent", .backlog = 0, .start = Start::listening, .run = syn_sent},
     {.name = "syn-recv", .backlog = 8, .start = Start::listening, .run = syn_recv},

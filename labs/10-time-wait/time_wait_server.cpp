@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "lab.hpp"

@@ -150,7 +150,8 @@ def test_handout_scores_below_full_on_every_lab_with_solution_regions(built_hand
         out = tmp_path / f"h{i}.json"
         proc = subprocess.run([PYTHON, "-m", "harness", "grade", str(build / "bin"), "--json", str(out),
                                "--labs", ",".join(labs), "--skip-slow", "--first-failure", "--quiet"],
-                              cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+                              cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=1500)
         return json.loads(out.read_text()), proc.stdout
 
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -159,7 +160,8 @@ def test_handout_scores_below_full_on_every_lab_with_solution_regions(built_hand
     for result, console in results:
         for lab in result["labs"]:
             graded.append(lab["id"])
-            assert lab["score"] < lab["max_score"], f"lab {lab['id']}: the handout scored full points\n{console}"
+            assert lab["score"] < lab["max_score"], (
+                f"lab {lab['id']}: the handout scored full points\n{console}")
             ran_and_failed = [t for t in lab["tests"] if t["status"] == "failed" and t["runs"] and
                               "did not run" not in t["message"]]
             assert ran_and_failed, f"lab {lab['id']}: no test of the handout failed for real\n{console}"

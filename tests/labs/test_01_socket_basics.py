@@ -114,7 +114,8 @@ def test_new_sockets_have_no_address_and_no_connection(lab, steps):
         for table in ("tcp", "tcp6", "udp", "udp6"):
             listed |= {int(line.split()[9]) for line in open(f"/proc/net/{table}").read().splitlines()[1:]}
         new = {fd: inode(fd) for fd, domain, *_ in sockets_of(proc) if domain != "AF_UNIX"}
-        assert [fd for fd, ino in new.items() if ino in listed] == [], "a socket() made an address or a connection"
+        made = [fd for fd, ino in new.items() if ino in listed]
+        assert made == [], "a socket() made an address or a connection"
         assert inode(int(bound_line(proc)[1])) in listed, "control: the bound UDP socket is listed"
 
 

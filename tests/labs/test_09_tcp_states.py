@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import shutil
 import signal
 
@@ -19,6 +20,7 @@ from harness.contract import assert_help_and_usage
 from harness.netns import private_namespace_unavailable
 from harness.output import contract
 from harness.probes import tcp_sockets
+from harness.steps import wait_for
 
 C = contract("09")
 ROW, SCENARIO = C["row"], C["scenario"]
@@ -39,6 +41,7 @@ EXPECTED = {
                                     ("TIME_WAIT", "TIME_WAIT")],
     "unread-data-reset": OPENED + [("ESTABLISHED", "ESTABLISHED"), ("CLOSED", "CLOSED")],
     "half-close": OPENED + [("FIN_WAIT2", "CLOSE_WAIT"), ("TIME_WAIT", "CLOSED"), ("TIME_WAIT", "CLOSED")],
+    "dup-close": OPENED + [("ESTABLISHED", "ESTABLISHED"), ("FIN_WAIT2", "CLOSE_WAIT")],
     "syn-sent": [("CLOSED", "LISTEN"), ("SYN_SENT", "LISTEN"), ("ESTABLISHED", "ESTABLISHED")],
     "syn-recv": [("CLOSED", "LISTEN"), ("ESTABLISHED", "SYN_RECV"), ("ESTABLISHED", "ESTABLISHED"),
                  ("ESTABLISHED", "ESTABLISHED")],
@@ -50,8 +53,12 @@ WHY = {
     "simultaneous-close": "the server's FIN is held back while the client closes: the server receives a FIN "
                           "before the ACK of its own FIN, which is CLOSING",
     "unread-data-reset": "close() with unread data sends RST: both ends are gone at once, no TIME_WAIT",
-    "half-close": "shutdown(SHUT_WR) sends FIN but keeps the socket; the server's close() completes the close",
-    "syn-sent": "with the accept queue full the server drops the SYN; accept() makes room for the retransmission",
+    "half-close": "shutdown(SHUT_WR) sends FIN but keeps the socket; the server's close() completes "
+                  "the close",
+    "dup-close": "close() of one of two fds that share a socket (dup) sends nothing; the last close() "
+                 "sends the FIN",
+    "syn-sent": "with the accept queue full the server drops the SYN; accept() makes room for the "
+                "retransmission",
     "syn-recv": "TCP_DEFER_ACCEPT keeps the server's end half-open until data arrives",
 }
 
@@ -158,7 +165,8 @@ def test_each_of_the_eleven_rfc793_states_is_observed(lab, rfc_name):
 
 @pytest.mark.limit(120)
 def test_ipv6_loopback_gives_the_same_simultaneous_close(lab):
-    got = sequences(run_states(lab, "--host", "::1", "--scenario", "simultaneous-close"))["simultaneous-close"]
+    out = run_states(lab, "--host", "::1", "--scenario", "simultaneous-close")
+    got = sequences(out)["simultaneous-close"]
     assert got == EXPECTED["simultaneous-close"], show(got)
 
 
@@ -168,7 +176,8 @@ def test_scenarios_stay_in_a_private_namespace(lab):
     run_states(lab, "--port", str(port), "--scenario", "server-closes-first")
     left = tcp_sockets(port)
     assert not left, (f"the scenario ran on port {port} inside its own network namespace, so this "
-                      f"namespace should have no socket on it (a TIME_WAIT here means it ran on the host): {left}")
+                      "namespace should have no socket on it (a TIME_WAIT here means it ran on the "
+                      f"host): {left}")
 
 
 def test_sigterm_exits_zero(lab):
@@ -188,3 +197,33 @@ def test_cli_contract(lab):
     assert bad.popen.returncode == C.status("usage") and m and m[1] == "no-such-scenario", bad.report()
     bad_port = lab.run("tcp_states", "--port", "70000")
     assert bad_port.popen.returncode == C.status("usage"), bad_port.report()
+
+
+def _client_row_state(port: int, client_port: int) -> str | None:
+    rows = [s for s in tcp_sockets(port) if s.local[1] == client_port and s.remote[1] == port]
+    return rows[0].state if rows else None
+
+
+def test_fin_waits_for_the_last_descriptor_seen_in_proc_net_tcp():
+    """Observed by the test itself, in /proc/net/tcp: with two fds on one socket (dup), closing one
+    leaves the connection ESTABLISHED (the peer reads no EOF); closing the other sends the FIN
+    (FIN_WAIT2, and the peer's recv() returns 0). Plain sockets over loopback, no lab program."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        server, _ = listener.accept()
+        with server:
+            mine = client.getsockname()[1]
+            copy = os.dup(client.fileno())
+            client.close()
+            server.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                server.recv(1)          # no FIN came: nothing to read, no EOF
+            assert _client_row_state(port, mine) == "ESTABLISHED"
+            os.close(copy)
+            server.settimeout(5)
+            assert server.recv(1) == b"", "the last close() should have sent the FIN (EOF)"
+            assert wait_for("the client's end in FIN_WAIT2",
+                            lambda: _client_row_state(port, mine) == "FIN_WAIT2", 5)
