@@ -114,7 +114,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n--- lab {lab_id} ---")
         print("\n".join(lines))
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
