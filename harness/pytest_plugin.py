@@ -130,9 +130,9 @@ def programs_started(item: pytest.Item) -> list[LabProcess]:
 @pytest.fixture(autouse=True)
 def per_test_limit(request: pytest.FixtureRequest, steps: Steps) -> Iterator[None]:
     marker = request.node.get_closest_marker("limit")
-    seconds = (marker.args[0] if marker else DEFAULT_LIMIT) * slowdown()
+    seconds = marker.args[0] if marker else DEFAULT_LIMIT
     request.node.stash[_STEPS] = steps
-    with wall_clock_limit(seconds, steps):
+    with wall_clock_limit(seconds, steps, slowdown()):
         yield
 
 

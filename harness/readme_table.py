@@ -144,7 +144,3 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(table())
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

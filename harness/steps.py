@@ -59,15 +59,16 @@ class Steps:
 
 
 @contextmanager
-def wall_clock_limit(seconds: float, steps: Steps) -> Iterator[None]:
-    """Raise StepTimeout in the main thread after `seconds`."""
+def wall_clock_limit(seconds: float, steps: Steps, stretch: float = 1.0) -> Iterator[None]:
+    """Raise StepTimeout in the main thread after `seconds` x `stretch` (slowdown())."""
 
     def expire(signum: int, frame: object) -> None:
         where = steps.current or "(outside any named step)"
-        raise StepTimeout(f"the test ran past its {seconds:g}s limit; it hung in step: {where}")
+        stretched = f" (stretched to {seconds * stretch:.3g}s here)" if stretch != 1.0 else ""
+        raise StepTimeout(f"the test ran past its {seconds:g}s limit{stretched}; it hung in step: {where}")
 
     old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds * stretch)
     try:
         yield
     finally:

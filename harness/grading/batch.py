@@ -138,7 +138,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out / 'grades.csv'} and {len(results)} JSON files in {time.monotonic() - t0:.0f}s",
           file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -59,7 +59,7 @@ def details(result: LabResult, bin_dir: Path) -> list[str]:
             if not (t.expected or t.actual or t.hint):
                 out.append(f"       {one_line(t.message)}")
         elif t.status == SKIPPED:
-            out.append(f"  SKIP {t.name}: {one_line(t.message)}")
+            out.append(f"  SKIP {t.name}: {one_line(t.message.removeprefix('Skipped: '))}")
     if result.error:
         out.append("  note: " + one_line(result.error, 400))
     if any(t.status in (FAILED, FLAKY) for t in result.tests) or result.error:
@@ -114,7 +114,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n--- lab {lab_id} ---")
         print("\n".join(lines))
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -172,7 +172,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.autolab:
         print(reports.autolab(sub), flush=True)
     return 0 if not sub.error else 3
-
-
-if __name__ == "__main__":
-    sys.exit(main())

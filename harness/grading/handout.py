@@ -223,7 +223,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote the handout to {args.out}; solution regions replaced: " +
           (", ".join(f"lab {k}: {v}" for k, v in sorted(counts.items())) or "none"))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

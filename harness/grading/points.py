@@ -157,7 +157,3 @@ def main(argv: list[str] | None = None) -> int:
     for prob in problems:
         print("MISSING: " + prob, file=sys.stderr)
     return 1 if (args.check and problems) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,8 +5,9 @@
 
 The specs import both from here: `from harness.netns import Lan, run_in_private_namespace`.
 """
-from .lan import Host, Lan, NetnsError, cleanup_stale, namespaces_of_this_process, unavailable_reason
+from .lan import (Host, Lan, NetnsError, as_root_command, cleanup_stale, namespaces_of_this_process,
+                  unavailable_reason)
 from .private import private_namespace_unavailable, run_in_private_namespace
 
-__all__ = ["Host", "Lan", "NetnsError", "cleanup_stale", "namespaces_of_this_process",
+__all__ = ["Host", "Lan", "NetnsError", "as_root_command", "cleanup_stale", "namespaces_of_this_process",
            "private_namespace_unavailable", "run_in_private_namespace", "unavailable_reason"]

@@ -61,13 +61,19 @@ def _unique(name: str) -> str:
     return f"{PREFIX}{os.getpid()}-{next(_sequence)}-{name}"
 
 
-@functools.cache
 def unavailable_reason() -> str | None:
-    """None if this machine can build a Lan, else a one-line reason (for pytest.skip). Probed once."""
+    """None if this machine can build a Lan, else a one-line reason (for pytest.skip) that says
+    how to run the test instead. The machine is probed once."""
+    if os.geteuid() != 0:
+        return ("needs root: it builds a LAN of named network namespaces (ip netns add); "
+                f"run it as root: {as_root_command()}")
+    return _probe()
+
+
+@functools.cache
+def _probe() -> str | None:
     if shutil.which("ip") is None:
         return "network namespaces unavailable: iproute2's `ip` is not installed (apt-get install iproute2)"
-    if os.geteuid() != 0:
-        return "network namespaces unavailable: creating them needs root (CI runs as root)"
     probe = _unique("probe")
     try:
         _ip("netns", "add", probe)
@@ -78,6 +84,13 @@ def unavailable_reason() -> str | None:
         return f"network namespaces unavailable here: {e}"
     finally:
         _ip("netns", "del", probe, check=False)
+
+
+def as_root_command() -> str:
+    """How to run the current test's lab as root, e.g. `sudo ctest --preset dev -L lab06`."""
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")
+    found = re.search(r"test_(\d\d)_\w+\.py", current)
+    return f"sudo ctest --preset dev -L lab{found[1]}" if found else "sudo ctest --preset dev"
 
 
 def cleanup_stale() -> list[str]:

@@ -19,18 +19,29 @@ import shutil
 import subprocess
 import sys
 
+from .lan import as_root_command
 
-@functools.cache
+
 def private_namespace_unavailable() -> str | None:
     """None if `unshare -rn` works here (a private network namespace of one host, where the
-    script is root and can change net.* sysctls), else a one-line reason for pytest.skip. Probed once."""
+    script is root and can change net.* sysctls), else a one-line reason for pytest.skip that says
+    how to run the test instead. The machine is probed once."""
+    failure = _probe()
+    if failure is None:
+        return None
+    return (f"needs a private network namespace, and `unshare -rn` fails here ({failure}): unprivileged "
+            "user namespaces are off (on Ubuntu 24.04: sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0;"
+            f" elsewhere: sudo sysctl kernel.unprivileged_userns_clone=1), or run it as root: {as_root_command()}")
+
+
+@functools.cache
+def _probe() -> str | None:
+    """None if `unshare -rn true` succeeds, else what failed."""
     unshare = shutil.which("unshare")
     if unshare is None:
-        return "needs unshare(1) (Debian package util-linux) for a private network namespace"
+        return "unshare(1) is missing: apt-get install util-linux"
     probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        return f"cannot create a private network namespace here (`unshare -rn`): {probe.stderr.strip()}"
-    return None
+    return None if probe.returncode == 0 else (probe.stderr.strip() or f"exit status {probe.returncode}")
 
 
 def run_in_private_namespace(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:

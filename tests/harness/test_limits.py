@@ -69,8 +69,12 @@ def batch(tmp_path_factory):
     hidden = root / "hidden"
     hidden.mkdir()
     (hidden / "test_02_hang.py").write_text(HIDDEN)
+    # As root each submission gets a cgroup of its own. As an ordinary user only rlimits apply, and
+    # RLIMIT_NPROC counts every process of the user: a fork bomb graded beside the others would leave
+    # them unable to fork, so they are graded one after another (harness/README.md, "Limits").
+    jobs = "4" if os.geteuid() == 0 else "1"
     t0 = time.monotonic()
-    proc = subprocess.run([PYTHON, "-m", "harness", "batch", str(subs), "-j", "4", "--out", str(root / "out"),
+    proc = subprocess.run([PYTHON, "-m", "harness", "batch", str(subs), "-j", jobs, "--out", str(root / "out"),
                            "--labs", "02", "-k", SELECT, "--hidden", str(hidden), "--pids-max", "64",
                            "--lab-timeout", "120"], cwd=REPO, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=600)
@@ -102,7 +106,8 @@ def test_each_failure_names_what_happened(batch):
     assert "segmentation fault" in by["crash"]["test_sigterm_exits_zero"]["hint"]
     assert "ready line" in by["spin"]["test_sigterm_exits_zero"]["hint"]
     bomb = json.loads((root / "out" / "forkbomb.json").read_text())
-    assert "cgroup" not in bomb["limits"] or "process limit" in bomb["labs"][0]["error"], bomb["labs"][0]["error"]
+    in_a_cgroup = bomb["limits"].startswith("cgroup v")   # else "no cgroup could be created ...: rlimits only"
+    assert not in_a_cgroup or "process limit" in bomb["labs"][0]["error"], bomb["labs"][0]["error"]
 
 
 def test_nothing_is_left_running(batch):

@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def survivors(script: str) -> list[int]:
-    """Live (non-zombie) processes running fixtures/<script>."""
+    """Live (non-zombie) processes running this checkout's fixtures/<script> (by its full path:
+    another checkout's self-tests may run the same fixture on this machine at the same time)."""
+    script = str(FIXTURES / script)
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -9,7 +9,6 @@ Upload it as the assignment's autograder ("Zip file upload", Ubuntu base image).
 from __future__ import annotations
 
 import argparse
-import sys
 import zipfile
 from pathlib import Path
 
@@ -43,7 +42,3 @@ def main(argv: list[str] | None = None) -> int:
                     z.write(f, f"hidden/{f.relative_to(args.hidden)}")
     print(f"wrote {args.zip}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
