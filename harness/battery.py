@@ -232,9 +232,15 @@ class Server:
         self.base = Baseline(probes.fd_count(pid), probes.thread_count(pid), len(self.live_children()))
 
     def accept_queue(self) -> int:
-        """Connections waiting for accept() (the listener's Recv-Q)."""
-        rows = [s for s in probes.tcp_sockets(self.port) if s.state == "LISTEN" and s.local[1] == self.port]
-        return rows[0].recv_q if rows else 0
+        """Connections waiting for accept(): the listener's rx_queue in /proc/net/tcp{,6} (read
+        directly: probes.tcp_sockets() runs `ss` for a listener's backlog, too slow to poll)."""
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(name) as f:
+                for line in f.read().splitlines()[1:]:
+                    field = line.split()
+                    if field[3] == "0A" and int(field[1].rsplit(":", 1)[1], 16) == self.port:
+                        return int(field[4].split(":")[1], 16)
+        return 0
 
     def _close_wait(self) -> list[probes.TcpSocket]:
         rows = probes.tcp_sockets(self.port)
