@@ -23,7 +23,9 @@ API
         start (e.g. ("--quiet",)); spins_when_idle: None = True exactly for BUSY_POLL.
   checks(model) -> list[Check]   every check, in a stable order (CHECKS has them by name)
   Check(name, claim, hint, fn)   .run(lab, model, steps=None) runs the scenario and its invariants
-  Server.assert_settled() and the module's limits (IDLE_MAX, BUSY_MIN, SETTLE...) serve a lab's own tests too.
+  start(lab, model, *args, preexec=None) -> Server    ready, with its baseline taken
+  Server: .proc (LabProcess), .host, .port, .client(), .echo(data), .accept_queue(), .group(),
+          .idle_cpu(), .assert_settled(steps): for a lab's own tests too, with IDLE_MAX, SETTLE...
 
 The checks (each a few seconds at most; about 13 s for all against lab 11):
   echo_1b, echo_64k          byte-exact echo
@@ -41,8 +43,9 @@ The checks (each a few seconds at most; about 13 s for all against lab 11):
   default_bind_loopback, ipv6   127.0.0.1 by default; --host ::1 listens on ::1 and echoes
   sigterm_with_clients       SIGTERM to the pid only: exit 0, no process of it left, no listener, each
                              client's connection ends
-  start(lab, model, *args, preexec=None) -> Server    ready, with its baseline taken
-  Server: .proc (LabProcess), .host, .port, .client(), .echo(data), .assert_settled(steps)
+
+The mid-echo resets find a server thread asleep in send() through /proc/PID/task/TID/syscall
+(x86-64 system call numbers; readable by the server's own user or root).
 
 What the battery assumes of a server: the CLI contract (README.md: --host/--port, the ready line,
 errors as `prog: what: strerror [ENAME]` plus `prog: hint: ...`, SIGTERM -> exit 0) and the echo
