@@ -502,8 +502,10 @@ def test_many_clients_at_once_in_one_thread(lab):
 
 
 def busy(pid: int) -> str:
+    """A sentence if pid spins: the same 10% of a core the reset test allows an idle server (the machine
+    may be shared, so a busy loop can show well below 100%)."""
     share = probes.cpu_share(pid, 1.0)
-    return f" It uses {share:.0%} of a core while nothing happens." if share > 0.5 else ""
+    return f" It uses {share:.0%} of a core while nothing happens." if share >= 0.10 else ""
 
 
 @pytest.mark.limit(30)
