@@ -23,7 +23,7 @@ import pytest
 from harness import battery, probes
 from harness.clients import TcpClient
 from harness.contract import assert_cli_contract, occupy_tcp
-from harness.output import contract
+from harness.output import USAGE, contract
 from harness.programs import program
 from harness.steps import slowdown, wait_for
 
@@ -60,13 +60,37 @@ def epoll_fds(pid: int) -> list[int]:
 def interest(pid: int, epfd: int) -> dict[int, int]:
     """The interest list of epoll fd `epfd` of pid, from /proc/PID/fdinfo: {fd number: events}."""
     with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
-        text = f.read()
-    return {int(fd): int(ev, 16) for fd, ev in re.findall(r"^tfd:\s+(\d+) events:\s+([0-9a-f]+)", text, re.M)}
+        rows = [row.split() for row in f.read().splitlines()]
+    # `tfd:        5 events:       19 data:       5  pos:0 ino:...` (proc(5), /proc/pid/fdinfo)
+    return {int(row[1]): int(row[3], 16) for row in rows if len(row) >= 4 and row[0] == "tfd:"}
+
+
+def listing(registered: dict[int, int]) -> str:
+    """An interest list as a phrase: `fd 5 (events 0x19), fd 6 (events 0x2019)`, or `nothing`."""
+    return ", ".join(f"fd {fd} (events {ev:#x})" for fd, ev in sorted(registered.items())) or "nothing"
 
 
 def fd_flags(pid: int, fd: int) -> int:
     with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-        return int(re.search(r"^flags:\s+([0-7]+)", f.read(), re.M)[1], 8)
+        rows = [row.split() for row in f.read().splitlines()]
+    return next(int(row[1], 8) for row in rows if len(row) == 2 and row[0] == "flags:")
+
+
+def idle_waits(strace_log: str, timeout_ms: int) -> list[str]:
+    """The epoll_wait / epoll_pwait calls of an `strace -f` log that had timeout `timeout_ms`, returned
+    no events and the value 0: `1234 epoll_wait(3, [], 8, 120)   = 0` (pwait adds `, NULL, 8`)."""
+    found = []
+    for row in strace_log.splitlines():
+        call, _, result = row.rpartition("=")
+        call = call.strip()
+        if result.strip() != "0" or not call.endswith(")"):
+            continue
+        name, _, args = call[:-1].partition("(")
+        fields = [a.strip() for a in args.split(",")]
+        if name.split()[-1:] in (["epoll_wait"], ["epoll_pwait"]) and len(fields) >= 4 \
+                and fields[1] == "[]" and fields[3] == str(timeout_ms):
+            found.append(row)
+    return found
 
 
 def pair(listener: socket.socket) -> tuple[socket.socket, socket.socket]:
@@ -111,14 +135,16 @@ def python_mask(case: str, host: str = "127.0.0.1") -> int:
 # ---- the tour's output ------------------------------------------------------------------------
 
 def matches(proc, name: str) -> list[re.Match[str]]:
-    line = C.line(name)
-    return [m for m in map(line.match, proc.stdout.splitlines()) if m]
+    """Every line of the contract's `name` the program printed so far, in order."""
+    line = C[name]
+    return line.findall(proc.stderr if line.stream == "stderr" else proc.stdout)
 
 
 def run_tour(lab, *args: str | int):
     proc = lab.run(TOUR, "--timeout-ms", IDLE_MS, *args, timeout=20)
-    assert proc.popen.returncode == 0, f"the tour should run to its end and exit 0\n{proc.report()}"
-    assert matches(proc, "done"), f"the tour should end with `{C.line('done').template}`\n{proc.report()}"
+    assert proc.popen.returncode == C.status("tour_done"), \
+        f"the tour should run to its end and exit {C.status('tour_done')}\n{proc.report()}"
+    assert C["done"].find(proc.stdout), f"the tour should end with `{C['done'].template}`\n{proc.report()}"
     return proc
 
 
@@ -144,7 +170,7 @@ def start_held(lab, label: str):
 
 def finish(proc) -> None:
     proc.close_stdin()
-    assert proc.wait_exit(10 * slowdown()) == 0, proc.report()
+    assert proc.wait_exit(10 * slowdown()) == C.status("tour_done"), proc.report()
 
 
 # ---- epoll_api_tour ----------------------------------------------------------------------------
@@ -234,12 +260,11 @@ def test_wait_timeout_is_in_milliseconds_and_returns_zero_events(lab, steps, tmp
         log = tmp_path / "strace.log"
         env = dict(os.environ)  # LeakSanitizer's exit check uses ptrace, which strace already holds
         env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "detect_leaks=0"]))
-        traced = subprocess.run(["strace", "-f", "-e", "trace=epoll_wait,epoll_pwait", "-o", str(log),
-                                 str(program(TOUR)), "--timeout-ms", "120"], capture_output=True, timeout=60,
-                                env=env)
-        if traced.returncode != 0 and "ptrace" in traced.stderr.decode(errors="replace"):
+        if subprocess.run(["strace", "-o", os.devnull, "true"], capture_output=True, timeout=30).returncode:
             pytest.skip("strace cannot trace here (ptrace refused); the printed lines passed")
-        calls = re.findall(r"epoll_p?wait\(\d+, \[\], \d+, 120(?:, NULL, \d+)?\)\s+= 0", log.read_text())
+        subprocess.run(["strace", "-f", "-e", "trace=epoll_wait,epoll_pwait", "-o", str(log),
+                        str(program(TOUR)), "--timeout-ms", "120"], capture_output=True, timeout=60, env=env)
+        calls = idle_waits(log.read_text(), 120)
         assert calls, f"strace shows no epoll_wait with timeout 120 returning 0:\n{log.read_text()[:1500]}"
     with steps.step("Python's poll() takes seconds: poll(0.2) waits 0.2 s"):
         with select.epoll() as ep:
@@ -288,7 +313,7 @@ def test_lt_repeats_et_notifies_per_arrival_oneshot_once_until_mod(lab, steps):
 @pytest.mark.hint("level-triggered is what you get without EPOLLET; no EPOLLLT flag exists to set")
 def test_there_is_no_epolllt_flag(lab):
     proc = run_tour(lab)
-    assert any("no EPOLLLT" in m[1] for m in matches(proc, "note")), proc.report()
+    assert C["note"].find(proc.stdout), f"expected a line like {C['note'].example!r}\n{proc.report()}"
     lt_mod = [m for m in matches(proc, "ctl") if m[1] == "MOD" and m[4].startswith("0x1 ")]
     assert lt_mod, "level-triggered mode should be registered as plain EPOLLIN (0x1)"
     assert not hasattr(select, "EPOLLLT"), "Python's select module has no EPOLLLT"
@@ -373,11 +398,9 @@ def test_unregister_then_close_leaves_nothing_registered_even_with_a_dup(lab, st
     left = interest(proc.pid, epfd)
     last_del = [r for r in ctl_results(proc) if r[0] == "DEL"][-1]
     finish(proc)
-    hint = ("Hint: close() with a dup() alive does not unregister the fd: call EPOLL_CTL_DEL first, then "
-            "close()" if left or last_del[2] == "EBADF" else "")
     assert not left and last_del == ("DEL", "conn", "ok"), (
-        f"expected an empty interest list and `ctl DEL conn ... -> ok`; fdinfo lists {left}, the last DEL "
-        f"was {last_del}\n{hint}")
+        f"expected an empty interest list and `ctl DEL conn ... -> ok`; fdinfo still lists {listing(left)} "
+        f"and the last DEL was `ctl DEL {last_del[1]} ... -> {last_del[2]}`")
 
 
 @pytest.mark.hint("close the epoll fd at the end (step 7); epoll_wait on it afterwards is EBADF")
@@ -393,7 +416,7 @@ def test_closed_epoll_fd_is_ebadf(lab):
 def test_hold_then_stdin_eof_exits_zero(lab):
     proc, _ = start_held(lab, "registered")
     proc.close_stdin()
-    assert proc.wait_exit(10 * slowdown()) == 0, proc.report()
+    assert proc.wait_exit(10 * slowdown()) == C.status("tour_done"), proc.report()
     assert any(m[1] == "registered" for m in matches(proc, "hold-eof")), proc.report()
 
 
@@ -406,7 +429,7 @@ def test_tour_over_ipv6_gives_the_same_masks(lab):
 def test_tour_cli_contract(lab):
     assert_cli_contract(lab, TOUR)
     bad = lab.run(TOUR, "--timeout-ms", "soon")
-    assert bad.popen.returncode == 2 and "usage" in bad.stderr.lower(), bad.report()
+    assert bad.popen.returncode == C.status("tour_usage") and USAGE.find(bad.stderr), bad.report()
 
 
 # ---- epoll_lt_echo -----------------------------------------------------------------------------
@@ -479,8 +502,10 @@ def test_many_clients_at_once_in_one_thread(lab):
 
 
 def busy(pid: int) -> str:
+    """A sentence if pid spins: the same 10% of a core the reset test allows an idle server (the machine
+    may be shared, so a busy loop can show well below 100%)."""
     share = probes.cpu_share(pid, 1.0)
-    return f" It uses {share:.0%} of a core while nothing happens." if share > 0.5 else ""
+    return f" It uses {share:.0%} of a core while nothing happens." if share >= 0.10 else ""
 
 
 @pytest.mark.limit(30)
@@ -496,15 +521,14 @@ def test_reset_client_is_unregistered_and_closed(lab, steps):
         assert c.recv_exactly(1) == b"x"
         peer = f"127.0.0.1:{c.local_port}"
         c.reset()
-    with steps.step("the server logs the reset as a closed line and holds nothing of it"):
+    with steps.step("the server logs the reset as a dropped line and holds nothing of it"):
         try:
             m = wait_line(server, "dropped", lambda m: m["peer"] == peer, timeout=3)
         except AssertionError:
             raise AssertionError(
-                f"expected `dropped {peer}: recv: ... [ECONNRESET]` after the client's RST; none came."
-                f"{busy(server.pid)} "
-                f"fdinfo lists {registered_fds(server)}\nHint: an RST reports EPOLLIN|EPOLLERR|EPOLLHUP "
-                f"(0x19): test the bits with &, not the mask with ==") from None
+                f"expected a line `{C['dropped'].template}` for {peer} with [ECONNRESET] after its RST; "
+                f"none came, and its epoll fd still watches {listing(registered_fds(server))}."
+                f"{busy(server.pid)}") from None
         assert m["ename"] == "ECONNRESET", f"expected the reset named [ECONNRESET]: {m[0]}"
         assert probes.fd_count(server.pid) == baseline, "the reset client's fd is still open"
         assert len(registered_fds(server)) == 1, registered_fds(server)
@@ -538,8 +562,8 @@ def test_notes_order_dies_with_ebadf_at_the_first_disconnect(lab, steps):
             c.send("x")
             assert c.recv_exactly(1) == b"x"
     with steps.step("the server dies of EBADF, exit 1"):
-        assert server.wait_exit(5 * slowdown()) == 1, server.report()
-        assert any(C.line("del-ebadf").match(l) for l in server.stderr.splitlines()), server.report()
+        assert server.wait_exit(5 * slowdown()) == C.status("echo_failed"), server.report()
+        assert C["del-ebadf"].find(server.stderr), server.report()
     with steps.step("our own select.epoll: unregister after close raises EBADF, as the walkthrough's does"):
         with socket.socket() as s, select.epoll() as ep:
             fd = s.fileno()
@@ -584,7 +608,7 @@ def test_restart_during_time_wait_works_with_so_reuseaddr(lab, steps):
         c.send("x")
         c.recv_exactly(1)
         first.popen.send_signal(signal.SIGTERM)
-        assert first.wait_exit(5) == 0, first.report()
+        assert first.wait_exit(5) == C.status("echo_stopped"), first.report()
         assert c.recv_until_eof(timeout=5) == b""
         c.close()
         wait_for("TIME_WAIT on the server's port", lambda: probes.tcp_states(port).get("TIME_WAIT", 0) >= 1)
@@ -614,7 +638,7 @@ def test_sigterm_exits_zero(lab):
         c.send("x")
         c.recv_exactly(1)
         server.popen.send_signal(signal.SIGTERM)
-        assert server.wait_exit(5) == 0, server.report()
+        assert server.wait_exit(5) == C.status("echo_stopped"), server.report()
 
 
 @pytest.mark.hint("--help exits 0, a bad option exits 2, a port in use exits 1 with [EADDRINUSE] and a hint")
@@ -622,7 +646,8 @@ def test_echo_cli_contract(lab):
     with occupy_tcp() as port:
         assert_cli_contract(lab, ECHO, port)
         proc = lab.run(ECHO, "--port", port)
-        errors = [m for m in map(C.line("error").match, proc.stderr.splitlines()) if m]
+        assert proc.popen.returncode == C.status("echo_failed"), proc.report()
+        errors = C["error"].findall(proc.stderr)
         assert errors and errors[0]["ename"] == "EADDRINUSE", proc.report()
 
 
