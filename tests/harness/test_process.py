@@ -95,7 +95,8 @@ def test_children_that_ignore_sigterm_and_setsid_escapees_are_all_killed():
     proc.wait_ready(timeout=10)
     kids = [int(p) for p in proc.expect(r"^children (.*)$").group(1).split()]
     wait_for("forker.py, its 3 children and the setsid() escapee all running",   # the escapee comes last
-             lambda: len(survivors("forker.py")) >= 5, timeout=5, evidence=lambda: str(survivors("forker.py")))
+             lambda: len(survivors("forker.py")) >= 5, timeout=5,
+             evidence=lambda: str(survivors("forker.py")))
     proc.stop(grace=0.5)
     assert survivors("forker.py") == [], "a child or the setsid() escapee is still running"
     assert all(not probes.alive(k) for k in kids)
