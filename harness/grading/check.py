@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m harness check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=str(REPO / "build" / "dev"), help="build folder (default build/dev)")
     ap.add_argument("--labs", help="labs to check, e.g. 01,02 or 1-4 (default: every available lab)")
-    ap.add_argument("--slow", action="store_true", help="also run tests marked slow (e.g. the 60 s TIME_WAIT wait)")
+    ap.add_argument("--slow", action="store_true",
+                    help="also run tests marked slow (e.g. the 60 s TIME_WAIT wait)")
     ap.add_argument("--lab-timeout", type=float, default=600.0, help="wall-clock limit of one lab's run (s)")
     args = ap.parse_args(argv)
     bin_dir = Path(args.build).resolve() / "bin"

@@ -29,9 +29,10 @@ def private_namespace_unavailable() -> str | None:
     failure = _probe()
     if failure is None:
         return None
-    return (f"needs a private network namespace, and `unshare -rn` fails here ({failure}): unprivileged "
-            "user namespaces are off (on Ubuntu 24.04: sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0;"
-            f" elsewhere: sudo sysctl kernel.unprivileged_userns_clone=1), or run it as root: {as_root_command()}")
+    return (f"needs a private network namespace, and `unshare -rn` fails here ({failure}): "
+            "unprivileged user namespaces are off (on Ubuntu 24.04: sudo sysctl "
+            "kernel.apparmor_restrict_unprivileged_userns=0; elsewhere: sudo sysctl "
+            f"kernel.unprivileged_userns_clone=1), or run it as root: {as_root_command()}")
 
 
 @functools.cache

@@ -52,7 +52,8 @@ def build_variant(variant: dict, dst: Path) -> Path:
     configuring CMake and compiling the unchanged programs (grading a source tree is tested by
     test_handout.py's batch)."""
     ref = bin_dir()
-    commands = {Path(e["file"]).resolve(): e for e in json.loads((ref.parent / "compile_commands.json").read_text())}
+    compile_commands = json.loads((ref.parent / "compile_commands.json").read_text())
+    commands = {Path(e["file"]).resolve(): e for e in compile_commands}
     out = dst / "bin"
     out.mkdir(parents=True)
     for program in ref.iterdir():
@@ -71,7 +72,7 @@ def build_variant(variant: dict, dst: Path) -> Path:
         name = Path(obj).name.removesuffix(".cpp.o")
         argv[argv.index("-o") + 1] = str(out / name)
         argv.remove("-c")
-        argv = [a for a in argv if a not in ("-Werror", "-g")]   # as the grader builds (no --werror); no debug info
+        argv = [a for a in argv if a not in ("-Werror", "-g")]   # as the grader builds; no debug info
         argv[argv.index(entry["file"])] = str(tree / rel)
         (out / name).unlink()
         proc = subprocess.run(argv, cwd=entry["directory"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -17,6 +17,7 @@ from harness import probes
 from harness.clients import ClientTimeout, TcpClient
 from harness.process import HarnessError, LabProcess
 from harness.ready import parse_ready
+from harness.steps import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
@@ -93,11 +94,9 @@ def test_children_that_ignore_sigterm_and_setsid_escapees_are_all_killed():
     proc = fixture("forker.py")
     proc.wait_ready(timeout=10)
     kids = [int(p) for p in proc.expect(r"^children (.*)$").group(1).split()]
-    deadline = time.monotonic() + 5
-    while len(survivors("forker.py")) < 5 and time.monotonic() < deadline:  # parent, 3 children, escapee
-        time.sleep(0.05)
-    before = survivors("forker.py")
-    assert len(before) >= 5, before
+    wait_for("forker.py, its 3 children and the setsid() escapee all running",   # the escapee comes last
+             lambda: len(survivors("forker.py")) >= 5, timeout=5,
+             evidence=lambda: str(survivors("forker.py")))
     proc.stop(grace=0.5)
     assert survivors("forker.py") == [], "a child or the setsid() escapee is still running"
     assert all(not probes.alive(k) for k in kids)
