@@ -79,9 +79,10 @@ int serve(const lab::Args& args) {
             if (fd == listener.get()) {
                 lab::Address peer;  // bug 2: one accept per event, however many are queued
                 lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
+                const int cfd = conn.get();
                 lab::say("accepted ", lab::to_string(peer));
-                watch(ep.get(), conn.get());
-                conns[conn.get()] = {std::move(conn), lab::to_string(peer)};
+                watch(ep.get(), cfd);
+                conns[cfd] = {std::move(conn), lab::to_string(peer)};
             } else if (e.events == EPOLLIN) {  // bug 3: a mask compared whole, not bit by bit
                 auto& [conn, who] = conns.at(fd);
                 // bug 1: one recv() per event on a blocking socket, whatever is left unread
