@@ -152,11 +152,11 @@ struct Server {
         }
     }
 
-    // Read and echo. Stop at the high-water mark: the bytes then stay in the kernel, the
+    // Read and echo: each receive is logged (unless --quiet), appended to c.out and flushed;
+    // recv() 0 sets c.eof. Stop at the high-water mark: the bytes then stay in the kernel, the
     // client's window closes and TCP holds it back, whatever it sends.
     void read_from(Conn& c) const {
-        // BEGIN SOLUTION: recv() 1024 bytes at a time while reading(c): LT once, ET until EAGAIN;
-        // recv() 0 sets c.eof; log each receive unless quiet; append it to c.out and flush(c)
+        // BEGIN SOLUTION: while reading(c): recv() up to 1024 bytes (LT once, ET until EAGAIN)
         std::array<char, notes_bufsize> buf{};
         do {
             if (!reading(c)) {
@@ -239,8 +239,7 @@ int serve(const lab::Args& args) {
     }
     lab::announce_ready(s.listener.get());
 
-    // BEGIN SOLUTION: epoll_wait (no timeout, EINTR is not an error) and, per event,
-    // accept_clients() for the listener or ready() for a client
+    // BEGIN SOLUTION: epoll_wait() forever; per event: accept_clients() or ready(fd, events)
     std::array<epoll_event, max_events> events{};
     for (;;) {
         const int n = ::epoll_wait(s.ep.get(), events.data(), max_events, -1);
