@@ -65,8 +65,8 @@ def server_fd(server, client: TcpClient | socket.socket) -> int:
     cport = sock.getsockname()[1]
 
     def lookup() -> int | None:
-        rows = probes.tcp_sockets(cport)
-        targets = {f"socket:[{r.inode}]" for r in rows if (r.local[1], r.remote[1]) == (server.ready.port, cport)}
+        pair = (server.ready.port, cport)
+        targets = {f"socket:[{r.inode}]" for r in probes.tcp_sockets(cport) if (r.local[1], r.remote[1]) == pair}
         for name in os.listdir(f"/proc/{server.pid}/fd"):
             try:
                 if os.readlink(f"/proc/{server.pid}/fd/{name}") in targets:
