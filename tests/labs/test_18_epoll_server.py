@@ -66,7 +66,8 @@ def server_fd(server, client: TcpClient | socket.socket) -> int:
 
     def lookup() -> int | None:
         pair = (server.ready.port, cport)
-        targets = {f"socket:[{r.inode}]" for r in probes.tcp_sockets(cport) if (r.local[1], r.remote[1]) == pair}
+        rows = [r for r in probes.tcp_sockets(cport) if (r.local[1], r.remote[1]) == pair]
+        targets = {f"socket:[{r.inode}]" for r in rows}
         for name in os.listdir(f"/proc/{server.pid}/fd"):
             try:
                 if os.readlink(f"/proc/{server.pid}/fd/{name}") in targets:
