@@ -33,8 +33,10 @@ def assert_help_and_usage(lab, name: str) -> None:
     assert helped.popen.returncode == 0, f"{name} --help should exit 0\n{helped.report()}"
     assert "usage" in helped.stdout.lower(), f"{name} --help should print usage on stdout\n{helped.report()}"
     bad = lab.run(name, "--no-such-option")
-    assert bad.popen.returncode == 2, f"{name} with an unknown option should exit 2 (usage error)\n{bad.report()}"
-    assert "usage" in bad.stderr.lower(), f"{name} should print usage on stderr for a bad option\n{bad.report()}"
+    assert bad.popen.returncode == 2, (
+        f"{name} with an unknown option should exit 2 (usage error)\n{bad.report()}")
+    assert "usage" in bad.stderr.lower(), (
+        f"{name} should print usage on stderr for a bad option\n{bad.report()}")
 
 
 def assert_port_taken_fails(lab, name: str, port: int, *extra: str) -> None:

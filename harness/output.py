@@ -141,7 +141,8 @@ HINT = Line("", "any program", "hint", "stderr", "<prog>: hint: <advice>",
 
 USAGE = Line("", "any program", "usage", "stderr", "<usage text that contains the word usage>",
              re.compile(r"(?i)\busage\b"), "usage: udp_recv [options]",
-             "a bad or unknown option: the usage text on stderr (exit 2); --help prints it on stdout (exit 0)")
+             ("a bad or unknown option: the usage text on stderr (exit 2); "
+              "--help prints it on stdout (exit 0)"))
 
 
 def error_line(ename: str, program: str | None = None) -> re.Pattern[str]:

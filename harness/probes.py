@@ -178,7 +178,8 @@ def _decode(hex_addr: str) -> tuple[str, int]:
     if len(raw) == 4:
         ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
     else:  # four little-endian 32-bit words
-        ip = socket.inet_ntop(socket.AF_INET6, b"".join(struct.pack(">I", w) for w in struct.unpack("<4I", raw)))
+        packed = b"".join(struct.pack(">I", w) for w in struct.unpack("<4I", raw))
+        ip = socket.inet_ntop(socket.AF_INET6, packed)
     return ip, int(port_hex, 16)
 
 

@@ -46,7 +46,9 @@ def become_subreaper() -> None:
 def _tail(text: str, lines: int = 30) -> str:
     rows = text.rstrip("\n").splitlines()
     shown = rows[-lines:]
-    return ("  ...\n" if len(rows) > lines else "") + "\n".join("  | " + r for r in shown) if rows else "  (nothing)"
+    if not rows:
+        return "  (nothing)"
+    return ("  ...\n" if len(rows) > lines else "") + "\n".join("  | " + r for r in shown)
 
 
 class LabProcess:
@@ -100,7 +102,12 @@ class LabProcess:
     def report(self) -> str:
         """Command line, exit status, stdout and stderr: what a failing test shows."""
         rc = self.popen.poll()
-        status = "still running" if rc is None else f"exited with {rc}" if rc >= 0 else f"killed by signal {-rc} ({signal.Signals(-rc).name})"
+        if rc is None:
+            status = "still running"
+        elif rc >= 0:
+            status = f"exited with {rc}"
+        else:
+            status = f"killed by signal {-rc} ({signal.Signals(-rc).name})"
         return (f"$ {' '.join(self.argv)}\n  [{status}]\n  stdout:\n{_tail(self.stdout)}\n"
                 f"  stderr:\n{_tail(self.stderr)}")
 
@@ -179,14 +186,16 @@ class LabProcess:
                 line = self._lines.get(timeout=max(left, 0.01))
             except queue.Empty:
                 if left <= 0:
-                    raise self._fail(f"{self.name} printed no ready line (READY <tcp|udp> <host> <port>) within "
-                                     f"{timeout:.3g}s. Likely cause: it blocks before printing, or does not flush stdout") from None
+                    raise self._fail(f"{self.name} printed no ready line (READY <tcp|udp> <host> <port>) "
+                                     f"within {timeout:.3g}s. Likely cause: it blocks before printing, "
+                                     "or does not flush stdout") from None
                 continue
             if line is None:
                 self._lines.put(None)
                 if self._ended_soon():
                     raise self._fail(f"{self.name} ended before printing its ready line")
-                raise self._fail(f"{self.name} closed its stdout before printing its ready line, and is still running")
+                raise self._fail(f"{self.name} closed its stdout before printing its ready line, "
+                                 "and is still running")
             self.ready = parse_ready(line)
             if self.ready is None:
                 self._unread.append(line)

@@ -147,4 +147,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.sections.append(("steps that ran", steps.describe()))
     started = item.stash.get(_LAB, None)
     if started is not None and started.started:
-        report.sections.append(("programs started by the test", "\n".join(p.report() for p in started.started)))
+        reports = "\n".join(p.report() for p in started.started)
+        report.sections.append(("programs started by the test", reports))

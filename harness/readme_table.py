@@ -24,9 +24,11 @@ OUTPUT_BEGIN, OUTPUT_END = "<!-- output: begin (made from output.toml) -->", "<!
 def table() -> str:
     rows = ["| Lab | The notes' section | What it teaches | Programs | Status |", "|---|---|---|---|---|"]
     for lab in manifest.load():
-        name = f"[{lab.id} {lab.title}](labs/{lab.dir}/README.md)" if lab.available else f"{lab.id} {lab.title}"
+        title = f"{lab.id} {lab.title}"
+        name = f"[{title}](labs/{lab.dir}/README.md)" if lab.available else title
         programs = ", ".join(f"`{p}`" for p in lab.programs) or "—"
-        rows.append(f"| {name} | {lab.notes} | {lab.concept} | {programs} | {'available' if lab.available else 'coming'} |")
+        state = "available" if lab.available else "coming"
+        rows.append(f"| {name} | {lab.notes} | {lab.concept} | {programs} | {state} |")
     return "\n".join(rows)
 
 

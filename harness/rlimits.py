@@ -52,7 +52,8 @@ def apply(lim: Limits) -> None:
     def setlim(which: int, value: int) -> None:
         try:
             soft, hard = resource.getrlimit(which)
-            resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY or hard > value else hard))
+            new_hard = value if hard == resource.RLIM_INFINITY or hard > value else hard
+            resource.setrlimit(which, (value, new_hard))
         except (ValueError, OSError):
             pass
     setlim(resource.RLIMIT_NOFILE, lim.nofile)

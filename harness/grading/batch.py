@@ -58,7 +58,8 @@ def _load(path: Path) -> Submission | None:
         return None
 
 
-def grade_one(sub_dir: Path, out_dir: Path, extra: list[str], timeout: float) -> tuple[Submission, Submission | None]:
+def grade_one(sub_dir: Path, out_dir: Path, extra: list[str],
+              timeout: float) -> tuple[Submission, Submission | None]:
     """Grade one submission; (the result, the previous result of an earlier batch into OUT, if any).
 
     A grading that failed (the grader's fault, not the submission's) never replaces a good earlier
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             print(("\r\033[K" if tty else "") + line, file=sys.stderr, flush=True)
         return sub, previous
 
-    print(f"grading {len(subs)} submissions, {args.jobs} at a time, labs {','.join(lab_ids)}", file=sys.stderr)
+    print(f"grading {len(subs)} submissions, {args.jobs} at a time, labs {','.join(lab_ids)}",
+          file=sys.stderr)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(one, subs))
     buf = io.StringIO()
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     w.writerow(reports.csv_header(lab_ids) + ["previous", "change"])
     for sub, previous in results:
         change = "" if previous is None else f"{sub.score - previous.score:+g}"
-        w.writerow(reports.csv_row(sub, lab_ids) + ["" if previous is None else f"{previous.score:g}", change])
+        before = "" if previous is None else f"{previous.score:g}"
+        w.writerow(reports.csv_row(sub, lab_ids) + [before, change])
     reports.write_text(args.out / "grades.csv", buf.getvalue())
     print(f"wrote {args.out / 'grades.csv'} and {len(results)} JSON files in {time.monotonic() - t0:.0f}s",
           file=sys.stderr)

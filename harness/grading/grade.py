@@ -79,7 +79,8 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
                     f"{killed} process(es) of the submission were still running after the lab's tests; killed"
             if sandbox.pids_limit_hit():
                 res.error = (res.error + "\n" if res.error else "") + \
-                    f"the submission hit the process limit (pids.max={sandbox.limits.pids_max}): a fork bomb or too many threads"
+                    (f"the submission hit the process limit (pids.max={sandbox.limits.pids_max}): "
+                     "a fork bomb or too many threads")
             if not sub.build_ok:
                 for t in res.tests:
                     if t.status != PASSED and "not found in" in (t.message + t.evidence):
@@ -115,22 +116,29 @@ def write_reports(sub: Submission, args: argparse.Namespace) -> None:
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labs", help="labs to grade, e.g. 01,02 or 1-4 (default: every available lab)")
-    p.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression (e.g. a test name)")
-    p.add_argument("--hidden", type=Path, help="folder of instructors' hidden tests (test_NN_*.py, points.toml)")
+    p.add_argument("-k", dest="keyword",
+                   help="only tests matching this pytest -k expression (e.g. a test name)")
+    p.add_argument("--hidden", type=Path,
+                   help="folder of instructors' hidden tests (test_NN_*.py, points.toml)")
     p.add_argument("--hidden-visibility", default="after_due_date",
                    choices=["hidden", "after_due_date", "after_published", "visible"],
                    help="Gradescope visibility of hidden tests (default after_due_date)")
     p.add_argument("--repeat", type=int, default=1, metavar="K",
                    help="run every test K times: pass / fail / flaky (flaky scores 0 unless --flaky-credit)")
-    p.add_argument("--flaky-credit", action="store_true", help="a flaky test scores the share of runs it passed")
+    p.add_argument("--flaky-credit", action="store_true",
+                   help="a flaky test scores the share of runs it passed")
     p.add_argument("--lab-timeout", type=float, default=600.0, help="wall-clock limit of one lab's run (s)")
     p.add_argument("--werror", action="store_true", help="build source trees with -Werror (default: off)")
-    p.add_argument("--skip-slow", action="store_true", help="leave out tests marked slow (e.g. waiting out TIME_WAIT)")
+    p.add_argument("--skip-slow", action="store_true",
+                   help="leave out tests marked slow (e.g. waiting out TIME_WAIT)")
     p.add_argument("--first-failure", action="store_true",
-                   help="stop each lab at its first failing test (quick feedback; the rest score 0, 'not run')")
+                   help=("stop each lab at its first failing test "
+                         "(quick feedback; the rest score 0, 'not run')"))
     p.add_argument("--nofile", type=int, default=1024, help="RLIMIT_NOFILE of each program (default 1024)")
-    p.add_argument("--pids-max", type=int, default=256, help="processes+threads of a submission (cgroup; default 256)")
-    p.add_argument("--memory-mib", type=int, default=1024, help="memory of a submission (cgroup; default 1024)")
+    p.add_argument("--pids-max", type=int, default=256,
+                   help="processes+threads of a submission (cgroup; default 256)")
+    p.add_argument("--memory-mib", type=int, default=1024,
+                   help="memory of a submission (cgroup; default 1024)")
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -147,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gradescope", help="write Gradescope results.json here")
     p.add_argument("--junit", help="write JUnit XML here")
     p.add_argument("--markdown", help="write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
-    p.add_argument("--classroom", help="write GitHub Classroom's grader result JSON here (see harness/grading/classroom/)")
+    p.add_argument("--classroom",
+                   help="write GitHub Classroom's grader result JSON here (see harness/grading/classroom/)")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.add_argument("-q", "--quiet", action="store_true", help="no table, only the total")
     p.add_argument("--autolab", action="store_true", help="print Autolab's scores JSON as the last line")
@@ -164,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 limits_=limits_from(args), skip_slow=args.skip_slow, first_failure=args.first_failure,
                 progress=progress)
     write_reports(sub, args)
-    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    auto = args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    color = args.color == "always" or auto
     if args.quiet:
         print(f"{sub.student}: {sub.score:g}/{sub.max_score:g}")
     else:

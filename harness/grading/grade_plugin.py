@@ -103,7 +103,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         rec["outcome"] = "failed"
         rec["phase"] = report.when
         crash = getattr(report.longrepr, "reprcrash", None)
-        rec["message"] = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1:][0] if str(report.longrepr).strip() else ""
+        longrepr = str(report.longrepr).strip()
+        last_line = longrepr.splitlines()[-1:][0] if longrepr else ""
+        rec["message"] = crash.message if crash is not None else last_line
         rec["longrepr"] = str(report.longrepr)[-12000:]
         rec["sections"] = {k: v[-8000:] for k, v in report.sections}
     elif report.skipped and rec["outcome"] == "passed":

@@ -34,7 +34,8 @@ SIGNALS: dict[int, str] = {
                     "destroyed, or fortify catching an overflow",
     signal.SIGBUS: "it crashed with SIGBUS: a bad memory access",
     signal.SIGFPE: "it crashed with SIGFPE: a division by zero",
-    signal.SIGTERM: "it died from SIGTERM instead of exiting: handle SIGTERM/SIGINT (close everything, exit 0)",
+    signal.SIGTERM: ("it died from SIGTERM instead of exiting: "
+                     "handle SIGTERM/SIGINT (close everything, exit 0)"),
     signal.SIGINT: "it died from SIGINT instead of exiting: handle SIGTERM/SIGINT (close everything, exit 0)",
     signal.SIGXCPU: "it used up its CPU time limit: an endless busy loop",
     signal.SIGKILL: "it was killed (SIGKILL) after exceeding a limit (memory, time) or ignoring SIGTERM",
@@ -89,8 +90,8 @@ EXCEPTIONS: dict[str, str] = {
     "ClientTimeout": "the program did not answer: {}",
     "TimeoutError": "the program did not answer in time (the test's socket timed out)",
     "timeout": "the program did not answer in time (the test's socket timed out)",
-    "ConnectionRefusedError": "nothing accepted the test's connection (ECONNREFUSED): is the server listening "
-                              "on the port of its ready line?",
+    "ConnectionRefusedError": ("nothing accepted the test's connection (ECONNREFUSED): "
+                               "is the server listening on the port of its ready line?"),
     "ConnectionResetError": "the program reset the test's connection (ECONNRESET)",
     "BrokenPipeError": "the program closed the connection while the test was still sending (EPIPE)",
     "StepTimeout": "{}",
@@ -143,7 +144,8 @@ def _errno(programs: list[dict], text: str, lab: str) -> str | None:
     """A program failed with the contract error line `prog: what: strerror [ENAME]` while the test
     waited for it to work (its ready line, a line of its output, exit 0). An error the lab's contract
     declares without a hint is one some test provokes on purpose: no evidence of a bug."""
-    waited = re.search(r"ready line|without printing|printed no line|^assert 1 == 0\b", text, re.M) is not None
+    waiting_words = r"ready line|without printing|printed no line|^assert 1 == 0\b"
+    waited = re.search(waiting_words, text, re.M) is not None
     if not waited:
         return None
     for p in programs:
@@ -177,7 +179,8 @@ def _format(misses: list[dict]) -> str | None:
     if not printed or (miss.get("pattern") and any(re.search(miss["pattern"], line) for line in printed)):
         return None   # nothing printed, or lines of that format were printed: the behaviour, not the format
     example = _skeleton(miss["example"])
-    ratio, closest = max((difflib.SequenceMatcher(None, _skeleton(line), example).ratio(), line) for line in printed)
+    ratio, closest = max((difflib.SequenceMatcher(None, _skeleton(line), example).ratio(), line)
+                         for line in printed)
     if ratio < CLOSE_ENOUGH:
         return None
     return (f"expected a line like `{miss['template']}` ({miss['where']}); the closest line "
@@ -229,7 +232,8 @@ def expected_actual(message: str) -> tuple[str, str, str]:
     m = re.match(r"(.+?) == (.+)$", compare)
     if m:
         expected, actual = m[2].strip(), m[1].strip()
-        if re.search(r"returncode|wait_exit", text) and re.fullmatch(r"-?\d+", expected) and re.fullmatch(r"-?\d+", actual):
+        both_numbers = re.fullmatch(r"-?\d+", expected) and re.fullmatch(r"-?\d+", actual)
+        if re.search(r"returncode|wait_exit", text) and both_numbers:
             expected, actual = f"exit status {expected}", f"exit status {actual}"
     if custom.startswith("$ "):                      # the message is a program's report
         who = _report_status(text)
@@ -238,8 +242,10 @@ def expected_actual(message: str) -> tuple[str, str, str]:
         sentence, data = _sentence(custom)
         more = [l.strip() for l in lines[1:at] if not l.startswith(("$ ", "  "))]
         data = "\n".join(([data] if data else []) + more)
-        em = re.match(r"(?i)^expected (.+?)(?:,\s*(?:got|found|measured|it is|it ended)\s+|;\s*)(.+)$", sentence)
-        nm = re.search(r"(?:printed no|without printing a) (line (?:like|matching) .+?)(?: within [\d.]+s)?$", sentence)
+        em = re.match(r"(?i)^expected (.+?)(?:,\s*(?:got|found|measured|it is|it ended)\s+|;\s*)(.+)$",
+                      sentence)
+        nm = re.search(r"(?:printed no|without printing a) (line (?:like|matching) .+?)(?: within [\d.]+s)?$",
+                       sentence)
         if em:
             expected, actual = em[1], em[2]
         elif sentence.lower().startswith("expected "):
@@ -270,12 +276,14 @@ def explain(test: TestResult, rec: dict) -> None:
         test.actual = "the test could not start: " + (plain(message).splitlines() or ["setup failed"])[0]
     own_hint = rec.get("hint") if rec.get("phase", "call") == "call" else None
     if own_hint and rec.get("hint_step"):   # the hint is about one step: only a failure there
-        stopped = re.search(r"^\s*FAIL (.+?)  <- the test stopped here", sections.get("steps that ran", ""), re.M)
+        steps = sections.get("steps that ran", "")
+        stopped = re.search(r"^\s*FAIL (.+?)  <- the test stopped here", steps, re.M)
         own_hint = own_hint if stopped and rec["hint_step"] in stopped[1] else None
     first = plain(message).splitlines()[0] if plain(message) else ""
     test.hint = (_hint_line(message) or _hint_line(longrepr)
-                 or (MISSING.search(text) and "the program is missing or not executable: it must be named exactly "
-                     "as in labs/manifest.toml (see the build log if it did not compile)")
+                 or (MISSING.search(text)
+                     and ("the program is missing or not executable: it must be named exactly "
+                          "as in labs/manifest.toml (see the build log if it did not compile)"))
                  or _signal(programs, text)
                  or _errno(programs, text, test.lab)
                  or _symptom(text, SYMPTOMS)

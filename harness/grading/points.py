@@ -56,7 +56,8 @@ class Points:
         data = data or {}
         self.labs: dict[str, dict[str, Entry]] = {}
         for lab_id, table in (data.get("lab") or {}).items():
-            self.labs[lab_id.zfill(2)] = {k: _entry(v, f"{path}: [lab.{lab_id}] {k}") for k, v in table.items()}
+            self.labs[lab_id.zfill(2)] = {k: _entry(v, f"{path}: [lab.{lab_id}] {k}")
+                                          for k, v in table.items()}
         self.probes = [Probe(**p) for p in data.get("probe", [])]
 
     @classmethod
@@ -86,7 +87,8 @@ class Points:
         explicit = sum(e2.points for k, e2 in table.items() if k.startswith(func + "["))
         n_explicit = sum(1 for k in table if k.startswith(func + "["))
         share = max(siblings - n_explicit, 1)
-        return Entry(max(e.points - explicit, 0) / share if case is not None else e.points, e.tags, e.visibility)
+        points = max(e.points - explicit, 0) / share if case is not None else e.points
+        return Entry(points, e.tags, e.visibility)
 
     def probes_of(self, lab: str) -> list[Probe]:
         return [p for p in self.probes if p.lab.zfill(2) == lab]
@@ -97,13 +99,16 @@ class Points:
         for lab, ids in sorted(collected.items()):
             table = self.labs.get(lab, {})
             funcs = {func_and_case(i)[0] for i in ids}
-            cases = {f"{func_and_case(i)[0]}[{func_and_case(i)[1]}]" for i in ids if func_and_case(i)[1] is not None}
+            cases = {f"{func_and_case(i)[0]}[{func_and_case(i)[1]}]"
+                     for i in ids if func_and_case(i)[1] is not None}
             for func in sorted(funcs):
                 if func not in table and not any(c.startswith(func + "[") for c in table):
-                    problems.append(f"lab {lab}: test {func} has no points in {self.path} ([lab.{lab}] {func} = N)")
+                    problems.append(f"lab {lab}: test {func} has no points in {self.path} "
+                                    f"([lab.{lab}] {func} = N)")
             for key in sorted(table):
                 if key not in funcs and key not in cases:
-                    problems.append(f"lab {lab}: {self.path} gives points to {key}, but no such test was collected")
+                    problems.append(f"lab {lab}: {self.path} gives points to {key}, "
+                                    "but no such test was collected")
         return problems
 
 

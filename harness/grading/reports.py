@@ -17,7 +17,8 @@ from .results import FAILED, FLAKY, PASSED, SKIPPED, Submission
 
 _C = {"green": "\033[32m", "red": "\033[31m", "yellow": "\033[33m", "dim": "\033[2m", "bold": "\033[1m",
       "reset": "\033[0m", "cyan": "\033[36m"}
-_MARK = {PASSED: ("PASS", "green"), FAILED: ("FAIL", "red"), FLAKY: ("FLAKY", "yellow"), SKIPPED: ("SKIP", "dim")}
+_MARK = {PASSED: ("PASS", "green"), FAILED: ("FAIL", "red"), FLAKY: ("FLAKY", "yellow"),
+         SKIPPED: ("SKIP", "dim")}
 
 
 def write_text(path: Path, text: str) -> None:
@@ -51,7 +52,8 @@ def summary_text(sub: Submission) -> str:
     if sub.limits:
         lines.append("limits: " + sub.limits)
     if sub.repeat > 1:
-        lines.append(f"each test ran {sub.repeat} times: passed in all = passed, in none = failed, in some = flaky")
+        lines.append(f"each test ran {sub.repeat} times: "
+                     "passed in all = passed, in none = failed, in some = flaky")
     for lab in sub.labs:
         if lab.error:
             lines.append(f"lab {lab.id}: {lab.error}")
@@ -75,8 +77,8 @@ def terminal(sub: Submission, color: bool = False, evidence_lines: int = 12) -> 
         for t in lab.tests:
             mark, col = _MARK.get(t.status, ("?", "dim"))
             vis = "" if t.visibility == "visible" else f" [{t.visibility}]"
-            out.append(f"  {c(f'{mark:5}', col)} {t.number:>6}  {short_name(t.name):70} {_pts(t.score):>5}/{_pts(t.max_score):<4}"
-                       f" {t.duration:5.1f}s{vis}")
+            out.append(f"  {c(f'{mark:5}', col)} {t.number:>6}  {short_name(t.name):70} "
+                       f"{_pts(t.score):>5}/{_pts(t.max_score):<4} {t.duration:5.1f}s{vis}")
             if t.status in (FAILED, FLAKY):
                 if t.status == FLAKY:
                     ok = sum(r.outcome == PASSED for r in t.runs)
@@ -91,7 +93,8 @@ def terminal(sub: Submission, color: bool = False, evidence_lines: int = 12) -> 
                     ev = t.evidence.splitlines()
                     out += [c("           | " + l[:150], "dim") for l in ev[:evidence_lines]]
                     if len(ev) > evidence_lines:
-                        out.append(c(f"           | ... ({len(ev) - evidence_lines} more lines in the JSON report)", "dim"))
+                        more = len(ev) - evidence_lines
+                        out.append(c(f"           | ... ({more} more lines in the JSON report)", "dim"))
         if lab.error:
             out.append(c("  note: " + lab.error.replace("\n", "\n        "), "yellow"))
     if sub.limits:
@@ -126,7 +129,8 @@ def gradescope(sub: Submission) -> dict:
             "name": name,
             "score": t.score,
             "max_score": t.max_score,
-            "status": "passed" if t.status == PASSED or (t.status == SKIPPED and t.max_score == 0) else "failed",
+            "status": ("passed" if t.status == PASSED or (t.status == SKIPPED and t.max_score == 0)
+                       else "failed"),
             "output": t.output(),
             "output_format": "text",
             "tags": [f"lab{t.lab}", *t.tags, *([t.status] if t.status in (FLAKY, SKIPPED) else [])],
@@ -162,8 +166,9 @@ def junit(sub: Submission) -> str:
                               failures="1", errors="0", skipped="0", time="0")
         case = ET.SubElement(suite, "testcase", classname="submission",
                              name="build" if not sub.build_ok else "grading", time="0")
-        ET.SubElement(case, "failure", message="build failed" if not sub.build_ok else "grading failed").text = \
-            _xml_safe(sub.build_log if not sub.build_ok else sub.error)
+        failure = ET.SubElement(case, "failure",
+                                message="build failed" if not sub.build_ok else "grading failed")
+        failure.text = _xml_safe(sub.build_log if not sub.build_ok else sub.error)
         root.set("tests", str(len(tests) + 1))
     for lab in sub.labs:
         suite = ET.SubElement(root, "testsuite", name=f"lab{lab.id} {lab.title}", tests=str(len(lab.tests)),
@@ -174,7 +179,8 @@ def junit(sub: Submission) -> str:
         ET.SubElement(props, "property", name="score", value=f"{lab.score:g}")
         ET.SubElement(props, "property", name="max_score", value=f"{lab.max_score:g}")
         for t in lab.tests:
-            case = ET.SubElement(suite, "testcase", classname=f"lab{lab.id}", name=t.name, time=f"{t.duration:.3f}")
+            case = ET.SubElement(suite, "testcase", classname=f"lab{lab.id}", name=t.name,
+                                 time=f"{t.duration:.3f}")
             p = ET.SubElement(case, "properties")
             for k, v in (("number", t.number), ("score", f"{t.score:g}"), ("max_score", f"{t.max_score:g}"),
                          ("visibility", t.visibility), ("status", t.status), ("tags", ",".join(t.tags))):
@@ -192,7 +198,8 @@ def junit(sub: Submission) -> str:
 
 def _xml_safe(text: str) -> str:
     """XML 1.0 cannot hold most control characters (program output may contain any byte)."""
-    return "".join(ch if ch in "\t\n\r" or ord(ch) >= 0x20 and ch not in "\ufffe\uffff" else f"\\x{ord(ch):02x}"
+    return "".join(ch if ch in "\t\n\r" or ord(ch) >= 0x20 and ch not in "\ufffe\uffff"
+                   else f"\\x{ord(ch):02x}"
                    for ch in text)
 
 
@@ -201,7 +208,8 @@ def markdown(sub: Submission) -> str:
              "| Lab | Score | Passed | Failed | Flaky |", "|---|---|---|---|---|"]
     for lab in sub.labs:
         lines.append(f"| {lab.id} {lab.title} | {lab.score:g}/{lab.max_score:g} | "
-                     f"{sum(t.status == PASSED for t in lab.tests)} | {sum(t.status == FAILED for t in lab.tests)} | "
+                     f"{sum(t.status == PASSED for t in lab.tests)} | "
+                     f"{sum(t.status == FAILED for t in lab.tests)} | "
                      f"{sum(t.status == FLAKY for t in lab.tests)} |")
     bad = [t for t in sub.tests() if t.status in (FAILED, FLAKY) and t.visibility == "visible"]
     if bad:

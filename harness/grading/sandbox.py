@@ -71,7 +71,8 @@ class Sandbox:
                 _write(d / "memory.max", str(self.limits.memory_mib << 20))
                 _write(d / "memory.swap.max", "0")
                 self.dirs, self.kind = [d], "cgroup v2"
-                self.note = f"cgroup v2 {d}: pids.max={self.limits.pids_max}, memory.max={self.limits.memory_mib} MiB"
+                self.note = (f"cgroup v2 {d}: pids.max={self.limits.pids_max}, "
+                             f"memory.max={self.limits.memory_mib} MiB")
                 return
         made = []
         for ctrl, settings in (("pids", {"pids.max": str(self.limits.pids_max)}),

@@ -87,7 +87,8 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: Limits | None, pts: Points,
                 got[rec["id"]] = (rec, "")
                 started = None
         if started is not None:
-            got[started] = (None, f"this test hung and the lab's run was stopped: {note.splitlines()[0] if note else ''}")
+            first = note.splitlines()[0] if note else ""
+            got[started] = (None, f"this test hung and the lab's run was stopped: {first}")
         per_run.append(got)
     result.error = "\n".join(dict.fromkeys(notes))
     # Count the cases of every function (for splitting a parametrized test's points).
@@ -118,7 +119,8 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: Limits | None, pts: Points,
                            hidden_visibility if is_hidden else "visible")
         if is_hidden and "hidden" not in test.tags:
             test.tags.append("hidden")
-        runs = [run.get(nid, (None, "the test did not run (the lab's run ended before it)")) for run in per_run]
+        not_run = (None, "the test did not run (the lab's run ended before it)")
+        runs = [run.get(nid, not_run) for run in per_run]
         failing = _combine(test, runs, flaky_credit)
         if failing is not None:
             hints.explain(test, failing)

@@ -136,11 +136,13 @@ class Host:
         """`command` prefixed so that it runs inside this host's namespace."""
         return ["ip", "netns", "exec", self.netns, *map(os.fspath, command)]
 
-    def run(self, *command: str, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    def run(self, *command: str, check: bool = True,
+            timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
         """Run a short command inside the host and wait for it."""
         proc = subprocess.run(self.argv(*command), capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
-            raise NetnsError(f"in {self.name}: `{' '.join(command)}` failed ({proc.returncode}): {proc.stderr.strip()}")
+            raise NetnsError(f"in {self.name}: `{' '.join(command)}` failed ({proc.returncode}): "
+                             f"{proc.stderr.strip()}")
         return proc
 
 
@@ -191,7 +193,8 @@ class Lan:
         host = Host(name, netns)
         for index, (switch, cidr) in enumerate(links):
             port, dev = f"p{next(self._ports)}", f"eth{index}"
-            _ip("-n", self.switches[switch], "link", "add", port, "type", "veth", "peer", "name", dev, "netns", netns)
+            _ip("-n", self.switches[switch], "link", "add", port, "type", "veth",
+                "peer", "name", dev, "netns", netns)
             _ip("-n", self.switches[switch], "link", "set", port, "master", "br0", "up")
             _ip("-n", netns, "addr", "add", cidr, "dev", dev)
             _ip("-n", netns, "link", "set", dev, "up")
@@ -232,7 +235,8 @@ class Lan:
 def namespaces_of_this_process() -> list[str]:
     """The socklab namespaces this process created and has not deleted (for leak checks)."""
     mine = f"{PREFIX}{os.getpid()}-"
-    return [line.split()[0] for line in _ip("netns", "list", check=False).stdout.splitlines() if line.startswith(mine)]
+    listed = _ip("netns", "list", check=False).stdout.splitlines()
+    return [line.split()[0] for line in listed if line.startswith(mine)]
 
 
 __all__ = ["Host", "Lan", "NetnsError", "cleanup_stale", "namespaces_of_this_process", "unavailable_reason"]

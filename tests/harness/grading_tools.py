@@ -38,7 +38,8 @@ def apply_variant(tree: Path, variant: dict) -> None:
     for r in variant["replace"]:
         f = tree / r["file"]
         text = f.read_text()
-        assert text.count(r["old"]) == 1, f"{r['file']}: the text to replace occurs {text.count(r['old'])} times: {r['old']!r}"
+        times = text.count(r["old"])
+        assert times == 1, f"{r['file']}: the text to replace occurs {times} times: {r['old']!r}"
         f.write_text(text.replace(r["old"], r["new"]))
 
 
@@ -82,10 +83,12 @@ def build_variant(variant: dict, dst: Path) -> Path:
     return out
 
 
-def grade(submission: Path, out: Path, *args: str, timeout: float = 600) -> tuple[dict, subprocess.CompletedProcess]:
+def grade(submission: Path, out: Path, *args: str,
+          timeout: float = 600) -> tuple[dict, subprocess.CompletedProcess]:
     """Run `python3 -m harness grade` on a submission; its JSON result model and the process."""
     cmd = [PYTHON, "-m", "harness", "grade", str(submission), "--json", str(out), "--color", "never", *args]
-    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
     assert out.exists(), f"no JSON report was written\n{proc.stdout[-3000:]}"
     return json.loads(out.read_text()), proc
 

@@ -13,7 +13,8 @@ from harness.programs import REPO, bin_dir
 
 
 def batch(subs, out, *args):
-    return subprocess.run([PYTHON, "-m", "harness", "batch", str(subs), "--out", str(out), "--labs", "01", *args],
+    cmd = [PYTHON, "-m", "harness", "batch", str(subs), "--out", str(out), "--labs", "01", *args]
+    return subprocess.run(cmd,
                           cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
 
 

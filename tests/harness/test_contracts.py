@@ -12,7 +12,8 @@ from harness import manifest, readme_table
 from harness.output import ERROR, HINT, READY, contract
 from harness.programs import REPO
 
-LABS = [lab for lab in manifest.load() if lab.available and (REPO / "labs" / lab.dir / "output.toml").is_file()]
+LABS = [lab for lab in manifest.load()
+        if lab.available and (REPO / "labs" / lab.dir / "output.toml").is_file()]
 RE_CALLS = {"compile", "search", "match", "fullmatch", "findall", "finditer", "sub", "subn", "split"}
 OUTPUT_NAMES = ("stdout", "stderr")
 
@@ -44,7 +45,8 @@ def test_contract_names_real_programs_streams_and_lines(lab):
             problems.append(f"exit {e.name or e.status}: {e.program} is not a program of lab {lab.id}")
         if e.stderr and (e.stderr not in c.lines or c.lines[e.stderr].stream != "stderr"
                          or c.lines[e.stderr].program != e.program):
-            problems.append(f"exit {e.name or e.status}: stderr names {e.stderr!r}, no stderr line of {e.program}")
+            problems.append(f"exit {e.name or e.status}: stderr names {e.stderr!r}, "
+                            f"no stderr line of {e.program}")
     assert not problems, f"{c.path}:\n" + "\n".join(problems)
 
 
@@ -74,7 +76,8 @@ CONTRACT_READS = {"find", "findall", "only", "match", "report"}
 def _reads_output(node: ast.AST) -> bool:
     """Does this expression read a program's printed output (.stdout / .stderr) other than
     through a contract Line (line.find(proc.stdout) ...) or a report?"""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CONTRACT_READS:
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in CONTRACT_READS):
         return False
     if isinstance(node, ast.Attribute) and node.attr in OUTPUT_NAMES:
         return True
@@ -83,7 +86,8 @@ def _reads_output(node: ast.AST) -> bool:
 
 def _option_name(node: ast.AST) -> bool:
     """"--backlog" in bad.stderr: the suite-wide contract (a usage error names the option)."""
-    return isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"--[\w-]+", node.value) is not None
+    return (isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and re.fullmatch(r"--[\w-]+", node.value) is not None)
 
 
 def pattern_literals(source: str) -> list[tuple[int, str]]:
@@ -92,11 +96,12 @@ def pattern_literals(source: str) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             f, args = node.func, node.args
-            if isinstance(f.value, ast.Name) and f.value.id == "re" and f.attr in RE_CALLS and args and _is_text(args[0]):
+            literal_first = bool(args) and _is_text(args[0])
+            if isinstance(f.value, ast.Name) and f.value.id == "re" and f.attr in RE_CALLS and literal_first:
                 found.append((node.lineno, f"re.{f.attr}() with a pattern literal"))
-            elif f.attr == "expect" and args and _is_text(args[0]):
+            elif f.attr == "expect" and literal_first:
                 found.append((node.lineno, "expect() with a pattern literal"))
-            elif f.attr in ("startswith", "endswith") and _reads_output(f.value) and args and _is_text(args[0]):
+            elif f.attr in ("startswith", "endswith") and _reads_output(f.value) and literal_first:
                 found.append((node.lineno, f"printed output .{f.attr}() a literal"))
         elif isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
@@ -105,7 +110,8 @@ def pattern_literals(source: str) -> list[tuple[int, str]]:
                         and not _option_name(left):
                     found.append((node.lineno, "a literal looked for `in` printed output"))
                 elif isinstance(op, (ast.Eq, ast.NotEq)) and (
-                        (_is_text(left) and _reads_output(right)) or (_is_text(right) and _reads_output(left))):
+                        (_is_text(left) and _reads_output(right))
+                        or (_is_text(right) and _reads_output(left))):
                     found.append((node.lineno, "printed output compared with a literal"))
     return found
 
@@ -124,10 +130,12 @@ def exit_literals(source: str) -> list[int]:
     suite's contract): a lab's statuses 1 and 2 come from its contract, C.status("name")."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+        if (isinstance(node, ast.Compare) and len(node.ops) == 1
+                and isinstance(node.ops[0], (ast.Eq, ast.NotEq))):
             sides = [node.left, node.comparators[0]]
             status = any("returncode" in ast.unparse(x) or "wait_exit" in ast.unparse(x) for x in sides)
-            literal = any(isinstance(x, ast.Constant) and isinstance(x.value, int) and x.value != 0 for x in sides)
+            literal = any(isinstance(x, ast.Constant) and isinstance(x.value, int) and x.value != 0
+                          for x in sides)
             if status and literal:
                 found.append(node.lineno)
     return found
@@ -136,19 +144,24 @@ def exit_literals(source: str) -> list[int]:
 @pytest.mark.parametrize("lab", LABS, ids=[lab.id for lab in LABS])
 def test_spec_takes_its_exit_statuses_from_the_contract(lab):
     found = exit_literals(lab.spec.read_text())
-    assert not found, (f"{lab.spec.name} compares exit statuses with literals on lines {found}: declare them as "
-                       f"[[exit]] in labs/{lab.dir}/output.toml and use C.status(name)")
+    assert not found, (f"{lab.spec.name} compares exit statuses with literals on lines {found}: "
+                       f"declare them as [[exit]] in labs/{lab.dir}/output.toml and use C.status(name)")
     assert exit_literals("assert proc.popen.returncode == 2") == [1]
 
 
 def test_the_literal_finder_finds_what_it_must():
     """The check above can fail: each way of bypassing the contract is caught."""
-    bypasses = ['re.compile(r"^callback (\\d+)")', 'proc.expect("holding off")', 'assert "sent" in proc.stdout',
-                'assert proc.stderr.startswith(f"x {port}")', 'assert proc.stdout.splitlines() == ["echo \\"a\\""]',
+    bypasses = ['re.compile(r"^callback (\\d+)")',
+                'proc.expect("holding off")',
+                'assert "sent" in proc.stdout',
+                'assert proc.stderr.startswith(f"x {port}")',
+                'assert proc.stdout.splitlines() == ["echo \\"a\\""]',
                 're.search(rf"^x {n}$", proc.stdout, re.M)']
     for code in bypasses:
         assert pattern_literals(code), f"not caught: {code}"
-    for code in ['proc.expect(C["callback"])', 'assert C["sent"].find(proc.stdout)', 'assert "--hex" in bad.stderr',
+    for code in ['proc.expect(C["callback"])',
+                 'assert C["sent"].find(proc.stdout)',
+                 'assert "--hex" in bad.stderr',
                  'assert [m[1] for m in ECHO.findall(proc.stdout)] == ["a"]']:
         assert not pattern_literals(code), f"wrongly caught: {code}"
 
@@ -177,6 +190,7 @@ def test_readme_output_section_is_made_from_the_contract(lab):
     text = path.read_text()
     assert "\n## Output\n" in text, f"{path.relative_to(REPO)} has no '## Output' section"
     assert readme_table.rewrite_lab(text, lab.id) == text, \
-        f"{path.relative_to(REPO)}: the Output section is stale: run /usr/bin/python3 -m harness readme --write"
+        (f"{path.relative_to(REPO)}: the Output section is stale: "
+         "run /usr/bin/python3 -m harness readme --write")
     for line in contract(lab.id).lines.values():
         assert line.template in text and line.pattern.pattern in text, f"{line.name} is not shown"

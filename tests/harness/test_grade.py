@@ -112,7 +112,9 @@ def test_hidden_tests_repeat_and_one_test_by_name(tmp_path):
     hidden = tmp_path / "hidden"
     hidden.mkdir()
     (hidden / "test_02_instructor.py").write_text(HIDDEN_SPEC)
-    (hidden / "points.toml").write_text('[lab.02]\ntest_hidden_help_works = 2\ntest_hidden_flaky_every_other_run = 1\n')
+    (hidden / "points.toml").write_text("[lab.02]\n"
+                                        "test_hidden_help_works = 2\n"
+                                        "test_hidden_flaky_every_other_run = 1\n")
     os.environ["HGR_COUNTER"] = str(tmp_path / "counter")
     try:
         result, proc = grade(reference_bin(), tmp_path / "r.json", "--labs", "02", "--hidden", str(hidden),
@@ -121,7 +123,9 @@ def test_hidden_tests_repeat_and_one_test_by_name(tmp_path):
     finally:
         del os.environ["HGR_COUNTER"]
     tests = {t["name"]: t for t in every_test(result)}
-    assert set(tests) == {"test_hidden_help_works", "test_hidden_flaky_every_other_run", "test_sigterm_exits_zero"}, proc.stdout
+    assert set(tests) == {"test_hidden_help_works",
+                          "test_hidden_flaky_every_other_run",
+                          "test_sigterm_exits_zero"}, proc.stdout
     h = tests["test_hidden_help_works"]
     assert (h["status"], h["hidden"], h["visibility"], h["max_score"], h["score"]) == \
         ("passed", True, "after_due_date", 2, 2)

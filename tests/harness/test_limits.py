@@ -21,7 +21,8 @@ SCRIPTS = {
     "hang": {"udp_recv": "trap '' TERM INT\necho 'READY udp 127.0.0.1 9'\nwhile :; do sleep 1; done",
              "udp_send": "trap '' TERM INT\nwhile :; do sleep 1; done"},
     # Forks until the process limit stops it.
-    "forkbomb": {"udp_recv": "bomb() { bomb | bomb & }\nbomb\necho 'READY udp 127.0.0.1 9'\nwhile :; do sleep 1; done",
+    "forkbomb": {"udp_recv": ("bomb() { bomb | bomb & }\nbomb\n"
+                              "echo 'READY udp 127.0.0.1 9'\nwhile :; do sleep 1; done"),
                  "udp_send": "bomb() { bomb | bomb & }\nbomb\nsleep 30"},
     # Crashes (SIGSEGV) right after its ready line. It ignores SIGTERM, so the SIGTERM a test sends once
     # it sees the ready line cannot end it first (under load it sometimes did: "died from SIGTERM").
@@ -74,7 +75,8 @@ def batch(tmp_path_factory):
     # them unable to fork, so they are graded one after another (harness/README.md, "Limits").
     jobs = "4" if os.geteuid() == 0 else "1"
     t0 = time.monotonic()
-    proc = subprocess.run([PYTHON, "-m", "harness", "batch", str(subs), "-j", jobs, "--out", str(root / "out"),
+    proc = subprocess.run([PYTHON, "-m", "harness", "batch", str(subs), "-j", jobs,
+                           "--out", str(root / "out"),
                            "--labs", "02", "-k", SELECT, "--hidden", str(hidden), "--pids-max", "64",
                            "--lab-timeout", "120"], cwd=REPO, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=600)
@@ -106,7 +108,8 @@ def test_each_failure_names_what_happened(batch):
     assert "segmentation fault" in by["crash"]["test_sigterm_exits_zero"]["hint"]
     assert "ready line" in by["spin"]["test_sigterm_exits_zero"]["hint"]
     bomb = json.loads((root / "out" / "forkbomb.json").read_text())
-    in_a_cgroup = bomb["limits"].startswith("cgroup v")   # else "no cgroup could be created ...: rlimits only"
+    # else the limits read "no cgroup could be created ...: rlimits only"
+    in_a_cgroup = bomb["limits"].startswith("cgroup v")
     assert not in_a_cgroup or "process limit" in bomb["labs"][0]["error"], bomb["labs"][0]["error"]
 
 

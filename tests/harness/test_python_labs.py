@@ -31,7 +31,8 @@ def graded(tmp_path_factory) -> dict[str, dict]:
 @pytest.mark.parametrize("lab", ["04", "07"])
 def test_programs_written_from_the_readme_grade_full(graded, lab):
     result = graded[lab]
-    failing = [f"{t['name']}: {t['hint'] or t['actual']}" for t in every_test(result) if t["status"] != "passed"]
+    failing = [f"{t['name']}: {t['hint'] or t['actual']}"
+               for t in every_test(result) if t["status"] != "passed"]
     assert result["max_score"] > 0 and result["score"] == result["max_score"], (
         f"lab {lab}: {result['score']}/{result['max_score']}: the README's contract is not enough for\n"
         + "\n".join(failing) + "\n" + result["console"][-3000:])

@@ -20,7 +20,8 @@ def test_readme_check_command_says_which_file_is_stale(monkeypatch, capsys):
     assert readme_table.main(["--check"]) == 0
     stale = dict(readme_table.generated())
     path = next(p for p in stale if p.parent.name.startswith("04"))
-    monkeypatch.setattr(readme_table, "generated", lambda: {**stale, path: (stale[path][0] + "x", stale[path][1])})
+    changed = (stale[path][0] + "x", stale[path][1])
+    monkeypatch.setattr(readme_table, "generated", lambda: {**stale, path: changed})
     assert readme_table.main(["--check"]) == 1
     assert "04-udp-echo/README.md" in capsys.readouterr().err
 
@@ -37,9 +38,11 @@ def test_every_available_lab_has_readme_programs_and_spec():
             assert re.search(rf"socklab_program\({prog}\b", cmake), f"lab {lab.id}: {prog} is not built"
         assert lab.spec.is_file(), f"lab {lab.id}: no tests/labs/test_{lab.id}_*.py"
         text = (folder / "README.md").read_text()
-        for section in ("## The notes", "## 术语 Glossary", "## Build and run", "## Output", "## What to observe",
-                        "## What the notes get wrong", "## Claims and the tests that prove them",
-                        "## Check your work", "## Exercises", "## Next lab"):
+        sections = ("## The notes", "## 术语 Glossary", "## Build and run", "## Output",
+                    "## What to observe", "## What the notes get wrong",
+                    "## Claims and the tests that prove them",
+                    "## Check your work", "## Exercises", "## Next lab")
+        for section in sections:
             assert section in text, f"lab {lab.id}: README.md lacks the section '{section}'"
         assert f"check_{lab.id}" in text, f"lab {lab.id}: README.md does not say how to check the lab"
 
@@ -54,4 +57,5 @@ def test_claims_tables_name_tests_that_exist():
         assert named, f"lab {lab.id}: the claims table names no tests"
         spec = lab.spec.read_text()
         for name in named:
-            assert re.search(rf"^def {name}\(", spec, re.M), f"lab {lab.id}: README cites {name}, which {lab.spec.name} lacks"
+            assert re.search(rf"^def {name}\(", spec, re.M), (
+                f"lab {lab.id}: README cites {name}, which {lab.spec.name} lacks")

@@ -76,6 +76,7 @@ def test_no_hint_or_actual_is_raw_exception_text(graded):
                 continue
             for field in ("hint", "actual", "expected"):
                 text = (t.get(field) or "").strip()
-                if EXCEPTION_NAME.match(text) or text.startswith(("$ ", "AssertionError")) or "that was false" in text:
+                raw = EXCEPTION_NAME.match(text) or text.startswith(("$ ", "AssertionError"))
+                if raw or "that was false" in text:
                     bad.append(f"{variant} {t['name']} {field}: {text[:120]}")
     assert not bad, "\n".join(bad)

@@ -123,12 +123,14 @@ def test_3000_bytes_over_ethernet_leave_as_three_ip_fragments(lab, steps):
             h1 = lan.host("h1", ("link", "192.0.2.1/24"))
             h2 = lan.host("h2", ("link", "192.0.2.2/24"))
             assert int(h1.run("cat", "/sys/class/net/eth0/mtu").stdout) == 1500
-            receiver = lan.start(h2, "udp_recv", "--host", "192.0.2.2", "--port", "0", "--bufsize", "65536", lab=lab)
+            receiver = lan.start(h2, "udp_recv", "--host", "192.0.2.2", "--port", "0",
+                                 "--bufsize", "65536", lab=lab)
             receiver.wait_ready(timeout=10)
         counters = lambda host: host.run("cat", "/proc/net/snmp").stdout  # noqa: E731
         sent_before, reassembled_before = counters(h1), counters(h2)
         with steps.step("h1 sends one 3000-byte datagram to h2"):
-            sender = lan.start(h1, "udp_send", "--host", "192.0.2.2", "--port", receiver.ready.port, "--size", "3000", lab=lab)
+            sender = lan.start(h1, "udp_send", "--host", "192.0.2.2", "--port", receiver.ready.port,
+                               "--size", "3000", lab=lab)
             assert sender.wait_exit(10) == C.status("sent"), sender.report()
             got = next_datagram(receiver)
             assert (got.real, got.truncated, got.data) == (3000, False, b"x" * 3000)
@@ -136,7 +138,9 @@ def test_3000_bytes_over_ethernet_leave_as_three_ip_fragments(lab, steps):
     fragments = snmp_counter(sent_after, "Ip", "FragCreates") - snmp_counter(sent_before, "Ip", "FragCreates")
     assert fragments == 3, f"h1 created {fragments} IP fragments for one 3000-byte datagram"
     assert snmp_counter(sent_after, "Ip", "FragOKs") - snmp_counter(sent_before, "Ip", "FragOKs") == 1
-    assert snmp_counter(reassembled_after, "Ip", "ReasmOKs") - snmp_counter(reassembled_before, "Ip", "ReasmOKs") == 1
+    reassembled = (snmp_counter(reassembled_after, "Ip", "ReasmOKs")
+                   - snmp_counter(reassembled_before, "Ip", "ReasmOKs"))
+    assert reassembled == 1
 
 
 @pytest.mark.hint("do not bind() the sender: the kernel picks an ephemeral port at the first sendto()")
@@ -145,7 +149,8 @@ def test_sender_source_port_is_ephemeral_and_bound_implicitly(lab, receiver):
     unbound = C["unbound"].find(sender.stdout)
     assert unbound and unbound[1] == "0.0.0.0:0", "before sendto the socket has no port\n" + sender.report()
     m = C["sent"].find(sender.stdout)
-    assert m and m[3] == "0.0.0.0", "the implicit bind takes the wildcard address and a port\n" + sender.report()
+    assert m and m[3] == "0.0.0.0", (
+        "the implicit bind takes the wildcard address and a port\n" + sender.report())
     sent_from = int(m[4])
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     assert low <= sent_from <= high
@@ -190,7 +195,8 @@ def test_ipv6_limit_is_65527(lab):
     send(lab, receiver.ready.port, "--size", "65527", host="::1")
     assert next_datagram(receiver).real == 65527
     too_big = lab.run("udp_send", "--host", "::1", "--port", str(receiver.ready.port), "--size", "65528")
-    assert too_big.popen.returncode == C.status("too_big") and C["too_big"].find(too_big.stderr), too_big.report()
+    assert too_big.popen.returncode == C.status("too_big"), too_big.report()
+    assert C["too_big"].find(too_big.stderr), too_big.report()
 
 
 @pytest.mark.hint("SIGTERM/SIGINT must end the program with status 0 (the contract)")

@@ -91,7 +91,8 @@ def test_larger_encodings_cover_what_gb2312_lacks(lab, text, encoding, expected)
 def test_unknown_encoding_is_a_usage_error(lab):
     for name, extra in (("text_send", ["--message", "x"]), ("text_recv", [])):
         proc = lab.run(name, "--encoding", "no-such-encoding", "--port", "0", *extra)
-        assert proc.popen.returncode == C.status("usage" if name == "text_send" else "recv_usage"), proc.report()
+        usage = "usage" if name == "text_send" else "recv_usage"
+        assert proc.popen.returncode == C.status(usage), proc.report()
         line = C["unknown_encoding" if name == "text_send" else "recv_unknown_encoding"]
         m = line.find(proc.stderr)
         assert m and m[1] == "no-such-encoding", proc.report()
@@ -106,7 +107,8 @@ def test_each_stdin_line_is_one_datagram(lab):
 
 def test_stdin_stops_at_the_first_line_it_cannot_encode(lab):
     with UdpClient(bind_port=0) as wire:
-        sender = lab.run("text_send", "--port", str(wire.local_port), "--encoding", "gb2312", input="你\n€\n好\n")
+        sender = lab.run("text_send", "--port", str(wire.local_port), "--encoding", "gb2312",
+                         input="你\n€\n好\n")
         assert sender.popen.returncode == C.status("encode_error"), sender.report()
         assert wire.recv(timeout=5)[0] == "你".encode("gb2312")
         with pytest.raises(ClientTimeout):
@@ -115,7 +117,8 @@ def test_stdin_stops_at_the_first_line_it_cannot_encode(lab):
     assert m and m.group(2, 3, 4) == ("€", "U+20AC", "0"), sender.report()
 
 
-@pytest.mark.parametrize("data,offset,first", [(b"ok \xff", 3, "ff"), (b"a\xc3(", 1, "c3"), (b"\xe4\xbd", 0, None)],
+@pytest.mark.parametrize("data,offset,first",
+                         [(b"ok \xff", 3, "ff"), (b"a\xc3(", 1, "c3"), (b"\xe4\xbd", 0, None)],
                          ids=["ff-byte", "bad-continuation", "cut-character"])
 def test_input_that_is_not_utf8_is_named_as_such(lab, data, offset, first):
     sender = lab.run("text_send", "--port", str(free_udp_port()), "--encoding", "gb2312", input=data + b"\n")
@@ -178,7 +181,8 @@ def test_invalid_utf8_names_the_offset_and_keeps_running(lab, data, offset):
     assert outcome.re is ERROR.pattern and int(outcome[1]) == offset, recv.report()
     send_raw(recv.ready.port, b"still here")
     _, after = next_outcome(recv)
-    assert after.re is TEXT.pattern and after[1] == "still here", "one bad datagram must not stop the receiver"
+    assert after.re is TEXT.pattern and after[1] == "still here", (
+        "one bad datagram must not stop the receiver")
     assert recv.popen.poll() is None
 
 
@@ -278,7 +282,8 @@ def test_ipv6_loopback(lab):
 def test_count_ends_receiver_with_status_zero(lab):
     recv = lab.server("text_recv", "--port", "0", "--count", "1")
     send_raw(recv.ready.port, b"\xff")
-    assert recv.wait_exit(5) == C.status("count"), "a decode error is reported, not a failure of the program\n" + recv.report()
+    assert recv.wait_exit(5) == C.status("count"), (
+        "a decode error is reported, not a failure of the program\n" + recv.report())
 
 
 def test_sigterm_exits_zero(lab):

@@ -38,7 +38,8 @@ def client(lab, port: int, *args: str, input: str | None = None, host: str = "12
 def echoes(proc) -> list[str]:
     """What the client printed as echoes (C-escaped); every stdout line must be an echo line."""
     found = ECHO.only(proc.stdout)
-    assert found is not None, f"expected every stdout line like `{ECHO.template}` ({ECHO.where})\n{proc.report()}"
+    assert found is not None, (
+        f"expected every stdout line like `{ECHO.template}` ({ECHO.where})\n{proc.report()}")
     return [m[1] for m in found]
 
 
@@ -85,7 +86,8 @@ def test_echo_is_byte_exact(server, size):
     with UdpClient(timeout=5) as c:
         c.send_to(payload, server.ready.address)
         echo, source = c.recv(size=65536)
-    assert echo == payload, f"sent {size} bytes, got {len(echo)} back, {'identical' if echo == payload else 'different'}"
+    same = "identical" if echo == payload else "different"
+    assert echo == payload, f"sent {size} bytes, got {len(echo)} back, {same}"
     assert source == server.ready.address, "the echo comes from the server's bound address"
     m = server.expect(CALLBACK)
     assert int(m[4]) == size
@@ -140,7 +142,8 @@ def test_non_utf8_datagram_is_echoed_and_logged_not_decoded(server):
 def test_many_clients_at_once_each_get_their_own_echoes(lab, server, steps):
     clients, lines = 8, 20
     with steps.step(f"start {clients} udp_echo_client processes, {lines} lines each, all at once"):
-        procs = [lab.start("udp_echo_client", "--port", server.ready.port, "--timeout-ms", "5000") for _ in range(clients)]
+        procs = [lab.start("udp_echo_client", "--port", server.ready.port, "--timeout-ms", "5000")
+                 for _ in range(clients)]
         for i, p in enumerate(procs):
             assert p.popen.stdin is not None
             p.popen.stdin.write("".join(f"client {i} line {j}\n" for j in range(lines)).encode())
@@ -200,7 +203,8 @@ def test_no_server_unconnected_times_out_with_exit_1(lab):
     m = C["timeout"].match(proc.stderr.splitlines()[0] if proc.stderr else "")
     assert m and (m[1], m[2], int(m[3])) == ("700", "127.0.0.1", port), proc.report()
     assert "never told" in m[4], "an unconnected socket must say it is never told\n" + proc.report()
-    assert waited >= 0.7, "it must wait out its timeout: nothing tells an unconnected socket the port is closed"
+    assert waited >= 0.7, (
+        "it must wait out its timeout: nothing tells an unconnected socket the port is closed")
 
 
 @pytest.mark.hint("only a connect()ed UDP socket hears ICMP port unreachable (ECONNREFUSED); and it needs "
@@ -248,7 +252,8 @@ def test_timeout_zero_blocks_forever_like_the_notes(lab, steps):
     with steps.step("2 s later it still sleeps there, with nothing to wake it"):
         time.sleep(2)
         assert proc.popen.poll() is None, proc.report()
-        assert probes.state(proc.pid) == "S" and probes.blocked_in(proc.pid, "wait_for_more_packets"), proc.report()
+        blocked = probes.blocked_in(proc.pid, "wait_for_more_packets")
+        assert probes.state(proc.pid) == "S" and blocked, proc.report()
     with steps.step("only a signal ends it (SIGTERM: exit 0)"):
         proc.popen.send_signal(15)
         assert proc.wait_exit(5) == 0, proc.report()

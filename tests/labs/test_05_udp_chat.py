@@ -100,7 +100,8 @@ def test_one_socket_two_threads(lab):
         assert targets.count("anon_inode:[eventfd]") == 1, f"and one eventfd: /proc shows {targets}"
         # ThreadSanitizer runs a background thread of its own.
         expected = 3 if TSAN else 2
-        assert probes.thread_count(proc.pid) == expected, "the main thread sends, one thread receives\n" + proc.report()
+        assert probes.thread_count(proc.pid) == expected, (
+            "the main thread sends, one thread receives\n" + proc.report())
         proc.send_line("from the sending thread")
         data, source = peer.recv(timeout=5)
         assert data == "from the sending thread".encode() and source[1] == proc.ready.port
@@ -194,7 +195,8 @@ def test_gb2312_datagram_is_shown_escaped_and_chat_goes_on(lab):
 
 
 def test_address_the_machine_lacks_fails_with_eaddrnotavail(lab):
-    """192.0.2.1 (TEST-NET-1, RFC 5737) stands for the notes' 172.20.10.4: an address no interface here has."""
+    """192.0.2.1 (TEST-NET-1, RFC 5737) stands for the notes' 172.20.10.4: an address no interface
+    here has."""
     proc = lab.run("udp_chat", "--host", "192.0.2.1", "--port", "8088", "--peer", "127.0.0.1:9")
     assert proc.popen.returncode == C.status("not_here"), proc.report()
     m = C["not_here"].find(proc.stderr)
@@ -233,6 +235,9 @@ def test_sigterm_exits_zero(lab):
 
 def test_cli_contract(lab):
     assert_help_and_usage(lab, "udp_chat")
-    for args in ([], ["--peer", "nowhere"], ["--peer", "127.0.0.1:65536"], ["--peer", "127.0.0.1:9", "--wake", "later"]):
+    for args in ([],
+                 ["--peer", "nowhere"],
+                 ["--peer", "127.0.0.1:65536"],
+                 ["--peer", "127.0.0.1:9", "--wake", "later"]):
         proc = lab.run("udp_chat", *args)
         assert proc.popen.returncode == C.status("usage") and USAGE.find(proc.stderr), proc.report()

@@ -141,15 +141,16 @@ def test_unicast_reaches_only_one_of_the_receivers_sharing_a_port(lab):
     first = receiver(lab, 0)
     second = receiver(lab, first.ready.port)
     send(lab, "--host", "127.0.0.1", "--port", str(first.ready.port), "--message", "just one")
-    until("a datagram at either receiver", lambda: datagrams(first) or datagrams(second), timeout=5, interval=0.02,
-          fail=False)
+    until("a datagram at either receiver", lambda: datagrams(first) or datagrams(second),
+          timeout=5, interval=0.02, fail=False)
     quiet_period()
     assert len(datagrams(first)) + len(datagrams(second)) == 1, first.report() + "\n" + second.report()
 
 
 def test_second_receiver_without_reuseaddr_fails_with_eaddrinuse(lab):
     first = receiver(lab, 0)
-    assert_port_taken_fails(lab, "broadcast_receiver", first.ready.port, "--host", "0.0.0.0", "--no-reuseaddr")
+    assert_port_taken_fails(lab, "broadcast_receiver", first.ready.port,
+                            "--host", "0.0.0.0", "--no-reuseaddr")
 
 
 @pytest.mark.hint("set SO_REUSEADDR before bind() on every receiver: the kernel lets a bind share the "
@@ -220,12 +221,14 @@ def lan_receivers(lan, lab, names=("h1", "h2", "h3", "h4")) -> dict:
 
 
 def lan_send(lan, lab, destination: str, text: str, *extra: str):
-    proc = lan.start(lan.hosts["h1"], "broadcast_sender", "--host", destination, "--message", text, *extra, lab=lab)
+    proc = lan.start(lan.hosts["h1"], "broadcast_sender", "--host", destination, "--message", text,
+                     *extra, lab=lab)
     assert proc.wait_exit(10) == C.status("sent"), proc.report()
     return proc
 
 
-@pytest.mark.parametrize("destination", ["192.0.2.255", "255.255.255.255"], ids=["subnet-broadcast", "limited-broadcast"])
+@pytest.mark.parametrize("destination", ["192.0.2.255", "255.255.255.255"],
+                         ids=["subnet-broadcast", "limited-broadcast"])
 def test_lan_broadcast_reaches_every_host_of_the_subnet_and_no_other(lan, lab, steps, destination):
     with steps.step("receivers on h1 (the sender's host), h2, h3 and, behind the router, h4"):
         receivers = lan_receivers(lan, lab)

@@ -59,11 +59,13 @@ def test_reply_is_ack_plus_what_was_received(lab, steps):
     with steps.step("tcp_client --message hello"):
         client = lab.run("tcp_client", "--port", server.ready.port, "--message", "hello")
     assert client.popen.returncode == C.status("done"), client.report()
-    assert [(m[1], m[2]) for m in REPLY.findall(client.stdout)] == [("15", "has recv:hello\\n")], client.report()
+    replies = [(m[1], m[2]) for m in REPLY.findall(client.stdout)]
+    assert replies == [("15", "has recv:hello\\n")], client.report()
     m = server.expect(RECV_LINE)
     assert (m[1], m[4]) == ("6", "hello\\n")
     server.expect(C["closed"])
-    assert server.wait_exit(5) == C.status("served"), "after its one client the server should exit 0\n" + server.report()
+    assert server.wait_exit(5) == C.status("served"), (
+        "after its one client the server should exit 0\n" + server.report())
 
 
 def test_client_port_is_ephemeral_without_bind(lab):
@@ -116,7 +118,8 @@ def test_one_recv_returns_two_sends_merged(lab, steps):
             time.sleep(0.1)
             client.sock.send(b"world")
         with steps.step("both wait in the server's receive queue (10 bytes)"):
-            wait_for("10 bytes queued at the server", lambda: (s := server_side(port, client.local_port)) and s.recv_q == 10)
+            wait_for("10 bytes queued at the server",
+                     lambda: (s := server_side(port, client.local_port)) and s.recv_q == 10)
         with steps.step("release the hold: the server's one recv() returns both sends as one"):
             server.send_line("")
             m = server.expect(RECV_LINE)
@@ -149,10 +152,12 @@ def _connect_nonblocking(port: int) -> socket.socket:
 
 
 def _client_states(port: int, ours: dict[int, socket.socket]) -> dict[int, str]:
-    return {s.local[1]: s.state for s in probes.tcp_sockets(port) if s.local[1] in ours and s.remote[1] == port}
+    return {s.local[1]: s.state for s in probes.tcp_sockets(port)
+            if s.local[1] in ours and s.remote[1] == port}
 
 
-def _wait_until_settled(port: int, ours: dict[int, socket.socket], newest: int, expected: int, what: str) -> None:
+def _wait_until_settled(port: int, ours: dict[int, socket.socket], newest: int, expected: int,
+                        what: str) -> None:
     """Wait until the newest client's connect has done what it will do, before the next one starts: its
     handshake finished (the client ESTABLISHED and counted in the listener's accept queue), or the queue
     already holds the `expected` connections, so its SYN is dropped whenever it is processed. Loopback
@@ -164,14 +169,16 @@ def _wait_until_settled(port: int, ours: dict[int, socket.socket], newest: int, 
         clients = {s.local[1]: s.state for s in rows if s.local[1] in ours and s.remote[1] == port}
         if len(queue) != 1:
             return False
-        done = clients.get(newest) == "ESTABLISHED" and queue[0] == list(clients.values()).count("ESTABLISHED")
+        established = list(clients.values()).count("ESTABLISHED")
+        done = clients.get(newest) == "ESTABLISHED" and queue[0] == established
         return done or queue[0] >= expected
     wait_for(what, settled, timeout=15)
 
 
 def _ss_listen_queues(port: int) -> tuple[int, int] | None:
     """(Recv-Q, Send-Q) of the listener as `ss -ltn` prints them."""
-    out = subprocess.run(["ss", "-ltn", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
+    out = subprocess.run(["ss", "-ltn", f"sport = :{port}"], capture_output=True, text=True,
+                         timeout=10).stdout
     for line in out.splitlines():
         f = line.split()
         if f and f[0] == "LISTEN" and f[3].endswith(f":{port}"):
@@ -188,7 +195,8 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
     expected = min(backlog, somaxconn) + 1
     attempts = expected + 4
     with steps.step(f"start tcp_server --backlog {backlog} --hold (no accept)"):
-        server = lab.server("tcp_server", "--port", "0", "--backlog", backlog, "--hold", "--clients", attempts)
+        server = lab.server("tcp_server", "--port", "0", "--backlog", backlog, "--hold",
+                            "--clients", attempts)
     port = server.ready.port
     overflows_before = probes.listen_overflows()
     socks: dict[int, socket.socket] = {}
@@ -198,9 +206,10 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
                 s = _connect_nonblocking(port)
                 socks[s.getsockname()[1]] = s
                 _wait_until_settled(port, socks, s.getsockname()[1], expected,
-                                    f"connect {i + 1} of {attempts} to complete into the accept queue, or the queue "
-                                    f"to hold {expected} (backlog {backlog} + 1) already")
-        with steps.step(f"{expected} complete; wait 2.5 s more so every SYN retransmission (1 s) is dropped too"):
+                                    f"connect {i + 1} of {attempts} to complete into the accept queue, "
+                                    f"or the queue to hold {expected} (backlog {backlog} + 1) already")
+        with steps.step(f"{expected} complete; "
+                        "wait 2.5 s more so every SYN retransmission (1 s) is dropped too"):
             wait_for(f"{expected} ESTABLISHED clients",
                      lambda: list(_client_states(port, socks).values()).count("ESTABLISHED") >= expected)
             time.sleep(2.5)
@@ -211,8 +220,8 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
             f"with --backlog {backlog}, {expected} of {attempts} connects should complete (backlog + 1), but "
             f"{len(established)} did\nclient states by port: {states}")
         assert len(waiting) == attempts - expected, (
-            f"the {attempts - expected} connects beyond backlog + 1 should wait in SYN_SENT, but {len(waiting)} "
-            f"do\nclient states by port: {states}")
+            f"the {attempts - expected} connects beyond backlog + 1 should wait in SYN_SENT, "
+            f"but {len(waiting)} do\nclient states by port: {states}")
         refused = [p for p, s in socks.items() if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)]
         assert not refused, "no client should be refused: a full queue drops SYNs, it does not answer RST"
         with steps.step("the listener: Send-Q = backlog, Recv-Q = connections waiting for accept"):
@@ -222,7 +231,8 @@ def test_backlog_lets_backlog_plus_one_complete_the_rest_wait_in_syn_sent(lab, s
                 f"backlog), it shows {row.recv_q} and {row.send_q}")
             if shutil.which("ss"):
                 assert _ss_listen_queues(port) == (expected, backlog), "ss -ltn should show Recv-Q/Send-Q"
-        assert probes.listen_overflows() > overflows_before, "TcpExt ListenOverflows should count the dropped SYNs"
+        assert probes.listen_overflows() > overflows_before, (
+            "TcpExt ListenOverflows should count the dropped SYNs")
         assert not ACCEPTED.find(server.stdout), server.report()
 
         if backlog == 3:
@@ -275,7 +285,8 @@ server = subprocess.Popen([binary, "--port", "0", "--backlog", backlog, "--hold"
 port = int(server.stdout.readline().split()[3])
 def accept_queue():    # the listener's Recv-Q in /proc/net/tcp: connections waiting for accept()
     rows = [r.split() for r in open("/proc/net/tcp").read().splitlines()[1:]]
-    return sum(int(r[4].split(":")[1], 16) for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == port)
+    return sum(int(r[4].split(":")[1], 16) for r in rows
+               if r[3] == "0A" and int(r[1].split(":")[1], 16) == port)
 def overflows():       # this namespace's TcpExt ListenOverflows: SYNs dropped because the queue was full
     lines = open("/proc/net/netstat").read().splitlines()
     for head, values in zip(lines[::2], lines[1::2]):
@@ -322,14 +333,16 @@ def test_backlog_is_capped_at_somaxconn():
         f"listen(10) with net.core.somaxconn=2 should be cut to 2 (listen(2) NOTES): Send-Q 2, and 2 + 1 "
         f"connections waiting for accept(): {got}")
     assert got["states"].count("ESTABLISHED") == 3 and got["states"].count("SYN_SENT") == 5, (
-        f"3 of 8 clients should complete (somaxconn 2, + 1) and 5 wait in SYN_SENT\nclient states: {got['states']}")
+        "3 of 8 clients should complete (somaxconn 2, + 1) and 5 wait in SYN_SENT\n"
+        f"client states: {got['states']}")
 
 
 @pytest.mark.limit(90)
 def test_full_queue_refuses_nobody_even_with_tcp_abort_on_overflow():
     got = _queue_in_private_namespace(somaxconn=4096, abort_on_overflow=1, backlog=1)
     assert got["states"].count("ESTABLISHED") == 2 and got["states"].count("SYN_SENT") == 6, (
-        f"2 of 8 clients should complete (backlog 1, + 1) and 6 wait in SYN_SENT\nclient states: {got['states']}")
+        "2 of 8 clients should complete (backlog 1, + 1) and 6 wait in SYN_SENT\n"
+        f"client states: {got['states']}")
     assert not any(got["errors"]), (
         "with tcp_abort_on_overflow=1 a SYN that finds the accept queue full is still dropped, not answered "
         "with RST (tcp_conn_request() in net/ipv4/tcp_input.c): no client gets ECONNREFUSED. "
@@ -354,8 +367,10 @@ def _stop_and_continue_while_blocked(client, conn: socket.socket, port: int) -> 
     """Let the client fill every buffer and block in send(); then SIGSTOP/SIGCONT it: a blocking
     send() that has already queued some bytes returns that short count when a signal stops it."""
     cport = conn.getpeername()[1]
-    wait_for("the client blocked in send() with a full send buffer", lambda: probes.state(client.pid) == "S" and any(
-        s.local[1] == cport and s.send_q > 1_000_000 for s in probes.tcp_sockets(port)), timeout=20)
+    def blocked_with_full_buffer():
+        return probes.state(client.pid) == "S" and any(
+            s.local[1] == cport and s.send_q > 1_000_000 for s in probes.tcp_sockets(port))
+    wait_for("the client blocked in send() with a full send buffer", blocked_with_full_buffer, timeout=20)
     for _ in range(5):
         os.kill(client.pid, signal.SIGSTOP)
         time.sleep(0.1)
@@ -422,7 +437,8 @@ def test_notes_single_send_loses_bytes(lab, steps):
                 except socket.timeout:
                     pass
                 assert len(got) == took and bytes(got) == sent[:took]
-        assert client.wait_exit(10) == C.status("cut_off"), "the reply never comes: the client should fail\n" + client.report()
+        assert client.wait_exit(10) == C.status("cut_off"), (
+            "the reply never comes: the client should fail\n" + client.report())
         printed(client, "cut_off", "stderr")
 
 

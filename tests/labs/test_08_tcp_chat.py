@@ -20,7 +20,9 @@ from harness.output import contract
 pytestmark = pytest.mark.tsan
 
 C = contract("08")
-RECV = {"tcp_chat_server": C["server_recv"], "tcp_chat_client": C["client_recv"], "tcp_chat_duplex": C["duplex_recv"]}
+RECV = {"tcp_chat_server": C["server_recv"],
+        "tcp_chat_client": C["client_recv"],
+        "tcp_chat_duplex": C["duplex_recv"]}
 
 QUIET = 1.0  # seconds of silence that show a program is waiting (it would answer within ms)
 
@@ -286,7 +288,8 @@ def test_duplex_half_close_keeps_other_direction(pair, steps):
         a.expect(C["peer_fin"])
         assert a.wait_exit(5) == C.status("duplex_done"), a.report()
         assert b.wait_exit(5) == C.status("duplex_done"), b.report()
-        assert C["both_closed"].find(a.stdout) and C["both_closed"].find(b.stdout), a.report() + "\n" + b.report()
+        both = a.report() + "\n" + b.report()
+        assert C["both_closed"].find(a.stdout) and C["both_closed"].find(b.stdout), both
 
 
 def test_duplex_keeps_sending_to_a_half_closed_peer(lab):
@@ -320,7 +323,8 @@ def test_duplex_peer_reset_is_reported_exit_one(lab):
         peer.sock = conn
         peer.reset()
     # stdin stays open: a reset connection can carry nothing more, so the chat must end by itself
-    assert duplex.wait_exit(10) == C.status("reset"), "after the peer's RST the chat should exit 1 at once, not wait for stdin\n" + duplex.report()
+    assert duplex.wait_exit(10) == C.status("reset"), (
+        "after the peer's RST the chat should exit 1 at once, not wait for stdin\n" + duplex.report())
     assert C["reset"].find(duplex.stderr), duplex.report()
 
 
@@ -337,4 +341,5 @@ def test_cli_contract(lab):
         assert_cli_contract(lab, "tcp_chat_duplex", port, "--listen")
     assert_help_and_usage(lab, "tcp_chat_client")
     refused = lab.run("tcp_chat_client", "--port", free_tcp_port(), timeout=5)
-    assert refused.popen.returncode == C.status("refused") and C["refused"].find(refused.stderr), refused.report()
+    assert refused.popen.returncode == C.status("refused"), refused.report()
+    assert C["refused"].find(refused.stderr), refused.report()

@@ -40,8 +40,9 @@ def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.
                 early = client.recv_some(timeout=0.5)
             except ClientTimeout:
                 early = None
-            assert early is None, (f"with --client-closes-first the server must wait for the client's FIN, but it "
-                                   f"{'closed first (EOF)' if early == b'' else f'sent {early!r}'}\n{server.report()}")
+            did = "closed first (EOF)" if early == b"" else f"sent {early!r}"
+            assert early is None, ("with --client-closes-first the server must wait for the client's FIN, "
+                                   f"but it {did}\n{server.report()}")
     assert server.wait_exit(10) == C.status("served"), server.report()
     # The server may exit before the last FIN or ACK has been processed (loopback packets are handled in
     # softirq context, which lags on a loaded machine): wait until the close handshake is over.
@@ -53,7 +54,8 @@ def serve_one(lab, *args: str, client_first: bool = False, host: str = "127.0.0.
 def closed(port: int, client_port: int) -> bool:
     """True once no end of the connection port <-> client_port is in a state that still waits for a
     segment (FIN_WAIT1/2, CLOSING, LAST_ACK...): each end is gone or in TIME_WAIT."""
-    return all(s.state == "TIME_WAIT" for s in tcp_sockets(port) if {s.local[1], s.remote[1]} == {port, client_port})
+    return all(s.state == "TIME_WAIT" for s in tcp_sockets(port)
+               if {s.local[1], s.remote[1]} == {port, client_port})
 
 
 def time_wait_on(port: int) -> list:
@@ -124,13 +126,15 @@ def test_passive_closer_restarts_without_reuseaddr(lab):
     assert not time_wait_on(port), f"the server closed second: no TIME_WAIT on its port {port}"
     assert time_wait_on(client_port), f"the client closed first: TIME_WAIT on its port {client_port}"
     ok, proc = restart(lab, port)
-    assert ok, f"nothing of the old server waits on port {port}, so a plain restart must bind\n{proc.report()}"
+    assert ok, (f"nothing of the old server waits on port {port}, so a plain restart must bind\n"
+                f"{proc.report()}")
 
 
 def test_second_listener_fails_even_with_reuseaddr(lab):
     first = lab.server("time_wait_server", "--port", "0", "--reuseaddr")
     ok, second = restart(lab, first.ready.port, "--reuseaddr")
-    assert not ok, "SO_REUSEADDR never lets two TCP listeners share a port on Linux (socket(7))\n" + second.report()
+    assert not ok, (
+        "SO_REUSEADDR never lets two TCP listeners share a port on Linux (socket(7))\n" + second.report())
     assert_eaddrinuse(second)
 
 
@@ -197,8 +201,10 @@ def test_time_wait_lasts_about_60_seconds_not_tcp_fin_timeout(steps):
     reason = private_namespace_unavailable()
     assert reason is None, f"this test needs a private network namespace: {reason}"
     fin_timeout = 10
-    with steps.step(f"in a private namespace with tcp_fin_timeout={fin_timeout}: serve one client, time TIME_WAIT"):
-        done = run_in_private_namespace(TIMER, str(program("time_wait_server")), str(fin_timeout), timeout=400)
+    with steps.step(f"in a private namespace with tcp_fin_timeout={fin_timeout}: "
+                    "serve one client, time TIME_WAIT"):
+        done = run_in_private_namespace(TIMER, str(program("time_wait_server")), str(fin_timeout),
+                                        timeout=400)
     assert done.returncode == 0, f"the timing script failed\n{done.stdout}\n{done.stderr}"
     timed = json.loads(done.stdout.strip().splitlines()[-1])
     assert timed["time_wait"], f"no TIME_WAIT entry after the server closed first\n{done.stdout}"
@@ -269,7 +275,8 @@ def wait_for(cond, limit=10.0):
 def closed(port, client):
     # The close handshake is over: each /proc/net/tcp row of this connection is gone or in TIME_WAIT.
     rows = [r.split() for r in open("/proc/net/tcp").read().splitlines()[1:]]
-    ends = [r[3] for r in rows if {int(r[1].split(":")[1], 16), int(r[2].split(":")[1], 16)} == {port, client}]
+    ends = [r[3] for r in rows
+            if {int(r[1].split(":")[1], 16), int(r[2].split(":")[1], 16)} == {port, client}]
     return all(state == "06" for state in ends)
 def serve_one(*extra):
     # time_wait_server (server closes first) serves one client: (server port, client port, seqs).
@@ -308,7 +315,8 @@ elif mode == "rst":
     sysctl("tcp_rfc1337", 0)                                 # the default
     inject(client, port, rcv_nxt, 0, RST)
     gone = wait_for(lambda: time_wait(port, client) is None, 5)
-    out(before=there[0], after_wrong_seq=there[1], after_rst_rfc1337_1=there[2], gone_after_rst_rfc1337_0=gone)
+    out(before=there[0], after_wrong_seq=there[1], after_rst_rfc1337_1=there[2],
+        gone_after_rst_rfc1337_0=gone)
 elif mode == "syn":
     server, port, client, rcv_nxt, snd_nxt = serve_one("--reuseaddr")
     there = time_wait(port, client) is not None
@@ -339,7 +347,8 @@ def in_private_namespace(mode: str) -> dict:
 @pytest.mark.limit(120)
 def test_retransmitted_fin_is_acked_and_restarts_the_timer():
     got = in_private_namespace("fin")
-    assert got["acked"], f"TIME_WAIT should answer the peer's retransmitted FIN with an ACK (RFC 793 3.5): {got}"
+    assert got["acked"], (
+        f"TIME_WAIT should answer the peer's retransmitted FIN with an ACK (RFC 793 3.5): {got}")
     assert got["before"] <= got["start"] - 3 and got["after"] >= 59, (
         "after about 3 s in TIME_WAIT the entry got the peer's FIN again: its timer should start over at "
         f"60 s (inet_twsk_reschedule in tcp_timewait_state_process, net/ipv4/tcp_minisocks.c): {got}")
@@ -349,11 +358,13 @@ def test_retransmitted_fin_is_acked_and_restarts_the_timer():
 def test_new_syn_on_the_same_four_tuple_reopens_the_connection():
     got = in_private_namespace("syn")
     assert got["time_wait_before"], f"the server's port should be in TIME_WAIT before the new SYN: {got}"
-    assert got["ready"].startswith("READY "), f"the restart with --reuseaddr on both runs should listen: {got}"
+    assert got["ready"].startswith("READY "), (
+        f"the restart with --reuseaddr on both runs should listen: {got}")
     assert got["syn_ack"], (
         "a SYN from the same client address and port, with a higher sequence number or newer timestamp, "
         "should be answered at once with SYN-ACK: TIME_WAIT hands it to the listener (RFC 1122 4.2.2.13; "
-        f"TCP_TW_SYN). first answer flags: {got['first_answer_flags']} (16 = a bare ACK: the SYN was refused)")
+        f"TCP_TW_SYN). first answer flags: {got['first_answer_flags']} "
+        "(16 = a bare ACK: the SYN was refused)")
     assert got["reply"] == "served: again\n", f"the reopened connection should be served: {got}"
 
 
@@ -362,7 +373,8 @@ def test_rst_ends_time_wait_unless_tcp_rfc1337():
     got = in_private_namespace("rst")
     assert got["before"], f"the server's port should be in TIME_WAIT first: {got}"
     assert got["after_wrong_seq"], f"an RST with the wrong sequence number must be ignored: {got}"
-    assert got["after_rst_rfc1337_1"], f"with net.ipv4.tcp_rfc1337=1 an RST must not end TIME_WAIT (RFC 1337): {got}"
+    assert got["after_rst_rfc1337_1"], (
+        f"with net.ipv4.tcp_rfc1337=1 an RST must not end TIME_WAIT (RFC 1337): {got}")
     assert got["gone_after_rst_rfc1337_0"], (
         f"with tcp_rfc1337=0 (the default) an in-window RST ends TIME_WAIT at once (tcp(7)): {got}")
 

@@ -1,6 +1,7 @@
-"""Pack the Gradescope autograder zip:
+r"""Pack the Gradescope autograder zip:
 
-    /usr/bin/python3 -m harness gradescope autograder.zip [--hidden DIR] [--labs 01,02] [--extra "--skip-slow"]
+    /usr/bin/python3 -m harness gradescope autograder.zip [--hidden DIR] [--labs 01,02] \
+        [--extra "--skip-slow"]
 
 The zip holds setup.sh and run_autograder at its root, socklab/ (the tracked files of this
 checkout: labs, harness, specs) and, with --hidden, hidden/ (your hidden tests and their points).

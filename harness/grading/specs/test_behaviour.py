@@ -47,8 +47,9 @@ def start(lab, probe: Probe, *extra: str):
     server = lab.server(probe.program, "--port", "0", *probe.args, *extra)
     time.sleep(0.1)
     rc = server.popen.poll()
-    assert rc is None, (f"expected the server to keep running after its ready line; it ended with status {rc}.\n"
-                        f"{server.report()}\nHint: the server must keep serving until SIGTERM: see its stderr")
+    assert rc is None, ("expected the server to keep running after its ready line; "
+                        f"it ended with status {rc}.\n{server.report()}\n"
+                        "Hint: the server must keep serving until SIGTERM: see its stderr")
     return server
 
 
@@ -182,7 +183,8 @@ def _probe_threads_baseline(lab, steps, probe):
                     len([c for c in probes.children(server.pid) if probes.alive(c)]) <= base_c)
     ok = settle(back, 3)
     assert ok, (f"expected {base_t} threads and {base_c} children once clients left, found "
-                f"{probes.thread_count(server.pid)} threads and {len(probes.children(server.pid))} children.\n"
+                f"{probes.thread_count(server.pid)} threads and "
+                f"{len(probes.children(server.pid))} children.\n"
                 "Hint: a thread or process per client must end when its client closes (and threads be "
                 "joined or detached)")
 
@@ -337,7 +339,8 @@ def _probe_clean_shutdown(lab, steps, probe):
             rc = server.wait_exit(2)
         except AssertionError:
             rc = None
-    assert rc == 0, (f"expected exit status 0 within 2 s of SIGTERM, got {rc if rc is not None else 'still running'}.\n"
+    got = rc if rc is not None else "still running"
+    assert rc == 0, (f"expected exit status 0 within 2 s of SIGTERM, got {got}.\n"
                      "Hint: handle SIGTERM/SIGINT: close everything and exit 0 (the contract)")
     left = [p for p in kids if probes.alive(p)]
     port = server.ready.port
