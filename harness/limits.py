@@ -67,6 +67,9 @@ def _apply(lim: Limits) -> None:
     setlim(resource.RLIMIT_CPU, lim.cpu_seconds)
     setlim(resource.RLIMIT_NPROC, lim.nproc)
     setlim(resource.RLIMIT_CORE, 0)
+
+
+def _drop_privileges(lim: Limits) -> None:
     if lim.run_as is not None and os.getuid() == 0:
         os.setgroups([])
         os.setgid(lim.run_as)
@@ -83,7 +86,8 @@ def wrap_preexec(preexec: Callable[[], None] | None) -> Callable[[], None] | Non
     def both() -> None:
         _apply(lim)
         if preexec is not None:
-            preexec()
+            preexec()  # before the switch to run_as: raising a hard limit on purpose needs root
+        _drop_privileges(lim)
     return both
 
 

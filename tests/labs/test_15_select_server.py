@@ -52,8 +52,8 @@ def peer_of(c: TcpClient) -> str:
     return f"127.0.0.1:{c.local_port}"
 
 
-def traced_selects(pid: int, action) -> list[tuple[set[int], set[int]]]:
-    """(read set, write set) of each select() the server makes while action() runs, via strace -p."""
+def traced_selects(pid: int, action) -> list[tuple[int, set[int], set[int]]]:
+    """(nfds, read set, write set) of each select() the server makes while action() runs (strace -p)."""
     if not shutil.which("strace"):
         pytest.skip("strace is not installed (apt-get install strace)")
     tracer = subprocess.Popen(["strace", "-p", str(pid), "-e", "trace=select,pselect6"],
@@ -70,8 +70,9 @@ def traced_selects(pid: int, action) -> list[tuple[set[int], set[int]]]:
         _, rest = tracer.communicate(timeout=10)
     out = first + rest
     sets = []
-    for m in re.finditer(r"select6?\(\d+, (\[[\d ]*\]|NULL), (\[[\d ]*\]|NULL)", out):
-        sets.append(tuple({int(x) for x in re.findall(r"\d+", g)} for g in m.groups()))
+    for m in re.finditer(r"select6?\((\d+), (\[[\d ]*\]|NULL), (\[[\d ]*\]|NULL)", out):
+        rd, wr = ({int(x) for x in re.findall(r"\d+", g)} for g in m.groups()[1:])
+        sets.append((int(m[1]), rd, wr))
     assert sets, f"strace showed no select() call:\n{out[:1500]}"
     return sets  # type: ignore[return-value]
 
@@ -276,9 +277,9 @@ def test_write_set_holds_a_client_only_while_its_queue_is_non_empty(lab, steps):
 
         with steps.step("strace the selects around one echo"):
             sets = traced_selects(server.pid, echo_once)
-        assert any(fd in wr for _, wr in sets), f"fd {fd} never entered the write set: {sets}"
-        assert all(idle_fd not in wr for _, wr in sets), f"the idle client's fd {idle_fd} was in a write set"
-        last_read, last_write = sets[-1]
+        assert any(fd in wr for _, _, wr in sets), f"fd {fd} never entered the write set: {sets}"
+        assert all(idle_fd not in wr for _, _, wr in sets), f"the idle client's fd {idle_fd} was in a write set"
+        _, last_read, last_write = sets[-1]
         assert {idle_fd, fd} <= last_read and not last_write, (
             f"expected the last select() (idle, echo done) to watch fds {idle_fd} and {fd} for reading and "
             f"nothing for writing, it had read {sorted(last_read)} write {sorted(last_write)}")
@@ -288,7 +289,7 @@ def test_write_set_holds_a_client_only_while_its_queue_is_non_empty(lab, steps):
 
 @BOTH
 @pytest.mark.hint("select() overwrites its sets (value-result): FD_ZERO and FD_SET every fd again before "
-                  "each call, or clients drop out of the set after their first event")
+                  "each call, and pass nfds = the highest fd + 1")
 def test_sets_are_rebuilt_before_each_call(lab, prog):
     server = start(lab, prog)
     with TcpClient("127.0.0.1", server.ready.port) as a, TcpClient("127.0.0.1", server.ready.port) as b:
@@ -302,14 +303,37 @@ def test_sets_are_rebuilt_before_each_call(lab, prog):
             assert b.recv_exactly(1) == b"b"
 
         sets = traced_selects(server.pid, talk)
-        assert len(sets) >= 4 and all({fa, fb} <= rd | wr for rd, wr in sets), (
+        assert len(sets) >= 4 and all({fa, fb} <= rd | wr for _, rd, wr in sets), (
             f"expected fds {fa} and {fb} passed to every select() call: {sets}")
+        assert all(nfds == max(rd | wr) + 1 for nfds, rd, wr in sets), (
+            f"expected nfds = the highest fd passed + 1 (the kernel scans that far, not FD_SETSIZE): {sets}")
 
 
 # ---- FD_SETSIZE ------------------------------------------------------------------------------------
 
 def raise_nofile() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    """In the server's child: RLIMIT_NOFILE {NOFILE} (root may raise the hard limit), else the hard limit."""
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    except (ValueError, OSError):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def need_fds(pid: int, n: int) -> None:
+    """Skip, with the reason, when the server or this test's helper cannot hold n connections."""
+    server = _soft_nofile(pid)
+    helper = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if server < n + 64 or helper < n + 64:
+        pytest.skip(f"needs {n + 64} open files in the server (its limit is {server}) and in the helper "
+                    f"(hard limit {helper}): run as root, or raise `ulimit -Hn`")
+
+
+def _soft_nofile(pid: int) -> int:
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    return 0
 
 
 @BOTH
@@ -322,6 +346,7 @@ def test_fd_at_or_above_fd_setsize_is_refused_and_the_others_served(lab, steps, 
     with TcpClient("127.0.0.1", port) as canary:
         canary.send("c")
         assert canary.recv_exactly(1) == b"c"
+        need_fds(server.pid, 1100)
         with steps.step("a helper process opens 1100 idle connections"):
             with IdleClients("127.0.0.1", port, 1100) as idle:
                 assert idle.connected == 1100, f"only {idle.connected} of 1100 connects completed"
@@ -337,6 +362,8 @@ def test_fd_at_or_above_fd_setsize_is_refused_and_the_others_served(lab, steps, 
                     held = [int(n) for n in os.listdir(f"/proc/{server.pid}/fd")]
                     assert max(held) < FD_SETSIZE, f"the server keeps fd {max(held)} >= FD_SETSIZE"
                     assert struct.calcsize("P") == 8, "a 64-bit build: FD_SETSIZE is still 1024, not 2048"
+                    file_max = int(open("/proc/sys/fs/file-max").read())
+                    assert file_max > NOFILE, f"fs.file-max {file_max}: the limit here is FD_SETSIZE, not it"
                 with steps.step("the refused clients see their connection closed"):
                     wait_for(f"{len(refused)} helper connections closed by the server",
                              lambda: idle.ended() >= len(refused), timeout=10)
