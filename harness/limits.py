@@ -47,8 +47,10 @@ class Limits:
         return cls(**json.loads(text))
 
 
-def _apply(lim: Limits) -> None:
-    """In the child, between fork and exec. Must not raise for a missing cgroup."""
+def _apply(lim: Limits, keep_nofile_hard: bool = False) -> None:
+    """In the child, between fork and exec. Must not raise for a missing cgroup. keep_nofile_hard:
+    lower only the soft RLIMIT_NOFILE, so that a test's own preexec may raise it again (raising a
+    hard limit needs CAP_SYS_RESOURCE, which even root may lack in a container)."""
     for d in lim.cgroup_dirs:
         try:
             with open(os.path.join(d, "cgroup.procs"), "w") as f:
@@ -61,7 +63,14 @@ def _apply(lim: Limits) -> None:
             resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY or hard > value else hard))
         except (ValueError, OSError):
             pass
-    setlim(resource.RLIMIT_NOFILE, lim.nofile)
+    if keep_nofile_hard:
+        try:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(lim.nofile, hard), hard))
+        except (ValueError, OSError):
+            pass
+    else:
+        setlim(resource.RLIMIT_NOFILE, lim.nofile)
     if not os.environ.get("SOCKLAB_SANITIZE"):
         setlim(resource.RLIMIT_AS, lim.address_space_mib << 20)
     setlim(resource.RLIMIT_CPU, lim.cpu_seconds)
@@ -84,7 +93,7 @@ def wrap_preexec(preexec: Callable[[], None] | None) -> Callable[[], None] | Non
     lim = Limits.from_env(text)
 
     def both() -> None:
-        _apply(lim)
+        _apply(lim, keep_nofile_hard=preexec is not None)
         if preexec is not None:
             preexec()  # before the switch to run_as: raising a hard limit on purpose needs root
         _drop_privileges(lim)
