@@ -12,7 +12,7 @@
 //          with a logged reason. At the fd limit (EMFILE) the listener leaves the read set until a
 //          client leaves. exceptfds is not passed: it reports urgent (OOB) data, not errors.
 // See also: select(2), select_tut(2), accept4(2); echo_select_queue.cpp; lab 16 (poll).
-// Length: about 240 lines, over the suite's 150: stdin, the FD_SETSIZE refusal and the EMFILE
+// Length: about 250 lines, over the suite's 150: stdin, the FD_SETSIZE refusal and the EMFILE
 //          pause are each part of this lab's lesson, and each is a few lines in its own place.
 #include <fcntl.h>
 #include <sys/select.h>

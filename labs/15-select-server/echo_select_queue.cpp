@@ -11,7 +11,7 @@
 //          --notes-close-bug keeps the notes' missing branch for an empty read: a closed client
 //          stays in the read set, select() reports it at once, forever (a core burnt, CLOSE_WAIT).
 // See also: select(2), select_tut(2), send(2); echo_select.cpp; lab 16 (poll), lab 18 (epoll).
-// Length: about 240 lines, over the suite's 150: the queue with its partial writes and
+// Length: about 250 lines, over the suite's 150: the queue with its partial writes and
 //          high-water mark, the FD_SETSIZE refusal, the EMFILE pause and the notes' bug flag
 //          are each part of this lab's lesson.
 #include <fcntl.h>
@@ -78,8 +78,17 @@ struct Server {
     bool quiet;
     bool notes_close_bug;
     std::map<int, Client> clients{};
-    bool paused = false;  // out of fds: the listener is left out of the read set
-    lab::Fd spare{};      // an fd kept in reserve, given back at the fd limit
+    bool paused = false;             // out of fds: the listener is left out of the read set
+    std::array<lab::Fd, 2> spare{};  // fds kept in reserve, given back at the fd limit
+
+    // Two fds on /dev/null held back: at the fd limit they are given back, so the server still
+    // has room for what needs fds meanwhile (a sanitizer's pipe takes two).
+    bool reserve() {
+        for (lab::Fd& fd : spare) {
+            fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        }
+        return spare[0] && spare[1];
+    }
 
     void accept_one() {
         lab::Address peer;
@@ -91,7 +100,7 @@ struct Server {
         if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
             lab::say("paused accepting: accept4: ", ::strerror(errno), " [",
                      ::strerrorname_np(errno), "]");
-            spare.reset();  // the connection stays queued: a listener in the read set would spin
+            spare = {};  // the connection stays queued: a listener in the read set would spin
             paused = true;
             return;
         }
@@ -109,7 +118,7 @@ struct Server {
     void drop(int fd, const std::string& line) {
         clients.erase(fd);
         lab::say(line);
-        if (paused && (spare = lab::Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)))) {
+        if (paused && reserve()) {
             lab::say("resumed accepting");
             paused = false;
         }
@@ -191,7 +200,9 @@ int serve(const lab::Args& args) {
                "setsockopt(SO_REUSEADDR)");
     lab::check(::bind(s.listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(s.listener.get(), backlog), "listen");
-    s.spare = lab::Fd(lab::check(::open("/dev/null", O_RDONLY | O_CLOEXEC), "open /dev/null"));
+    if (!s.reserve()) {
+        lab::check(-1, "open /dev/null");
+    }
     lab::announce_ready(s.listener.get());
 
     // BEGIN SOLUTION: the sets rebuilt from the queues, select(), then each ready client

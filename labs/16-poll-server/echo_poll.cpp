@@ -12,7 +12,7 @@
 //          alone, so it could be kept; one source of truth is simpler, and the kernel copies and
 //          scans all n entries either way). --show-nfds-limit shows nfds > RLIMIT_NOFILE: EINVAL.
 // See also: poll(2), getrlimit(2), send(2); lab 15 (select), lab 18 (epoll), lab 19 (cost).
-// Length: about 240 lines, over the suite's 150: the same queue server as lab 15's, plus the
+// Length: about 250 lines, over the suite's 150: the same queue server as lab 15's, plus the
 //          --show-nfds-limit demonstration.
 #include <fcntl.h>
 #include <poll.h>
@@ -93,8 +93,17 @@ struct Server {
     lab::Fd listener;
     bool quiet;
     std::map<int, Client> clients{};
-    bool paused = false;  // out of fds: the listener is left out of the array
-    lab::Fd spare{};      // an fd kept in reserve, given back at the fd limit
+    bool paused = false;             // out of fds: the listener is left out of the array
+    std::array<lab::Fd, 2> spare{};  // fds kept in reserve, given back at the fd limit
+
+    // Two fds on /dev/null held back: at the fd limit they are given back, so the server still
+    // has room for what needs fds meanwhile (a sanitizer's pipe takes two).
+    bool reserve() {
+        for (lab::Fd& fd : spare) {
+            fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        }
+        return spare[0] && spare[1];
+    }
 
     void accept_one() {
         lab::Address peer;
@@ -106,7 +115,7 @@ struct Server {
         if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
             lab::say("paused accepting: accept4: ", ::strerror(errno), " [",
                      ::strerrorname_np(errno), "]");
-            spare.reset();  // the connection stays queued: a listener polled for POLLIN would spin
+            spare = {};  // the connection stays queued: a listener polled for POLLIN would spin
             paused = true;
             return;
         }
@@ -119,7 +128,7 @@ struct Server {
     void drop(int fd, const std::string& line) {
         clients.erase(fd);
         lab::say(line);
-        if (paused && (spare = lab::Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)))) {
+        if (paused && reserve()) {
             lab::say("resumed accepting");
             paused = false;
         }
@@ -199,7 +208,9 @@ int serve(const lab::Args& args) {
                "setsockopt(SO_REUSEADDR)");
     lab::check(::bind(s.listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(s.listener.get(), backlog), "listen");
-    s.spare = lab::Fd(lab::check(::open("/dev/null", O_RDONLY | O_CLOEXEC), "open /dev/null"));
+    if (!s.reserve()) {
+        lab::check(-1, "open /dev/null");
+    }
     lab::announce_ready(s.listener.get());
 
     // BEGIN SOLUTION: rebuild the pollfd array (POLLOUT only while output waits), poll()
