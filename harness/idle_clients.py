@@ -64,7 +64,8 @@ class IdleClients:
         line = self.proc.stdout.readline().split()
         if len(line) != 2 or line[0] != word:
             self.close()
-            raise AssertionError(f"the idle-connection helper failed (said {line!r}, exit {self.proc.poll()})")
+            raise AssertionError(
+                f"the idle-connection helper failed (said {line!r}, exit {self.proc.poll()})")
         return int(line[1])
 
     def ended(self) -> int:

@@ -278,7 +278,9 @@ def test_write_set_holds_a_client_only_while_its_queue_is_non_empty(lab, steps):
         with steps.step("strace the selects around one echo"):
             sets = traced_selects(server.pid, echo_once)
         assert any(fd in wr for _, _, wr in sets), f"fd {fd} never entered the write set: {sets}"
-        assert all(idle_fd not in wr for _, _, wr in sets), f"the idle client's fd {idle_fd} was in a write set"
+        assert all(idle_fd not in wr for _, _, wr in sets), (
+            f"expected the idle client's fd {idle_fd} never in the write set, it was.\nHint: a client "
+            "with an empty queue in the write set is a busy loop: select() reports it writable at once")
         _, last_read, last_write = sets[-1]
         assert {idle_fd, fd} <= last_read and not last_write, (
             f"expected the last select() (idle, echo done) to watch fds {idle_fd} and {fd} for reading and "
