@@ -41,14 +41,17 @@ class Limits:
         return cls(**json.loads(text))
 
 
-def apply(lim: Limits) -> None:
-    """In the child, between fork and exec. Must not raise for a missing cgroup."""
+def apply(lim: Limits, keep_nofile_hard: bool = False) -> None:
+    """In the child, between fork and exec. Must not raise for a missing cgroup. keep_nofile_hard:
+    lower only the soft RLIMIT_NOFILE, so that a test's own preexec may raise it again (raising a
+    hard limit needs CAP_SYS_RESOURCE, which even root may lack in a container)."""
     for d in lim.cgroup_dirs:
         try:
             with open(os.path.join(d, "cgroup.procs"), "w") as f:
                 f.write("0")
         except OSError:
             pass
+
     def setlim(which: int, value: int) -> None:
         try:
             soft, hard = resource.getrlimit(which)
@@ -56,12 +59,23 @@ def apply(lim: Limits) -> None:
             resource.setrlimit(which, (value, new_hard))
         except (ValueError, OSError):
             pass
-    setlim(resource.RLIMIT_NOFILE, lim.nofile)
+    if keep_nofile_hard:
+        try:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(lim.nofile, hard), hard))
+        except (ValueError, OSError):
+            pass
+    else:
+        setlim(resource.RLIMIT_NOFILE, lim.nofile)
     if not os.environ.get("SOCKLAB_SANITIZE"):
         setlim(resource.RLIMIT_AS, lim.address_space_mib << 20)
     setlim(resource.RLIMIT_CPU, lim.cpu_seconds)
     setlim(resource.RLIMIT_NPROC, lim.nproc)
     setlim(resource.RLIMIT_CORE, 0)
+
+
+def drop_privileges(lim: Limits) -> None:
+    """Switch to lim.run_as (the grader's fallback when no cgroup can be made and it runs as root)."""
     if lim.run_as is not None and os.getuid() == 0:
         os.setgroups([])
         os.setgid(lim.run_as)
@@ -76,7 +90,8 @@ def wrap_preexec(preexec: Callable[[], None] | None) -> Callable[[], None] | Non
     lim = Limits.from_env(text)
 
     def both() -> None:
-        apply(lim)
+        apply(lim, keep_nofile_hard=preexec is not None)
         if preexec is not None:
-            preexec()
+            preexec()  # before the switch to run_as: raising a hard limit on purpose needs root
+        drop_privileges(lim)
     return both
