@@ -22,19 +22,35 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Every process this test run starts inherits this variable (LabProcess passes the environment on), and
+# so do their children, even one that escaped with setsid() and was reparented to init: survivors()
+# counts only those, never another developer's run of the same fixture on this machine.
+RUN_MARK = f"SOCKLAB_SELFTEST_RUN={os.getpid()}-{time.monotonic_ns()}"
+os.environ[RUN_MARK.split("=", 1)[0]] = RUN_MARK.split("=", 1)[1]
+
+
+def _started_by_this_run(pid: int) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return RUN_MARK.encode() in environ
+
+
 def survivors(script: str) -> list[int]:
-    """Live (non-zombie) processes running this checkout's fixtures/<script> (by its full path:
-    another checkout's self-tests may run the same fixture on this machine at the same time)."""
+    """Live (non-zombie) processes of this checkout's fixtures/<script> that this test run started
+    (directly or as descendants): matched by the fixture's full path and by RUN_MARK in their
+    environment, so the same fixture run by another checkout or user at the same time is not counted."""
     script = str(FIXTURES / script)
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if script.encode() in cmd and probes.alive(int(entry)):
+        if script.encode() in cmd and _started_by_this_run(int(entry)) and probes.alive(int(entry)):
             found.append(int(entry))
     return found
 
