@@ -19,8 +19,9 @@ A server lab's spec runs every check as one named test case:
 API
   Model(lab, program, kind, args=(), spins_when_idle=None)
         lab: the lab whose output.toml is read for its own stderr lines `error` (a group named
-        `ename`) and `hint`; without them the suite-wide ERROR and HINT (harness/output.py); kind: ITERATIVE, CONCURRENT or BUSY_POLL; args: added to every
-        start (e.g. ("--quiet",)); spins_when_idle: None = True exactly for BUSY_POLL.
+        `ename`) and `hint`; without them the suite-wide ERROR and HINT (harness/output.py);
+        kind: ITERATIVE, CONCURRENT or BUSY_POLL; args: added to every start (e.g. ("--quiet",));
+        spins_when_idle: None = True exactly for BUSY_POLL.
   checks(model) -> list[Check]   every check, in a stable order (CHECKS has them by name)
   Check(name, claim, hint, fn)   .run(lab, model, steps=None) runs the scenario and its invariants
   start(lab, model, *args, preexec=None) -> Server    ready, with its baseline taken
@@ -361,7 +362,8 @@ def _read_exactly(server: Server, c: TcpClient, n: int, timeout: float, chunk: i
         if left <= 0:
             server.assert_alive()
             raise AssertionError(
-                f"expected {n} bytes of echo within {scaled(timeout):g}s, received {len(buf)}.\nHint: the echo "
+                f"expected {n} bytes of echo within {scaled(timeout):g}s, received {len(buf)}.\n"
+                "Hint: the echo "
                 "stalled: a short send() not retried, EAGAIN taken as 'done', or bytes dropped when the "
                 "client reads slowly")
         c.sock.settimeout(min(left, 1.0))
@@ -609,7 +611,8 @@ def check_half_close_200k(lab, model: Model, steps: Steps) -> None:
             except ClientTimeout:
                 raise AssertionError(
                     "expected EOF after the echo of a half-closed client, none came within "
-                    f"{scaled(3):g}s.\nHint: recv() returning 0 is the client's FIN, not an error: the client "
+                    f"{scaled(3):g}s.\nHint: recv() returning 0 is the client's FIN, not an error: "
+                    "the client "
                     "may still be reading; finish sending, then close the connection") from None
         _assert_same(got + rest, data, "200 kB then EOF")
     server.assert_settled(steps)
@@ -671,7 +674,8 @@ def check_never_reader(lab, model: Model, steps: Steps) -> None:
                         "still connected.\nHint: this model serves A to its EOF before the next accept()")
                 with steps.step("A leaves: now B is served"):
                     _reset(a.sock)
-                    assert b.recv_exactly(5, timeout=5) == b"ping\n"
+                    got = b.recv_exactly(5, timeout=5)
+                    assert got == b"ping\n", f"expected B's echo b'ping\\n' once A left, got {got!r}"
             else:
                 with steps.step("concurrent: B is served while A is stuck"):
                     try:
@@ -682,7 +686,8 @@ def check_never_reader(lab, model: Model, steps: Steps) -> None:
                             "expected B's echo while A (a client that never reads) was stuck, none came.\n"
                             "Hint: one blocked client must not stop the others: serve each connection in its "
                             "own process/thread, or never block on one socket in an event loop") from None
-                    assert got == b"ping\n", got
+                    assert got == b"ping\n", (f"expected B's echo b'ping\\n', got {got!r}.\nHint: send back "
+                                             "exactly the bytes each recv() returned, in order")
                 rss_growth = (_group_rss_kib(server.group()) - rss_before) << 10
                 assert rss_growth < RSS_GROWTH_MAX, (
                     f"expected the server's memory to stay bounded while A never reads, it grew by "
@@ -753,7 +758,7 @@ def check_sigstop_sigcont(lab, model: Model, steps: Steps) -> None:
             pump = _Pump(c, data)
             got = _read_exactly(server, c, len(data), timeout=30, on_progress=stop_and_continue)
             pump.join(5)
-        assert len(stops) == 3, stops
+        assert len(stops) == 3, f"expected to stop the server three times in the echo, it was {len(stops)}"
         _assert_same(got, data, "8 MiB across three stops")
     server.assert_settled(steps)
 
@@ -870,7 +875,9 @@ def check_sigterm_with_clients(lab, model: Model, steps: Steps) -> None:
                         "with the server") from None
                 except ConnectionResetError:
                     tail = b""
-                assert model.kind == ITERATIVE or tail == b"", tail
+                assert model.kind == ITERATIVE or tail == b"", (
+                    f"expected client {i}'s connection to end without more data, got {tail[:40]!r}.\nHint: a "
+                    "server that is exiting must not send anything more than the echo of what it received")
     finally:
         for c in clients:
             c.close()

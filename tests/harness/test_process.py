@@ -81,7 +81,8 @@ def test_a_program_that_ignores_sigterm_is_killed():
 
 @pytest.mark.parametrize("script, expected", [
     ("crash.py", ["ended before printing its ready line", "SIGSEGV", "about to crash", "starting up"]),
-    ("closes_stdout.py", ["closed its stdout before printing its ready line, and is still running", "going quiet"]),
+    ("closes_stdout.py", ["closed its stdout before printing its ready line, and is still running",
+                          "going quiet"]),
 ])
 def test_no_ready_line_is_reported_with_what_happened_and_its_output(script: str, expected: list[str]):
     """A program that crashes before its ready line, or closes stdout and runs on, gets a
@@ -186,7 +187,8 @@ def test_probes_see_fds_threads_and_tcp_states():
 
 def test_zombie_probe_counts_unreaped_children():
     parent = LabProcess([sys.executable, "-c",
-                         "import os,time\nfor _ in range(2):\n  os.fork() or os._exit(0)\nprint('forked', flush=True)\ntime.sleep(60)"])
+                         "import os,time\nfor _ in range(2):\n  os.fork() or os._exit(0)\n"
+                         "print('forked', flush=True)\ntime.sleep(60)"])
     parent.expect("forked", timeout=10)
     deadline = time.monotonic() + 3
     while len(probes.zombies(parent.pid)) < 2 and time.monotonic() < deadline:

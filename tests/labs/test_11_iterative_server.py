@@ -63,9 +63,10 @@ def test_second_client_connects_at_once_its_bytes_wait_and_come_in_one_recv(lab,
                 wait_for("10 bytes queued", lambda: queued(10))
                 with pytest.raises(ClientTimeout):
                     second.recv_some(timeout=0.5)
-                early = [m for m in C["recv"].findall(server.stdout) if m["peer"].endswith(f":{second.local_port}")]
-                assert not early, ("expected client 2's bytes to wait unread while client 1 is served, but the "
-                                   f"server logged a receive from it.\n{server.report()}")
+                mine = f":{second.local_port}"
+                early = [m for m in C["recv"].findall(server.stdout) if m["peer"].endswith(mine)]
+                assert not early, ("expected client 2's bytes to wait unread while client 1 is served, but "
+                                   f"the server logged a receive from it.\n{server.report()}")
             with steps.step("client 1 leaves: client 2 is accepted and one recv() returns both pieces"):
                 first.close()
                 m = server.expect(C.line("accepted"))
@@ -86,12 +87,14 @@ def test_log_has_one_line_per_accept_receive_and_close(lab, steps):
         assert client.recv_exactly(6) == b"bin\x00\xff\n"
         client.send(b"y" * 100)
         assert client.recv_exactly(100) == b"y" * 100
-    assert server.expect(C.line("accepted"))["peer"] == peer
+    got = server.expect(C.line("accepted"))["peer"]
+    assert got == peer, f"expected the accepted line to name the client {peer}, it names {got}"
     m = server.expect(C.line("recv"))
     assert (m["n"], m["peer"], m["data"]) == ("6", peer, "bin\\x00\\xff\\n"), server.report()
     m = server.expect(C.line("recv"))
     assert (m["n"], m["data"], m["cut"]) == ("100", "y" * 64, "..."), server.report()
-    assert server.expect(C.line("closed"))["peer"] == peer
+    got = server.expect(C.line("closed"))["peer"]
+    assert got == peer, f"expected the closed line to name the client {peer}, it names {got}"
     with steps.step("a client that resets: one 'dropped' line, and the server goes on"):
         with TcpClient("127.0.0.1", server.ready.port) as rude:
             rude.send("half a li")
@@ -121,7 +124,9 @@ def test_one_process_one_thread_one_client_at_a_time(lab):
     try:
         clients[0].send("a")
         assert clients[0].recv_exactly(1) == b"a"
-        assert probes.thread_count(server.pid) == 1 and probes.children(server.pid) == []
+        threads, kids = probes.thread_count(server.pid), probes.children(server.pid)
+        assert threads == 1 and kids == [], (
+            f"expected one process with one thread, the server has {threads} threads and children {kids}")
         wait_for("2 clients in the accept queue", lambda: accept_queue(server.ready.port) == 2, timeout=5)
     finally:
         for c in clients:
