@@ -18,9 +18,10 @@ A server lab's spec runs every check as one named test case:
 
 API
   Model(lab, program, kind, args=(), spins_when_idle=None)
-        lab: the lab whose output.toml declares the stderr lines `error` (its pattern has a group
-        named `ename`) and `hint`; kind: ITERATIVE, CONCURRENT or BUSY_POLL; args: added to every
-        start (e.g. ("--quiet",)); spins_when_idle: None = True exactly for BUSY_POLL.
+        lab: the lab whose output.toml is read for its own stderr lines `error` (a group named
+        `ename`) and `hint`; without them the suite-wide ERROR and HINT (harness/output.py);
+        kind: ITERATIVE, CONCURRENT or BUSY_POLL; args: added to every start (e.g. ("--quiet",));
+        spins_when_idle: None = True exactly for BUSY_POLL.
   checks(model) -> list[Check]   every check, in a stable order (CHECKS has them by name)
   Check(name, claim, hint, fn)   .run(lab, model, steps=None) runs the scenario and its invariants
   start(lab, model, *args, preexec=None) -> Server    ready, with its baseline taken
@@ -39,7 +40,7 @@ The checks (each a few seconds at most; about 13 s for all against lab 11):
                              waits, then is served; others: served at once, memory bounded)
   emfile                     RLIMIT_NOFILE 32, 40 clients: no busy loop, alive, serves again afterwards
   sigstop_sigcont            three stops of the process group in an 8 MiB echo: nothing lost
-  port_in_use                exit 1, `[EADDRINUSE]` error line and hint line (the lab's output.toml)
+  port_in_use                exit 1, `[EADDRINUSE]` error line and hint line (the lab's or the suite's)
   default_bind_loopback, ipv6   127.0.0.1 by default; --host ::1 listens on ::1 and echoes
   sigterm_with_clients       SIGTERM to the pid only: exit 0, no process of it left, no listener, each
                              client's connection ends
@@ -72,7 +73,7 @@ from typing import Callable
 from . import probes
 from .clients import ClientTimeout, TcpClient
 from .contract import occupy_tcp
-from .output import contract
+from .output import ERROR, HINT, Line, contract
 from .process import LabProcess
 from .steps import Steps, scaled, wait_for
 
@@ -202,7 +203,7 @@ class Server:
 
     def client(self, timeout: float = 5.0, **kw) -> TcpClient:
         try:
-            return TcpClient(self.host, self.port, timeout=scaled(timeout), **kw)
+            return TcpClient(self.host, self.port, timeout=timeout, **kw)
         except OSError as e:
             self.assert_alive()
             raise AssertionError(
@@ -361,7 +362,8 @@ def _read_exactly(server: Server, c: TcpClient, n: int, timeout: float, chunk: i
         if left <= 0:
             server.assert_alive()
             raise AssertionError(
-                f"expected {n} bytes of echo within {scaled(timeout):g}s, received {len(buf)}.\nHint: the echo "
+                f"expected {n} bytes of echo within {scaled(timeout):g}s, received {len(buf)}.\n"
+                "Hint: the echo "
                 "stalled: a short send() not retried, EAGAIN taken as 'done', or bytes dropped when the "
                 "client reads slowly")
         c.sock.settimeout(min(left, 1.0))
@@ -605,11 +607,12 @@ def check_half_close_200k(lab, model: Model, steps: Steps) -> None:
             got = _read_exactly(server, c, len(data), timeout=10)
             pump.join(5)
             try:
-                rest = c.recv_until_eof(timeout=scaled(3))
+                rest = c.recv_until_eof(timeout=3)
             except ClientTimeout:
                 raise AssertionError(
                     "expected EOF after the echo of a half-closed client, none came within "
-                    f"{scaled(3):g}s.\nHint: recv() returning 0 is the client's FIN, not an error: the client "
+                    f"{scaled(3):g}s.\nHint: recv() returning 0 is the client's FIN, not an error: "
+                    "the client "
                     "may still be reading; finish sending, then close the connection") from None
         _assert_same(got + rest, data, "200 kB then EOF")
     server.assert_settled(steps)
@@ -663,7 +666,7 @@ def check_never_reader(lab, model: Model, steps: Steps) -> None:
             if model.kind == ITERATIVE:
                 with steps.step("iterative: B is connected, its bytes wait while A is served"):
                     try:
-                        early = b.recv_some(timeout=scaled(1))
+                        early = b.recv_some(timeout=1)
                     except ClientTimeout:
                         early = None
                     assert early is None, (
@@ -671,18 +674,20 @@ def check_never_reader(lab, model: Model, steps: Steps) -> None:
                         "still connected.\nHint: this model serves A to its EOF before the next accept()")
                 with steps.step("A leaves: now B is served"):
                     _reset(a.sock)
-                    assert b.recv_exactly(5, timeout=scaled(5)) == b"ping\n"
+                    got = b.recv_exactly(5, timeout=5)
+                    assert got == b"ping\n", f"expected B's echo b'ping\\n' once A left, got {got!r}"
             else:
                 with steps.step("concurrent: B is served while A is stuck"):
                     try:
-                        got = b.recv_exactly(5, timeout=scaled(3))
+                        got = b.recv_exactly(5, timeout=3)
                     except ClientTimeout:
                         server.assert_alive()
                         raise AssertionError(
                             "expected B's echo while A (a client that never reads) was stuck, none came.\n"
                             "Hint: one blocked client must not stop the others: serve each connection in its "
                             "own process/thread, or never block on one socket in an event loop") from None
-                    assert got == b"ping\n", got
+                    assert got == b"ping\n", (f"expected B's echo b'ping\\n', got {got!r}.\nHint: send back "
+                                             "exactly the bytes each recv() returned, in order")
                 rss_growth = (_group_rss_kib(server.group()) - rss_before) << 10
                 assert rss_growth < RSS_GROWTH_MAX, (
                     f"expected the server's memory to stay bounded while A never reads, it grew by "
@@ -753,15 +758,26 @@ def check_sigstop_sigcont(lab, model: Model, steps: Steps) -> None:
             pump = _Pump(c, data)
             got = _read_exactly(server, c, len(data), timeout=30, on_progress=stop_and_continue)
             pump.join(5)
-        assert len(stops) == 3, stops
+        assert len(stops) == 3, f"expected to stop the server three times in the echo, it was {len(stops)}"
         _assert_same(got, data, "8 MiB across three stops")
     server.assert_settled(steps)
 
 
+def _error_lines(model: Model) -> tuple[Line, Line]:
+    """The error line (with a group `ename`) and hint line the server prints: its lab's own `error`
+    and `hint` lines where its output.toml declares them, else the suite-wide ERROR and HINT."""
+    lines = contract(model.lab).lines
+    return lines.get("error", ERROR), lines.get("hint", HINT)
+
+
+def _by(m, model: Model) -> bool:
+    """A suite-wide line names its program (group `prog`): it must be the server's."""
+    return m.groupdict().get("prog", model.program) == model.program
+
+
 def check_port_in_use(lab, model: Model, steps: Steps) -> None:
     """A port already taken: exit 1 with `prog: bind ...: strerror [EADDRINUSE]` and a hint line."""
-    c = contract(model.lab)
-    error, hint = c.line("error"), c.line("hint")
+    error, hint = _error_lines(model)
     with steps.step("start the server on a port another socket listens on"):
         with occupy_tcp() as port:
             proc = lab.run(model.program, "--port", str(port), *model.args, timeout=5)
@@ -769,11 +785,11 @@ def check_port_in_use(lab, model: Model, steps: Steps) -> None:
     assert rc == 1, (f"expected exit status 1 for a port in use, got {rc}.\n{proc.report()}\nHint: a failed "
                      f"bind() is a runtime error: print it on stderr and exit 1 ({error.where})")
     lines = proc.stderr.splitlines()
-    names = [m["ename"] for line in lines if (m := error.match(line))]
+    names = [m["ename"] for line in lines if (m := error.match(line)) and _by(m, model)]
     assert "EADDRINUSE" in names, (
         f"expected a stderr line like {error.example!r} with [EADDRINUSE]; stderr was:\n{proc.stderr}\n"
         f"Hint: report errors as {error.template!r} ({error.where})")
-    assert any(hint.match(line) for line in lines), (
+    assert any((m := hint.match(line)) and _by(m, model) for line in lines), (
         f"expected a hint line like {hint.example!r} after the EADDRINUSE error; stderr was:\n{proc.stderr}\n"
         f"Hint: add the hint line {hint.template!r} ({hint.where})")
 
@@ -819,10 +835,10 @@ def check_sigterm_with_clients(lab, model: Model, steps: Steps) -> None:
             for i in range(3):
                 clients.append(server.client())
                 clients[-1].send(b"client %d\n" % i)
-            assert clients[0].recv_exactly(9, timeout=scaled(5)) == b"client 0\n"
+            assert clients[0].recv_exactly(9, timeout=5) == b"client 0\n"
             if model.kind != ITERATIVE:
                 for i, c in enumerate(clients[1:], 1):
-                    assert c.recv_exactly(9, timeout=scaled(5)) == b"client %d\n" % i
+                    assert c.recv_exactly(9, timeout=5) == b"client %d\n" % i
         group = server.group()[1:]
         with steps.step("SIGTERM to the server's pid"):
             os.kill(server.proc.pid, signal.SIGTERM)
@@ -851,7 +867,7 @@ def check_sigterm_with_clients(lab, model: Model, steps: Steps) -> None:
                 "the child right after fork()")
             for i, c in enumerate(clients):
                 try:
-                    tail = c.recv_until_eof(timeout=scaled(3))
+                    tail = c.recv_until_eof(timeout=3)
                 except ClientTimeout:
                     raise AssertionError(
                         f"expected client {i}'s connection to end (EOF or RST) once the server exited, it "
@@ -859,7 +875,9 @@ def check_sigterm_with_clients(lab, model: Model, steps: Steps) -> None:
                         "with the server") from None
                 except ConnectionResetError:
                     tail = b""
-                assert model.kind == ITERATIVE or tail == b"", tail
+                assert model.kind == ITERATIVE or tail == b"", (
+                    f"expected client {i}'s connection to end without more data, got {tail[:40]!r}.\nHint: a "
+                    "server that is exiting must not send anything more than the echo of what it received")
     finally:
         for c in clients:
             c.close()

@@ -23,19 +23,35 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Every process this test run starts inherits this variable (LabProcess passes the environment on), and
+# so do their children, even one that escaped with setsid() and was reparented to init: survivors()
+# counts only those, never another developer's run of the same fixture on this machine.
+RUN_MARK = f"SOCKLAB_SELFTEST_RUN={os.getpid()}-{time.monotonic_ns()}"
+os.environ[RUN_MARK.split("=", 1)[0]] = RUN_MARK.split("=", 1)[1]
+
+
+def _started_by_this_run(pid: int) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return RUN_MARK.encode() in environ
+
+
 def survivors(script: str) -> list[int]:
-    """Live (non-zombie) processes running this checkout's fixtures/<script> (by its full path:
-    another checkout's self-tests may run the same fixture on this machine at the same time)."""
+    """Live (non-zombie) processes of this checkout's fixtures/<script> that this test run started
+    (directly or as descendants): matched by the fixture's full path and by RUN_MARK in their
+    environment, so the same fixture run by another checkout or user at the same time is not counted."""
     script = str(FIXTURES / script)
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if script.encode() in cmd and probes.alive(int(entry)):
+        if script.encode() in cmd and _started_by_this_run(int(entry)) and probes.alive(int(entry)):
             found.append(int(entry))
     return found
 
@@ -66,7 +82,8 @@ def test_a_program_that_ignores_sigterm_is_killed():
 
 @pytest.mark.parametrize("script, expected", [
     ("crash.py", ["ended before printing its ready line", "SIGSEGV", "about to crash", "starting up"]),
-    ("closes_stdout.py", ["closed its stdout before printing its ready line, and is still running", "going quiet"]),
+    ("closes_stdout.py", ["closed its stdout before printing its ready line, and is still running",
+                          "going quiet"]),
 ])
 def test_no_ready_line_is_reported_with_what_happened_and_its_output(script: str, expected: list[str]):
     """A program that crashes before its ready line, or closes stdout and runs on, gets a
@@ -169,7 +186,8 @@ def test_probes_see_fds_threads_and_tcp_states():
 
 def test_zombie_probe_counts_unreaped_children():
     parent = LabProcess([sys.executable, "-c",
-                         "import os,time\nfor _ in range(2):\n  os.fork() or os._exit(0)\nprint('forked', flush=True)\ntime.sleep(60)"])
+                         "import os,time\nfor _ in range(2):\n  os.fork() or os._exit(0)\n"
+                         "print('forked', flush=True)\ntime.sleep(60)"])
     parent.expect("forked", timeout=10)
     deadline = time.monotonic() + 3
     while len(probes.zombies(parent.pid)) < 2 and time.monotonic() < deadline:

@@ -320,7 +320,8 @@ TEST_CASE("echo_until_eof sends every byte back and returns at the peer's FIN") 
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
     lab::Fd peer(sv[0]), server(sv[1]);
     std::string payload(5000, '\0');
-    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7);
+    for (std::size_t i = 0; i < payload.size(); ++i)
+        payload[i] = static_cast<char>(i * 7);
     lab::write_all(peer.get(), payload);
     REQUIRE(::shutdown(peer.get(), SHUT_WR) == 0);
     std::size_t seen = 0;
