@@ -512,3 +512,58 @@ def test_cli_contract(lab):
     assert_help_and_usage(lab, "tcp_client")
     bad = lab.run("tcp_server", "--backlog", "many")
     assert bad.popen.returncode == C.status("usage") and "--backlog" in bad.stderr, bad.report()
+
+SYN_QUEUE = r"""
+import json, socket, subprocess, sys, time
+server_bin, backlog, cookies = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+open("/proc/sys/net/ipv4/tcp_syncookies", "w").write(str(cookies))
+server = subprocess.Popen([server_bin, "--port", "0", "--backlog", str(backlog), "--hold"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+port = int(server.stdout.readline().split()[3])
+# Drop each client segment to the server that is a bare ACK: no handshake ever completes, so every
+# SYN the listener answers stays a request (SYN_RECV) and nothing enters the accept queue.
+subprocess.run(["nft", f"add table inet t; add chain inet t c {{ type filter hook input priority 0; }}; "
+                f"add rule inet t c tcp dport {port} tcp flags & (syn|ack) == ack drop"], check=True)
+clients = []
+for _ in range(3 * backlog + 4):
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    clients.append(c)
+    time.sleep(0.05)
+time.sleep(0.5)
+rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+print(json.dumps({
+    "syn_recv": sum(r[3] == "03" and int(r[1].split(":")[1], 16) == port for r in rows),
+    "syn_sent": sum(r[3] == "02" and int(r[2].split(":")[1], 16) == port for r in rows),
+    "clients": len(clients)}))
+server.kill()
+"""
+
+
+@pytest.mark.limit(60)
+@pytest.mark.parametrize("cookies", [0, 1], ids=["syncookies-off", "syncookies-on"])
+def test_syn_queue_is_bounded_by_the_backlog_too(lab, cookies):
+    """Half-open connections are bounded by the same backlog on Linux (inet_csk_reqsk_queue_is_full
+    compares them with sk_max_ack_backlog): with every final ACK dropped, tcp_server --backlog 3
+    keeps at most backlog + 1 requests in SYN_RECV. Past that, with syncookies off the SYNs are
+    dropped (clients stay in SYN_SENT); with syncookies on they are answered with a cookie instead
+    (no request kept, no client left in SYN_SENT)."""
+    if (reason := private_namespace_unavailable()):
+        pytest.skip(reason)
+    if shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
+        pytest.skip("needs the nft tool (Debian package nftables)")
+    backlog = 3
+    done = run_in_private_namespace(SYN_QUEUE, str(program("tcp_server")), str(backlog), str(cookies),
+                                    timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["syn_recv"] == backlog + 1, (
+        f"backlog {backlog}: expected {backlog + 1} half-open (SYN_RECV) requests, the SYN queue being "
+        f"bounded by the backlog; saw {got}")
+    if cookies:
+        assert got["syn_sent"] == 0, f"with syncookies every SYN past the queue gets a cookie: {got}"
+    else:
+        assert got["syn_sent"] == got["clients"] - (backlog + 1), (
+            f"with syncookies off the SYNs past the queue are dropped, their clients stay in SYN_SENT: {got}")
