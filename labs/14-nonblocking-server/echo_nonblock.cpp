@@ -92,9 +92,9 @@ bool serve_once(Client& c, bool quiet) {
 void refuse_one(int listener, lab::Fd& spare) {
     spare.reset();
     lab::Address peer;
-    const lab::Fd shed(::accept(listener, peer.get(), &peer.len));
-    lab::say("refused ", shed ? lab::to_string(peer) : "a client",
-             ": out of fds [EMFILE]: closed it");
+    if (lab::Fd shed(::accept(listener, peer.get(), &peer.len)); shed) {
+        lab::say("refused ", lab::to_string(peer), ": out of fds [EMFILE]: closed it");
+    }  // closed here, before the spare is taken back
     spare.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
 
