@@ -4,7 +4,7 @@ Loaded with `-p harness.grade_plugin` by grade.py in the pytest run of one lab. 
   {"event": "collected", "id", "doc", "markers"}     (every collected test, before any runs)
   {"event": "start", "id"}                           (flushed at once: a hang is still attributed)
   {"event": "result", "id", "outcome", "duration", "message", "longrepr", "sections",
-   "credit", "snapshot"}
+   "credit", "snapshot", "hint"}                    (hint: the test's @pytest.mark.hint text, if any)
 A test may record partial credit (a fraction 0..1 of its points) with pytest's own
 `record_property("credit", fraction)`. On failure the plugin snapshots, from /proc, every lab
 program the test started that is still running (fds, threads, children, zombies, TCP states):
@@ -88,6 +88,9 @@ def snapshot(proc) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
+    marker = item.get_closest_marker("hint")
+    if marker is not None and marker.args:  # the test's own hint, for hints.explain
+        _partial.setdefault(item.nodeid, {})["hint"] = str(marker.args[0])
     if report.failed and report.when in ("setup", "call"):
         from .pytest_plugin import _LAB  # the programs this test started
         started = item.stash.get(_LAB, None)

@@ -4,7 +4,8 @@ explain(result, record) fills TestResult.expected/actual/evidence/hint from the 
 (grade_plugin.py). The hint is, in order of preference:
   1. a `Hint: ...` line the test's own message carries (behaviour probes, contract checks);
   2. a symptom in the failure text (crash signal, no ready line, a hang, a missing program...);
-  3. the hint for that test function (HINTS below: one line per test, in the student's terms);
+  3. the hint for that test function: its @pytest.mark.hint("...") marker, else HINTS below (one
+     line per test, in the student's terms);
   4. the assertion message itself.
 Add the hints of a new lab to HINTS when it lands; nothing else needs to change.
 """
@@ -45,7 +46,9 @@ SYMPTOMS: list[tuple[str, str]] = [
     (r"ran past its [\d.]+s limit",
      "it hung: a blocking call that never returns (no timeout on recv, waiting for input that never "
      "comes, or a deadlock); the steps show where"),
-    (r"Resource temporarily unavailable|EAGAIN.*fork|fork.*EAGAIN|pids\.max",
+    # (EAGAIN alone is no symptom: a non-blocking socket says it all the time)
+    (r"(fork|clone|pthread_create|thread)\b[^\n]*(Resource temporarily unavailable|EAGAIN)|"
+     r"what\(\):\s+Resource temporarily unavailable|pids\.max",
      "it started too many processes or threads (the process limit stopped it)"),
     (r"Cannot allocate memory|std::bad_alloc|MemoryError",
      "it ran out of memory (the submission's memory limit)"),
@@ -191,7 +194,7 @@ def explain(test: TestResult, rec: dict) -> None:
         test.actual = "the test could not start: " + message.splitlines()[0] if message else "setup failed"
     func, _ = func_and_case(test.id)
     test.hint = (_hint_line(message) or _hint_line(longrepr) or _symptom(text)
-                 or HINTS.get((test.lab, func)) or _symptom(text, WEAK_SYMPTOMS)
+                 or rec.get("hint") or HINTS.get((test.lab, func)) or _symptom(text, WEAK_SYMPTOMS)
                  or (message.splitlines()[0] if message else ""))
     ev = []
     for name, body in sections.items():

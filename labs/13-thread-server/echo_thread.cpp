@@ -48,8 +48,7 @@ struct Client {
 
 // Echo every byte back until the client's FIN; a reset ends this client only.
 void echo(const Client& c) {
-    // BEGIN SOLUTION: recv() into a buffer until it returns 0; log each receive unless quiet; write
-    // it all back
+    // BEGIN SOLUTION: recv() until it returns 0; log each receive unless quiet; send all of it back
     std::array<char, bufsize> buf{};
     for (;;) {
         const ssize_t n = lab::check(::recv(c.conn.get(), buf.data(), buf.size(), 0), "recv");
@@ -97,7 +96,7 @@ int serve(const lab::Args& args) {
     const auto stack_kib = args.number<std::size_t>("--stack-kib", 16, 1 << 20, 0);
 
     // Every thread gets these attributes: a detached thread frees its stack when it ends; a
-    // joinable one keeps it (and its entry in the process) until someone calls pthread_join().
+    // joinable one keeps it until someone calls pthread_join() (its kernel task is gone already).
     pthread_attr_t attr;
     lab::check_en(::pthread_attr_init(&attr), "pthread_attr_init");
     if (!args.flag("--joinable-leak")) {

@@ -126,8 +126,7 @@ int serve(const lab::Args& args) {
 
     std::vector<Client> clients;
     for (;;) {
-        // BEGIN SOLUTION: one pass: accept4(SOCK_NONBLOCK) (EAGAIN: nobody; EMFILE: refuse_one),
-        // then serve_once() each client, dropping it on any other error
+        // BEGIN SOLUTION: one pass: accept4 (EMFILE: refuse_one), then serve_once() every client
         lab::Address peer;
         const int fd = ::accept4(listener.get(), peer.get(), &peer.len, accept_flags);
         if (fd >= 0) {

@@ -332,6 +332,21 @@ def test_sigterm_with_clients_connected_exits_zero(lab):
             c.close()
 
 
+def test_reuseaddr_lets_a_restart_bind_while_time_wait_remains(lab):
+    server = start(lab)
+    port = server.ready.port
+    with TcpClient("127.0.0.1", port) as c:
+        c.send(b"x")
+        assert c.recv_exactly(1) == b"x"
+        server.popen.send_signal(signal.SIGTERM)  # the server closes first: TIME_WAIT on its port
+        assert server.wait_exit(5) == 0
+        assert c.recv_until_eof(3) == b""
+    wait_for("TIME_WAIT on the server's port",
+             lambda: any(s.state == "TIME_WAIT" and s.local[1] == port for s in probes.tcp_sockets(port)))
+    again = lab.server("echo_nonblock", "--port", port)
+    assert again.ready.port == port and served(port)
+
+
 def test_cli_contract(lab):
     assert_help_and_usage(lab, "echo_nonblock")
     with occupy_tcp() as port:
