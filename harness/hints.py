@@ -37,6 +37,9 @@ SYMPTOMS: list[tuple[str, str]] = [
      "fortify catching an overflow"),
     (r"sendto[^\n]*\[EACCES\]",
      "sending to a broadcast address needs setsockopt(SO_BROADCAST, 1) first, else sendto fails with EACCES"),
+    (r"Bad file descriptor \[EBADF\]",
+     "it used an fd that was already closed (EBADF): with threads, a close() in any thread closes the fd "
+     "for every thread (one fd table); close each fd once, in the thread that owns it"),
     (r"killed by signal 15\b",
      "it died from SIGTERM instead of exiting: handle SIGTERM/SIGINT (close everything, exit 0)"),
     (r"killed by signal 24|SIGXCPU",
