@@ -11,23 +11,28 @@
 //          client its connection, nothing more); SIGTERM ends the process, threads and all.
 // See also: pthread_create(3), pthread_attr_setstacksize(3), pthread_detach(3), close(2),
 //          UNP 26.4 (a thread per client); lab 12 echo_fork.cpp; next lab: echo_nonblock.cpp.
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
 #include <system_error>
 
+#include "echo.hpp"
 #include "lab.hpp"
 
 namespace {
 
 constexpr std::uint16_t notes_port = 8088;  // the notes' 多线程服务器 binds 8088
-constexpr int backlog = 128;                // the notes' listen(5) would leave a burst waiting
-constexpr std::size_t bufsize = 16384;
+constexpr int backlog = 128;
+constexpr int out_of_fds_pause_ms = 100;  // out of fds: wait for clients to leave, as lab 12 does
+                                          // // the notes' listen(5) would leave a burst waiting
 constexpr std::array options{
     lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
     lab::Option{"--port", "P", "port to listen on (default 8088; 0: the kernel picks)"},
@@ -46,37 +51,26 @@ struct Client {
     bool quiet;
 };
 
-// Echo every byte back until the client's FIN; a reset ends this client only.
-void echo(const Client& c) {
-    // BEGIN SOLUTION: recv() until it returns 0; log each receive unless quiet; send all of it back
-    std::array<char, bufsize> buf{};
-    for (;;) {
-        const ssize_t n = lab::check(::recv(c.conn.get(), buf.data(), buf.size(), 0), "recv");
-        if (n == 0) {
-            return;
-        }
-        const std::string_view data(buf.data(), static_cast<std::size_t>(n));
-        if (!c.quiet) {
-            lab::say("recv ", n, " bytes from ", c.who, ": ", lab::quoted(data.substr(0, 32)));
-        }
-        lab::write_all(c.conn.get(), data);
-    }
-    // STUB (void)c;
-    // STUB throw std::runtime_error("echo is not written yet");
-    // END SOLUTION
-}
-
 // The thread's body. It owns the Client, so the fd is closed here, when this thread is done with
-// it: the fd table is the process's, and a close() anywhere closes it for every thread.
+// it: the fd table is the process's, and a close() anywhere closes it for every thread. Nothing
+// may escape a thread's function (std::terminate would end every client): errors end this one.
 void* worker(void* arg) {
+    // BEGIN SOLUTION: take ownership of the Client; echo it to its EOF (lab::echo_until_eof), log
+    // each receive unless quiet, then closed; on a system_error log dropped with its errno name
     const std::unique_ptr<Client> c(static_cast<Client*>(arg));
     try {
-        echo(*c);
-        lab::say("closed ", c->who, " (recv returned 0)");
-    } catch (const std::system_error& e) {  // nothing may escape a thread: std::terminate
-        lab::say("dropped ", c->who, ": ", e.what(), " [", ::strerrorname_np(e.code().value()),
-                 "]");
+        lab::echo_until_eof(c->conn.get(), [&c](std::string_view data) {
+            if (!c->quiet) {
+                lab::say("recv ", data.size(), " bytes from ", c->who, ": ", lab::preview(data));
+            }
+        });
+        lab::say("closed ", c->who, ": recv returned 0 (its FIN); closing ours");
+    } catch (const std::system_error& e) {
+        const char* name = ::strerrorname_np(e.code().value());
+        lab::say("dropped ", c->who, ": ", e.what(), " [", name, "]");
     }
+    // STUB (void)arg;
+    // END SOLUTION
     return nullptr;
 }
 
@@ -120,7 +114,15 @@ int serve(const lab::Args& args) {
 
     for (;;) {
         lab::Address peer;
-        lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
+        const int accepted = ::accept(listener.get(), peer.get(), &peer.len);
+        if (accepted < 0 && (errno == EMFILE || errno == ENFILE)) {
+            const char* name = ::strerrorname_np(errno);
+            lab::say("accept: ", std::strerror(errno), " [", name, "]: pausing ",
+                     out_of_fds_pause_ms, " ms");
+            ::poll(nullptr, 0, out_of_fds_pause_ms);  // the connection stays queued: do not spin
+            continue;
+        }
+        lab::Fd conn(lab::check(accepted, "accept"));
         const int fd = conn.get();
         const std::string who = lab::to_string(peer);
         lab::say("accepted ", who);

@@ -24,6 +24,7 @@
 #include <system_error>
 #include <vector>
 
+#include "echo.hpp"
 #include "lab.hpp"
 
 namespace {
@@ -71,12 +72,12 @@ bool serve_once(Client& c, bool quiet) {
         }
         lab::check(n, "recv");
         if (n == 0) {
-            lab::say("closed ", c.who, " (recv returned 0)");
+            lab::say("closed ", c.who, ": recv returned 0 (its FIN); closing ours");
             return false;
         }
         c.unsent.assign(buf.data(), static_cast<std::size_t>(n));
         if (!quiet) {
-            lab::say("recv ", n, " bytes from ", c.who, ": ", lab::quoted(c.unsent.substr(0, 32)));
+            lab::say("recv ", n, " bytes from ", c.who, ": ", lab::preview(c.unsent));
         }
     }
     const ssize_t sent = ::send(c.conn.get(), c.unsent.data(), c.unsent.size(), MSG_NOSIGNAL);

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import probes
+from harness import battery, probes
 from harness.clients import TcpClient
 from harness.contract import assert_help_and_usage, occupy_tcp
 from harness.output import contract
@@ -22,6 +22,7 @@ from harness.steps import wait_for
 pytestmark = pytest.mark.tsan
 
 C = contract("13")
+MODEL = battery.Model(lab="13", program="echo_thread", kind=battery.CONCURRENT)
 SANITIZED = bool(os.environ.get("SOCKLAB_SANITIZE"))
 # glibc gives each new thread its own malloc arena (64 MiB of address space, up to 8 per core):
 # one arena keeps VmSize about stacks alone. The server behaves the same either way.
@@ -49,6 +50,13 @@ def settled_threads(pid: int, want: int, what: str) -> int:
                     lambda: probes.thread_count(pid) == want and want, timeout=5)
 
 
+@pytest.mark.limit(90)
+@pytest.mark.parametrize("check", [pytest.param(c, id=c.name, marks=pytest.mark.hint(c.hint))
+                                   for c in battery.checks(MODEL)])
+def test_battery(lab, steps, check):
+    check.run(lab, MODEL, steps)
+
+
 @pytest.mark.hint("echo every byte back exactly, in order: loop recv(), then send all of what it returned")
 def test_echo_is_byte_exact(lab):
     server = start(lab, "--quiet")
@@ -72,9 +80,9 @@ def test_log_lines_follow_the_output_contract(lab):
         assert c.recv_exactly(6) == b"hello\n"
         port = c.local_port
     acc = server.expect(C.line("accepted"))
-    assert acc[2] == str(port), server.report()
+    assert acc["peer"] == f"127.0.0.1:{port}", server.report()
     rcv = server.expect(C.line("recv"))
-    assert (rcv[1], rcv[3], rcv[4]) == ("6", str(port), "hello\\n"), server.report()
+    assert (rcv["n"], rcv["peer"], rcv["data"]) == ("6", f"127.0.0.1:{port}", "hello\\n"), server.report()
     server.expect(C.line("closed"))
     quiet = start(lab, "--quiet")
     assert echo_once(quiet.ready.port) == b"ping\n"
@@ -238,7 +246,7 @@ def test_failed_thread_creation_closes_that_client_only(lab, steps):
         assert "served" in outcome and "closed" in outcome, outcome
         refused = wait_for("one no_thread line per closed client",
                            lambda: len(lines_named(server, "no_thread")) == outcome.count("closed"), 5)
-        assert refused and all(m[3] == "EAGAIN" for m in lines_named(server, "no_thread")), server.report()
+        assert refused and all(m["ename"] == "EAGAIN" for m in lines_named(server, "no_thread")), server.report()
     with steps.step("the server carries on: once the clients leave, a new one is served"):
         for c in clients:
             c.close()
@@ -267,7 +275,7 @@ def test_notes_shared_fd_table_main_closing_the_fd_closes_it_for_the_worker(lab,
                 reply = b""
             assert reply == b"", f"expected no echo (the worker's fd was closed), got {reply!r}"
         dropped = server.expect(C.line("dropped"))
-        assert (dropped[2], dropped[4]) == (acc[2], "EBADF"), server.report()
+        assert (dropped["peer"], dropped["ename"]) == (acc["peer"], "EBADF"), server.report()
     with steps.step("the correct server: the same client is echoed"):
         fixed = start(lab)
         assert echo_once(fixed.ready.port, b"anyone there?\n") == b"anyone there?\n"
@@ -304,7 +312,7 @@ def test_ipv6_loopback(lab):
     server = start(lab, "--host", "::1")
     assert server.ready.host == "::1"
     assert echo_once(server.ready.port, b"v6\n", host="::1") == b"v6\n"
-    assert server.expect(C.line("accepted"))[1] == "[::1]"
+    assert server.expect(C.line("accepted"))["peer"].startswith("[::1]:"), server.report()
 
 
 @pytest.mark.hint("SIGTERM must end the server with status 0 even while client threads are running")
@@ -345,7 +353,7 @@ def test_cli_contract(lab):
         taken = lab.run("echo_thread", "--port", port)
     assert taken.popen.returncode == 1, taken.report()
     errors = taken.stderr.splitlines()
-    assert any(C.line("bind_error").match(e) for e in errors), taken.report()
+    assert any((m := C.line("error").match(e)) and m["ename"] == "EADDRINUSE" for e in errors), taken.report()
     assert any(C.line("hint").match(e) for e in errors), taken.report()
     bad = lab.run("echo_thread", "--stack-kib", "4")
     assert bad.popen.returncode == 2 and "--stack-kib" in bad.stderr, bad.report()
