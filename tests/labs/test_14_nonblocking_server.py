@@ -97,8 +97,8 @@ def test_echo_is_byte_exact_even_into_a_small_receive_buffer(lab):
     server.expect(C.line("closed"))
 
 
-@pytest.mark.hint("EAGAIN (EWOULDBLOCK) from a non-blocking recv/accept means 'nothing yet': try again on the "
-                  "next pass; never drop the client or end the server on it")
+@pytest.mark.hint("EAGAIN (EWOULDBLOCK) from a non-blocking recv/accept means 'nothing yet': try again "
+                  "on the next pass; never drop the client or end the server on it")
 def test_client_that_sends_in_pieces_is_kept(lab):
     server = start(lab)
     with TcpClient("127.0.0.1", server.ready.port) as c:
@@ -183,7 +183,7 @@ def test_notes_accepted_socket_does_not_inherit_o_nonblock(lab, steps):
                 second.send(b"2")
                 with pytest.raises(ClientTimeout):
                     second.recv_some(1.0)
-                with steps.step("the first sends: the loop accepts the second, then blocks on the first again"):
+                with steps.step("the first sends: the loop accepts the second, blocks on the first again"):
                     first.send(b"!")
                     assert first.recv_exactly(1) == b"!"
                     server.expect(C.line("accepted"))
@@ -249,8 +249,8 @@ def test_sleep_us_trades_latency_for_cpu(lab, steps):
     assert results[0][1] > BUSY_WANTED, (f"expected the spinning loop to want a whole core, measured "
                                          f"{results[0][1]:.0%}")
     for sleep_us in (1000, 20000):
-        assert results[sleep_us][0] < IDLE, (f"expected --sleep-us {sleep_us} to use less than {IDLE:.0%} of a "
-                                             f"core idle, measured {results[sleep_us][0]:.0%}")
+        assert results[sleep_us][0] < IDLE, (f"expected --sleep-us {sleep_us} to use less than {IDLE:.0%} "
+                                             f"of a core idle, measured {results[sleep_us][0]:.0%}")
     assert results[20000][2] >= 5, (f"expected --sleep-us 20000 to delay each echo by several ms, measured "
                                     f"a median of {results[20000][2]:.2f} ms")
 
@@ -283,7 +283,7 @@ def nofile(n: int):
 @pytest.mark.hint("on EMFILE the queued client stays queued and accept fails again every pass: report it and "
                   "shed that client (free a spare fd, accept, close, take the spare back); never ignore it")
 def test_notes_except_pass_hides_emfile(lab, steps):
-    with steps.step("RLIMIT_NOFILE 12, 12 clients: the fixed server refuses the excess with EOF, and says so"):
+    with steps.step("RLIMIT_NOFILE 12, 12 clients: the fixed server refuses the excess (EOF) and says so"):
         server = start(lab, "--quiet", preexec=nofile(12))
         clients = open_clients(server.ready.port, 12)
         seen = [outcome(c, 2.0) for c in clients]
