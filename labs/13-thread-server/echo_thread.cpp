@@ -30,9 +30,8 @@
 namespace {
 
 constexpr std::uint16_t notes_port = 8088;  // the notes' 多线程服务器 binds 8088
-constexpr int backlog = 128;
-constexpr int out_of_fds_pause_ms = 100;  // out of fds: wait for clients to leave, as lab 12 does
-                                          // // the notes' listen(5) would leave a burst waiting
+constexpr int backlog = 128;                // the notes' listen(5) would leave a burst waiting
+constexpr int out_of_fds_pause_ms = 100;    // out of fds: wait for clients to leave, as lab 12 does
 constexpr std::array options{
     lab::Option{"--host", "H", "address to listen on (default 127.0.0.1)"},
     lab::Option{"--port", "P", "port to listen on (default 8088; 0: the kernel picks)"},
@@ -137,7 +136,7 @@ int serve(const lab::Args& args) {
             lab::say("no thread for ", who, ": ", e.what(), " [",
                      ::strerrorname_np(e.code().value()), "]: closed it");
         } catch (const std::bad_alloc&) {
-            lab::say("no thread for ", who, ": out of memory: closed it");
+            lab::say("no thread for ", who, ": new: Cannot allocate memory [ENOMEM]: closed it");
         }
     }
 }

@@ -210,7 +210,8 @@ def test_stack_kib_sets_the_address_space_each_thread_takes(lab):
         want = stack or default_stack
         print(f"--stack-kib {stack or '(default)'}: VmSize +{vsz:.0f} KiB, VmRSS +{rss:.0f} KiB per thread")
         assert want <= vsz <= want + 512, (
-            f"expected each thread to add its {want} KiB stack (+ a guard page) to VmSize, measured {vsz:.0f} KiB")
+            f"expected each thread to add its {want} KiB stack (+ a guard page) to VmSize, "
+            f"measured {vsz:.0f} KiB")
         assert rss < vsz / 4, f"expected only a few touched pages resident, measured {rss:.0f} KiB"
 
 
