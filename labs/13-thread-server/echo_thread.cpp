@@ -54,8 +54,7 @@ struct Client {
 // it: the fd table is the process's, and a close() anywhere closes it for every thread. Nothing
 // may escape a thread's function (std::terminate would end every client): errors end this one.
 void* worker(void* arg) {
-    // BEGIN SOLUTION: take ownership of the Client; echo it to its EOF (lab::echo_until_eof), log
-    // each receive unless quiet, then closed; on a system_error log dropped with its errno name
+    // BEGIN SOLUTION: own the Client; echo to EOF, logging recv/closed lines; catch: dropped
     const std::unique_ptr<Client> c(static_cast<Client*>(arg));
     try {
         lab::echo_until_eof(c->conn.get(), [&c](std::string_view data) {
