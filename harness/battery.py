@@ -23,7 +23,9 @@ API
         start (e.g. ("--quiet",)); spins_when_idle: None = True exactly for BUSY_POLL.
   checks(model) -> list[Check]   every check, in a stable order (CHECKS has them by name)
   Check(name, claim, hint, fn)   .run(lab, model, steps=None) runs the scenario and its invariants
-  Server.assert_settled() and the module's limits (IDLE_MAX, BUSY_MIN, SETTLE...) serve a lab's own tests too.
+  start(lab, model, *args, preexec=None) -> Server    ready, with its baseline taken
+  Server: .proc (LabProcess), .host, .port, .client(), .echo(data), .accept_queue(), .group(),
+          .idle_cpu(), .assert_settled(steps): for a lab's own tests too, with IDLE_MAX, SETTLE...
 
 The checks (each a few seconds at most; about 13 s for all against lab 11):
   echo_1b, echo_64k          byte-exact echo
@@ -41,8 +43,9 @@ The checks (each a few seconds at most; about 13 s for all against lab 11):
   default_bind_loopback, ipv6   127.0.0.1 by default; --host ::1 listens on ::1 and echoes
   sigterm_with_clients       SIGTERM to the pid only: exit 0, no process of it left, no listener, each
                              client's connection ends
-  start(lab, model, *args, preexec=None) -> Server    ready, with its baseline taken
-  Server: .proc (LabProcess), .host, .port, .client(), .echo(data), .assert_settled(steps)
+
+The mid-echo resets find a server thread asleep in send() through /proc/PID/task/TID/syscall
+(x86-64 system call numbers; readable by the server's own user or root).
 
 What the battery assumes of a server: the CLI contract (README.md: --host/--port, the ready line,
 errors as `prog: what: strerror [ENAME]` plus `prog: hint: ...`, SIGTERM -> exit 0) and the echo
@@ -139,6 +142,20 @@ def _group_rss_kib(pids: list[int]) -> int:
     return total
 
 
+def _where(pids: list[int]) -> str:
+    """State, system call and fds of each process: where it is stuck."""
+    out = []
+    for pid in pids[:4]:
+        try:
+            with open(f"/proc/{pid}/syscall") as f:
+                call = f.read().split(maxsplit=1)[0]
+            fds = sorted(probes.fd_targets(pid))
+            out.append(f"pid {pid} state {probes.state(pid)} in syscall {call}, fds {fds}")
+        except (OSError, ProcessLookupError, IndexError):
+            out.append(f"pid {pid}: gone")
+    return "; ".join(out)
+
+
 def _death(proc: LabProcess) -> str:
     """Why the server is gone, as a failure message with its hint."""
     rc = proc.popen.poll()
@@ -220,6 +237,17 @@ class Server:
         pid = self.proc.pid
         self.base = Baseline(probes.fd_count(pid), probes.thread_count(pid), len(self.live_children()))
 
+    def accept_queue(self) -> int:
+        """Connections waiting for accept(): the listener's rx_queue in /proc/net/tcp{,6} (read
+        directly: probes.tcp_sockets() runs `ss` for a listener's backlog, too slow to poll)."""
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(name) as f:
+                for line in f.read().splitlines()[1:]:
+                    field = line.split()
+                    if field[3] == "0A" and int(field[1].rsplit(":", 1)[1], 16) == self.port:
+                        return int(field[4].split(":")[1], 16)
+        return 0
+
     def _close_wait(self) -> list[probes.TcpSocket]:
         rows = probes.tcp_sockets(self.port)
         return [s for s in rows if s.state == "CLOSE_WAIT" and s.local[1] == self.port]
@@ -250,7 +278,8 @@ class Server:
             except AssertionError:
                 raise AssertionError(
                     f"expected {self.base.children} child processes once the clients left, found "
-                    f"{len(self.live_children())} still running.\nHint: a child per client must exit as soon "
+                    f"{len(self.live_children())} still running ({_where(self.live_children())}).\n"
+                    "Hint: a child per client must exit as soon "
                     "as its client is done (recv() returned 0 or an error), never return to the accept "
                     "loop") from None
             threads = self.base.threads + TSAN_THREADS
@@ -603,6 +632,9 @@ def check_rst_storm(lab, model: Model, steps: Steps) -> None:
             s = socket.create_connection((server.host, server.port), timeout=_t(5))
             s.sendall(bytes([i]) * 100)
             _reset(s)
+            # Paced by the accept queue: a full one drops SYNs, and each costs a 1 s retransmission.
+            wait_for("the server to take the reset connections off its accept queue",
+                     lambda: server.accept_queue() < 2 or server.proc.popen.poll() is not None, timeout=5)
         server.assert_alive()
     with steps.step("clients reset mid-echo after their FIN, until 3 did so while the server was sending"):
         confirmed = 0

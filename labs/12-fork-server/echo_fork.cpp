@@ -8,8 +8,8 @@
 // Observe: `ps -o pid,ppid,stat,cmd --ppid $(pgrep -ox echo_fork)`: one child per client (stat Z:
 //          a zombie, with --no-reap); `ls -l /proc/PID/fd` of parent and child show the same
 //          socket:[inode]: fork() duplicated the descriptor, not the socket.
-// Simplifications: at most 1024 children at once (the next client is closed at once); no
-//          timeouts; parent and children share stdout, one whole line per write.
+// Simplifications: at most 1024 children at once; a client beyond that, or one fork() fails for,
+//          is closed at once; no timeouts; parent and children share stdout, a line per write.
 // See also: fork(2), waitpid(2), sigaction(2) SA_RESTART, signal-safety(7), close(2) ("the last
 //          file descriptor referring to the open file description"); UNP 5.8-5.10; lab 11;
 //          next: echo_thread.cpp (lab 13), a thread per client.
@@ -175,13 +175,20 @@ int serve(const lab::Args& args) {
         const auto slot = std::find_if(children.begin(), children.end(),
                                        [](const auto& s) { return s.load() == 0; });
         if (slot == children.end()) {
-            lab::say("refused ", who, ": ", max_children, " children already");
+            lab::say("refused ", who, ": ", max_children, " children already");  // closed at once
             continue;
         }
         sigset_t old;
         ::sigprocmask(SIG_BLOCK, &guarded, &old);
-        const pid_t pid = lab::check(::fork(), "fork");
-        if (pid == 0) {
+        const pid_t pid = ::fork();
+        if (pid < 0 &&
+            (errno == EAGAIN || errno == ENOMEM)) {  // the process limit: this client only
+            const char* name = ::strerrorname_np(errno);
+            lab::say("refused ", who, ": fork: ", std::strerror(errno), " [", name, "]");
+            ::sigprocmask(SIG_SETMASK, &old, nullptr);
+            continue;
+        }
+        if (lab::check(pid, "fork") == 0) {
             lab::exit_on_signals();  // the child's own handlers first, not the parent's end_all,
             ::signal(SIGCHLD, SIG_DFL);
             ::sigprocmask(SIG_SETMASK, &old, nullptr);  // then the signals may come

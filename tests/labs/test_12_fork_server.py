@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,8 @@ from harness import battery, probes
 from harness.clients import ClientTimeout, TcpClient
 from harness.contract import assert_help_and_usage
 from harness.output import contract
+from harness.process import LabProcess
+from harness.programs import program
 from harness.steps import slowdown, wait_for
 
 MODEL = battery.Model(lab="12", program="echo_fork", kind=battery.CONCURRENT)
@@ -193,14 +198,17 @@ def test_twenty_children_ending_at_once_leave_no_zombie(lab, steps):
     assert caught & (1 << (signal.SIGCHLD - 1)), \
         "expected the server to catch SIGCHLD (SigCgt in /proc/PID/status).\nHint: zombies: install a " \
         "SIGCHLD handler that loops waitpid(-1, &status, WNOHANG)"
-    clients = [TcpClient("127.0.0.1", server.ready.port) for _ in range(20)]
+    clients: list[TcpClient] = []
     try:
-        with steps.step("20 clients, each echoed once"):
+        with steps.step("20 clients, each echoed once (one accept at a time: listen(5) drops no SYN)"):
+            for _ in range(20):
+                clients.append(TcpClient("127.0.0.1", server.ready.port))
+                child_of(server, clients[-1].local_port)
             for c in clients:
                 c.send("z")
             for c in clients:
                 assert c.recv_exactly(1) == b"z"
-            wait_for("20 children", lambda: len(probes.children(server.pid)) >= 20, timeout=5)
+            assert len(probes.children(server.pid)) >= 20
     finally:
         with steps.step("all 20 close at once"):
             for c in clients:
@@ -273,3 +281,61 @@ def test_killed_parent_frees_the_port_and_the_child_finishes_its_client(lab, ste
 @pytest.mark.hint("--help exits 0; an unknown option exits 2 with usage on stderr")
 def test_cli_contract(lab):
     assert_help_and_usage(lab, "echo_fork")
+
+
+def _nobody_processes() -> int:
+    n = 0
+    for entry in os.listdir("/proc"):
+        try:
+            n += entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == 65534
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.hint("a failed fork() (EAGAIN at the process limit) must end that client only: close it, "
+                  "log it, and keep accepting")
+def test_failed_fork_refuses_that_client_only(lab, steps):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the server as nobody under RLIMIT_NPROC (it does not bind root); "
+                    "run the suite as root")
+    reachable = Path(tempfile.mkdtemp(prefix="socklab-nobody-"))  # a folder nobody can enter
+    try:
+        os.chmod(reachable, 0o755)
+        copy = reachable / "echo_fork"
+        shutil.copy2(program("echo_fork"), copy)
+        limit = _nobody_processes() + 3  # the server and two children
+
+        def as_nobody_with_few_processes() -> None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        server = LabProcess([copy, "--port", "0"], preexec=as_nobody_with_few_processes)
+        lab.started.append(server)
+        server.wait_ready(timeout=10 * slowdown())
+        port = server.ready.port
+        with TcpClient("127.0.0.1", port) as a, TcpClient("127.0.0.1", port) as b:
+            with steps.step("two clients, each served by its child: the process limit is reached"):
+                for c in (a, b):
+                    c.send("in\n")
+                    assert c.recv_exactly(3) == b"in\n"
+            with steps.step("a third client: fork() fails with EAGAIN, that client is closed at once"):
+                with TcpClient("127.0.0.1", port) as third:
+                    m = server.expect(C.line("refused"))
+                    assert "[EAGAIN]" in m["why"], server.report()
+                    try:
+                        assert third.recv_until_eof(timeout=5) == b""
+                    except ConnectionResetError:
+                        pass
+            with steps.step("the server goes on: the first two are still served"):
+                assert server.popen.poll() is None, server.report()
+                a.send("still\n")
+                assert a.recv_exactly(6) == b"still\n"
+        with steps.step("once they left (children reaped), a new client is served again"):
+            wait_for("the two children reaped", lambda: not probes.children(server.pid), timeout=5)
+            with TcpClient("127.0.0.1", port) as again:
+                again.send("back\n")
+                assert again.recv_exactly(5) == b"back\n"
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)
