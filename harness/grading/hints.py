@@ -50,7 +50,8 @@ ERRNOS: dict[str, str] = {
     "ECONNREFUSED": "nothing listens there: connect to the host and port of the server's ready line",
     "EACCES": "sending to a broadcast address needs setsockopt(SO_BROADCAST, 1) first",
     "EMSGSIZE": "one UDP datagram carries at most 65507 bytes over IPv4 (65527 over IPv6)",
-    "EBADF": "it used an fd that is closed (or was never opened): a close() too early, or a double close",
+    "EBADF": ("it used an fd that is closed (or was never opened): a close() too early, or a double "
+              "close; with threads, a close() in any thread closes the fd for every thread (one fd table)"),
     "ENOTCONN": "the socket is not connected: send()/recv() need connect() first, or use sendto()/recvfrom()",
     "EINVAL": "a call got an invalid argument: check the address length and the option values",
     "EMFILE": "out of file descriptors: close every socket you are done with (an fd leak?)",
@@ -69,7 +70,9 @@ SYMPTOMS: list[tuple[str, str]] = [
     (r"ran past its [\d.]+s limit",
      "it hung: a blocking call that never returns (no timeout on recv, waiting for input that never "
      "comes, or a deadlock); the steps show where"),
-    (r"Resource temporarily unavailable|EAGAIN.*fork|fork.*EAGAIN|pids\.max",
+    # EAGAIN alone is no symptom: a non-blocking socket says it all the time.
+    (r"(fork|clone|pthread_create|thread)\b[^\n]*(Resource temporarily unavailable|EAGAIN)|"
+     r"what\(\):\s+Resource temporarily unavailable|pids\.max",
      "it started too many processes or threads (the process limit stopped it)"),
     (r"Cannot allocate memory|std::bad_alloc|MemoryError",
      "it ran out of memory (the submission's memory limit)"),
