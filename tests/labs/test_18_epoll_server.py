@@ -21,8 +21,8 @@ import pytest
 from harness import battery, idle, probes
 from harness.clients import ClientTimeout, TcpClient
 from harness.contract import assert_cli_contract, occupy_tcp
-from harness.output import contract
-from harness.steps import slowdown, wait_for
+from harness.output import USAGE, contract
+from harness.steps import scaled, wait_for
 
 C = contract("18")
 ECHO, NAIVE = "echo_epoll", "epoll_et_naive"
@@ -39,12 +39,11 @@ WATER_HINT = ("Hint: no high-water mark: above a bound of bytes waiting for one 
 # ---- looking at the server from outside ---------------------------------------------------------
 
 def matches(proc, name: str) -> list[re.Match[str]]:
-    line = C.line(name)
-    return [m for m in map(line.match, proc.stdout.splitlines()) if m]
+    return C[name].findall(proc.stdout)
 
 
 def wait_line(proc, name: str, pred=lambda m: True, timeout: float = 5.0) -> re.Match[str]:
-    what = f"{proc.name} to print `{C.line(name).template}` ({C.line(name).where})"
+    what = f"{proc.name} to print `{C[name].template}` ({C[name].where})"
     return wait_for(what, lambda: next((m for m in matches(proc, name) if pred(m)), None), timeout)
 
 
@@ -54,8 +53,16 @@ def registered(pid: int) -> dict[int, int]:
            if os.readlink(f"/proc/{pid}/fd/{n}") == "anon_inode:[eventpoll]"]
     assert len(fds) == 1, f"expected one epoll fd in the server, found {fds}"
     with open(f"/proc/{pid}/fdinfo/{fds[0]}") as f:
-        text = f.read()
-    return {int(fd): int(ev, 16) for fd, ev in re.findall(r"^tfd:\s+(\d+) events:\s+([0-9a-f]+)", text, re.M)}
+        rows = [row.split() for row in f.read().splitlines()]
+    # `tfd:        5 events:       19 data:       5  pos:0 ino:...` (proc(5), /proc/pid/fdinfo)
+    return {int(row[1]): int(row[3], 16) for row in rows if len(row) >= 4 and row[0] == "tfd:"}
+
+
+def fd_flags(pid: int, fd: int) -> int:
+    """The file status flags of one fd (octal `flags:` in /proc/PID/fdinfo/FD)."""
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        rows = [row.split() for row in f.read().splitlines()]
+    return next(int(row[1], 8) for row in rows if len(row) == 2 and row[0] == "flags:")
 
 
 def server_fd(server, client: TcpClient | socket.socket) -> int:
@@ -103,7 +110,7 @@ def push(sock: socket.socket, limit: int, seconds: float, stall: float = 0.3) ->
     """Send without reading until EAGAIN for `stall` s, `limit` bytes or `seconds`: bytes taken."""
     sock.setblocking(False)
     chunk = b"u" * (256 << 10)
-    sent, end, blocked = 0, time.monotonic() + seconds * slowdown(), None
+    sent, end, blocked = 0, time.monotonic() + scaled(seconds), None
     while sent < limit and time.monotonic() < end:
         try:
             sent += sock.send(chunk[:limit - sent])
@@ -136,6 +143,17 @@ def stopped(pid: int):
 
 def echo_server(lab, mode: str, *args: str | int, host: str = "127.0.0.1", **kw):
     return lab.server(ECHO, "--mode", mode, "--host", host, "--port", 0, *args, **kw)
+
+
+# ---- CTest's entries: SOCKLAB_SHARD=i/n (tests/CMakeLists.txt) runs every n-th test of the spec,
+# and every n-th battery check, from the i-th on, so that n entries share the work side by side.
+# Without it (pytest by hand, the grader) every test runs.
+
+SHARD, SHARDS = map(int, os.environ.get("SOCKLAB_SHARD", "1/1").split("/"))
+
+
+def mine(items: list) -> list:
+    return items[SHARD - 1::SHARDS]
 
 
 # ---- echo_epoll ----------------------------------------------------------------------------------
@@ -217,8 +235,7 @@ def test_every_socket_is_non_blocking(lab):
         fds = sorted(registered(server.pid))
         assert len(fds) == 2, f"expected the listener and one client registered, found {fds}"
         for fd in fds:
-            with open(f"/proc/{server.pid}/fdinfo/{fd}") as f:
-                flags = int(re.search(r"^flags:\s+([0-7]+)", f.read(), re.M)[1], 8)
+            flags = fd_flags(server.pid, fd)
             assert flags & os.O_NONBLOCK, f"fd {fd} is blocking (fdinfo flags {flags:o} lack O_NONBLOCK)"
 
 
@@ -259,7 +276,7 @@ def test_epollout_is_watched_only_while_an_echo_waits(lab, steps, mode):
             assert share < IDLE_MAX, f"the server used {share:.0%} of a core while it could only wait"
         with steps.step("it reads everything: byte-exact"):
             got = bytearray()
-            c.sock.settimeout(5 * slowdown())
+            c.sock.settimeout(scaled(5))
             while len(got) < len(data) and (chunk := c.sock.recv(65536)):
                 got += chunk
             sender.join(5)
@@ -435,7 +452,7 @@ def test_restart_during_time_wait_works_with_so_reuseaddr(lab, steps):
         c.send("x")
         c.recv_exactly(1)
         first.popen.send_signal(signal.SIGTERM)
-        assert first.wait_exit(5) == 0, first.report()
+        assert first.wait_exit(5) == C.status("echo_stopped"), first.report()
         assert c.recv_until_eof(timeout=5) == b""
         c.close()
         wait_for("TIME_WAIT on the server's port", lambda: probes.tcp_states(port).get("TIME_WAIT", 0) >= 1)
@@ -454,16 +471,16 @@ def test_cli_contract(lab):
         assert_cli_contract(lab, ECHO, port)
     for bad in (["--mode", "edge"], ["--high-water", "0"], ["--high-water", "lots"]):
         proc = lab.run(ECHO, *bad, "--port", 0)
-        assert proc.popen.returncode == 2 and "usage" in proc.stderr.lower(), proc.report()
+        assert proc.popen.returncode == C.status("echo_usage") and USAGE.find(proc.stderr), proc.report()
 
 
 MODELS = [battery.Model(lab="18", program=ECHO, kind=battery.CONCURRENT, args=("--mode", m)) for m in MODES]
+BATTERY = [pytest.param(model, c, id=f"{model.args[1]}-{c.name}", marks=pytest.mark.hint(c.hint))
+           for model in MODELS for c in battery.checks(model)]
 
 
 @pytest.mark.limit(90)
-@pytest.mark.parametrize("model, check", [
-    pytest.param(model, c, id=f"{model.args[1]}-{c.name}", marks=pytest.mark.hint(c.hint))
-    for model in MODELS for c in battery.checks(model)])
+@pytest.mark.parametrize("model, check", mine(BATTERY))
 def test_battery(lab, steps, model, check):
     check.run(lab, model, steps)
 
@@ -477,8 +494,8 @@ def test_10000_idle_connections_while_an_active_client_still_echoes(lab, steps, 
     server = echo_server(lab, mode, "--quiet", preexec=lambda: idle.raise_nofile(need))
     if idle.nofile_limit(server.pid) < need:
         pytest.skip(f"the server's RLIMIT_NOFILE is {idle.nofile_limit(server.pid)} and cannot be raised to "
-                    f"{need} here (an unprivileged run under a lower hard limit): run as root or raise "
-                    "`ulimit -Hn`")
+                    f"{need} here (an unprivileged run, or a grader's fd limit, under a lower hard "
+                    "limit): run as root or raise `ulimit -Hn`")
     base_fds, base_rss = probes.fd_count(server.pid), probes.rss_kib(server.pid)
     with steps.step(f"a helper process opens {IDLE_CLIENTS} idle connections"):
         try:
@@ -606,3 +623,9 @@ def test_naive_leaves_a_reset_socket_open(lab, steps):
 @pytest.mark.hint("--help exits 0, an unknown option exits 2 with usage on stderr")
 def test_naive_cli_contract(lab):
     assert_cli_contract(lab, NAIVE)
+
+
+# The other entries' tests are left out of this one (the battery was split above).
+TESTS = [n for n in globals() if n.startswith("test_") and n != "test_battery"]
+for _name in set(TESTS) - set(mine(TESTS)):
+    del globals()[_name]
