@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
             // recvmsg fills in the sender's address and msg_flags. With the MSG_TRUNC flag Linux returns
             // the datagram's real length even when the buffer was too small (udp(7)); the rest is gone.
             // BEGIN SOLUTION: receive one datagram with recvmsg(MSG_TRUNC) and print it (see the spec's format)
+            // [slide:recvmsg]
             lab::Address from;
             iovec iov{buf.data(), buf.size()};
             msghdr msg{};
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
             from.len = msg.msg_namelen;
             const std::size_t got = std::min(real, buf.size());
             const bool truncated = msg.msg_flags & MSG_TRUNC;
+            // [/slide:recvmsg]
 
             lab::say("datagram ", i, " from ", lab::to_string(from), " len ", got, " real ", real,
                      " trunc ", truncated ? 1 : 0, " data ", lab::quoted({buf.data(), got}));

@@ -50,11 +50,13 @@ std::string character_at(std::string_view text, std::size_t at) {
 std::string encode(iconv_t cd, std::string_view text, const std::string& encoding) {
     // BEGIN SOLUTION: convert `text` with iconv(3); on EILSEQ/EINVAL throw a system_error naming the character and offset
     std::string in(text), out(4 * text.size() + 8, '\0');  // 4 bytes a character is enough for GB18030, UTF-16, UTF-32
+    // [slide:iconv]
     char* from = in.data();
     char* to = out.data();
     std::size_t from_left = in.size(), to_left = out.size();
     ::iconv(cd, nullptr, nullptr, nullptr, nullptr);  // a fresh start: no shift state from the last line
     if (::iconv(cd, &from, &from_left, &to, &to_left) == static_cast<std::size_t>(-1)) {
+    // [/slide:iconv]
         const int err = errno;
         const auto at = static_cast<std::size_t>(from - in.data());
         const std::string character = err == EILSEQ ? character_at(text, at) : "";

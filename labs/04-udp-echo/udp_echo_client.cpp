@@ -67,12 +67,14 @@ int main(int argc, char** argv) {
         // SO_RCVTIMEO bounds every receive: recv fails with EAGAIN instead of blocking forever.
         // (0 means no limit: the notes' client, stuck for good when one datagram is lost.)
         // BEGIN SOLUTION: set SO_RCVTIMEO to --timeout-ms, and connect() the socket when --connect is given
+        // [slide:timeout-connect]
         const timeval limit{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
         lab::check(::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit), "setsockopt(SO_RCVTIMEO)");
 
         // connect() on UDP sends nothing: it fixes the peer, filters what we receive, and lets the
         // kernel hand ICMP errors (port unreachable -> ECONNREFUSED) to this socket.
         if (connected) lab::check(::connect(s.get(), server.get(), server.len), "connect " + lab::to_string(server));
+        // [/slide:timeout-connect]
         // END SOLUTION
 
         // --size: one big datagram, compared byte for byte with what came back.

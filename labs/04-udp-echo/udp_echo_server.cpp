@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
         for (long n = 1; count == 0 || n <= count; ++n) {
             // recvfrom tells us who sent the datagram: that address is where the echo goes.
             // BEGIN SOLUTION: receive one datagram, send it back to its sender, print the callback line (see the spec)
+            // [slide:echo]
             lab::Address from;
             const ssize_t got = lab::check(::recvfrom(s.get(), buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom");
 
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
             // so the next datagram may come from anyone.
             lab::check(::sendto(s.get(), buf.data(), static_cast<std::size_t>(got), 0, from.get(), from.len),
                        "sendto " + lab::to_string(from));
+            // [/slide:echo]
             lab::say("callback ", n, " from ", lab::to_string(from), " len ", got, " data ",
                      preview({buf.data(), static_cast<std::size_t>(got)}));
             // STUB (void)preview, (void)buf;

@@ -85,6 +85,7 @@ std::string shown(std::string_view bytes) {
 // poll() on the socket and the eventfd, so a write to the eventfd always wakes it.
 void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done) {
     // BEGIN SOLUTION: loop: poll() the socket and `stop` (eventfd mode), recvfrom, print "from HOST:PORT: TEXT"
+    // [slide:receive]
     std::vector<char> buf(65536);
     for (;;) {
         if (wake == Wake::eventfd) {
@@ -97,6 +98,7 @@ void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done)
             lab::check(::recvfrom(sock, buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom"));
         if (done) return;  // shutdown() woke us: recvfrom returned 0, and no datagram came
         lab::say("from ", lab::to_string(from), ": ", shown({buf.data(), n}));
+    // [/slide:receive]
     }
     // STUB (void)sock, (void)stop, (void)wake, (void)done, (void)shown;
     // STUB throw std::runtime_error("receive_lines is not written yet");
@@ -113,9 +115,11 @@ void send_lines(int sock, const lab::Address& peer) {
 // The sender is done: get the receiver out of its blocking call, or (close, none) show that it stays stuck.
 void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
     // BEGIN SOLUTION: eventfd: write 1 to `stop`; shutdown: done = true, shutdown(SHUT_RDWR); close: close(sock)
+    // [slide:wake]
     if (wake == Wake::eventfd) {
         const std::uint64_t one = 1;
         lab::check(::write(stop, &one, sizeof one), "write(eventfd)");
+    // [/slide:wake]
     } else if (wake == Wake::shutdown) {
         // On an unconnected UDP socket shutdown() fails with ENOTCONN, yet marks the socket shut
         // and wakes every thread blocked on it (inet_shutdown in net/ipv4/af_inet.c).

@@ -68,8 +68,10 @@ int main(int argc, char** argv) {
         // a broadcast is then delivered to each of them. Receivers need no SO_BROADCAST.
         const int on = 1;
         // BEGIN SOLUTION: unless --no-reuseaddr, set SO_REUSEADDR to 1 with setsockopt()
+        // [slide:reuseaddr]
         if (!args.flag("--no-reuseaddr"))
             lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), "setsockopt(SO_REUSEADDR)");
+        // [/slide:reuseaddr]
         // END SOLUTION
         // Ask the kernel to tell us each datagram's destination address.
         if (here.family() == AF_INET) lab::check(::setsockopt(sock.get(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on), "setsockopt(IP_PKTINFO)");

@@ -34,6 +34,7 @@ void send_all(int fd, std::string_view data) {
     // BEGIN SOLUTION: loop until send() has taken every byte (retry EINTR); print each short send and the summary line
     const std::size_t total = data.size();
     int calls = 0;
+    // [slide:send-all]
     while (!data.empty()) {
         const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
         ++calls;
@@ -43,6 +44,7 @@ void send_all(int fd, std::string_view data) {
             lab::say("short send: send() took ", n, " of ", data.size(), " bytes; sending the rest");
         data.remove_prefix(static_cast<std::size_t>(n));
     }
+    // [/slide:send-all]
     lab::say("sent ", total, " bytes in ", calls, " send() call", calls == 1 ? "" : "s");
     // STUB (void)fd, (void)data;
     // STUB throw std::runtime_error("send_all is not written yet");

@@ -38,6 +38,7 @@ constexpr lab::Program program{"tcp_server", "Accepts TCP clients one at a time 
 void serve(const lab::Fd& conn, const std::string& who) {
     // BEGIN SOLUTION: recv() up to 1024 bytes until it returns 0; print each chunk (the spec's format) and reply ack + chunk
     std::array<char, notes_bufsize> buf{};
+    // [slide:serve]
     for (;;) {
         const ssize_t n = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv from " + who);
         if (n == 0) { lab::say("client ", who, " closed its side (recv returned 0): closing ours"); return; }
@@ -46,6 +47,7 @@ void serve(const lab::Fd& conn, const std::string& who) {
         // One reply built whole, then sent with a loop: send() may take only part of it.
         lab::write_all(conn.get(), std::string(ack) + std::string(data));
     }
+    // [/slide:serve]
     // STUB (void)conn, (void)who;
     // STUB throw std::runtime_error("serve is not written yet");
     // END SOLUTION
@@ -67,7 +69,9 @@ int main(int argc, char** argv) {
         // Step 3: listen(). From now on the KERNEL completes handshakes and queues up to backlog+1
         // finished connections for accept(); more SYNs are dropped (the clients retry, not refused).
         // BEGIN SOLUTION: make the socket listen with the --backlog value
+        // [slide:listen]
         lab::check(::listen(listener.get(), backlog), "listen");
+        // [/slide:listen]
         // STUB (void)backlog;
         // END SOLUTION
         lab::announce_ready(listener.get());
@@ -81,10 +85,12 @@ int main(int argc, char** argv) {
         // Step 4: accept() takes the oldest completed connection off the queue (it waits only if
         // the queue is empty). Step 5: recv()/send() on the new socket; the listener stays open.
         for (long served = 0; clients == 0 || served < clients; ++served) {
+            // [slide:accept]
             lab::Address peer;
             lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
             const std::string who = lab::to_string(peer);
             lab::say("accepted ", who, " on ", lab::to_string(lab::local_address(conn.get())));
+            // [/slide:accept]
             // A client that resets (RST) ends its own session, not the server (reliability-catalog A5).
             try { serve(conn, who); }
             catch (const std::system_error& e) {

@@ -61,9 +61,11 @@ void receive_lines(int fd) {
 // open for reading. close() here would also end the other direction.
 void send_lines(int fd) {
     // BEGIN SOLUTION: send every stdin line with its '\n'; at EOF shutdown(SHUT_WR) and say so (the spec's line)
+    // [slide:half-close]
     for (std::string line; std::getline(std::cin, line);) lab::write_all(fd, line + "\n");
     lab::check(::shutdown(fd, SHUT_WR), "shutdown(SHUT_WR)");
     lab::say("stdin closed: sent FIN with shutdown(SHUT_WR); still receiving");
+    // [/slide:half-close]
     // STUB (void)fd;
     // STUB throw std::runtime_error("send_lines is not written yet");
     // END SOLUTION

@@ -51,6 +51,7 @@ void orderly_close(Connection& c, bool client_first) {
 // Both close before either FIN is ACKed: hold the server's FIN back so the client's FIN overtakes it.
 void simultaneous_close(Connection& c) {
     // BEGIN SOLUTION: hold back the server's FIN; close the server, then the client; release the FIN (a step() after each)
+    // [slide:simultaneous]
     probe::hold(c.server.local, "tcp flags & fin == fin");
     c.server.fd.reset();
     step(c, "server close(): its FIN is held back on its way");
@@ -58,12 +59,14 @@ void simultaneous_close(Connection& c) {
     step(c, "client close(): FIN arrives at a server waiting for its own FIN's ACK");
     probe::release();
     step(c, "the server's FIN gets through: both closed actively, both wait", retransmission);
+    // [/slide:simultaneous]
     // STUB (void)c;
     // STUB throw std::runtime_error("simultaneous_close is not written yet");
     // END SOLUTION
 }
 
 void unread_data_reset(Connection& c) {
+    // [slide:unread-reset]
     lab::write_all(c.client.fd.get(), "unread");
     step(c, "client sends 6 bytes; the server does not read them", no_change);
     c.server.fd.reset();
@@ -72,6 +75,7 @@ void unread_data_reset(Connection& c) {
     const ssize_t n = ::recv(c.client.fd.get(), &byte, 1, 0);
     const int err = errno;
     lab::say("client recv() -> ", n, ' ', n < 0 ? ::strerrorname_np(err) : "", " (", n < 0 ? ::strerror(err) : "no error", ')');
+    // [/slide:unread-reset]
 }
 
 void half_close(Connection& c) {

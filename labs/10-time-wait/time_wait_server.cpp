@@ -48,8 +48,10 @@ int main(int argc, char** argv) {
         // socket, and Linux lets a new bind pass a TIME_WAIT entry only if both sockets had it set.
         lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
         // BEGIN SOLUTION: with enable(), set SO_REUSEADDR if --reuseaddr and SO_REUSEPORT if --reuseport
+        // [slide:options]
         if (args.flag("--reuseaddr")) enable(listener.get(), SO_REUSEADDR, "SO_REUSEADDR");
         if (args.flag("--reuseport")) enable(listener.get(), SO_REUSEPORT, "SO_REUSEPORT");
+        // [/slide:options]
         // STUB (void)enable;
         // END SOLUTION
         lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
@@ -68,11 +70,13 @@ int main(int argc, char** argv) {
 
         // Who sends the first FIN decides who waits in TIME_WAIT: the active closer, for 60 s on Linux.
         // BEGIN SOLUTION: --client-closes-first: recv() until it returns 0 (the client's FIN) and say so; then close conn
+        // [slide:close-first]
         if (client_first) {
             while (lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv") > 0) {}
             lab::say("the client closed first (recv returned 0): TIME_WAIT will be on its side");
         }
         conn.reset();
+        // [/slide:close-first]
         // END SOLUTION
         lab::say(client_first ? "closed " + me + " as the passive closer: no TIME_WAIT here"
                               : "closed first: " + me + " now waits in TIME_WAIT for 60 s");
