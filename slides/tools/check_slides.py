@@ -319,7 +319,7 @@ def check_built(root: Path, built: Path, rep: Report) -> None:
             continue
         slides = slides_of(split_front_matter(deck.read_text(encoding="utf-8"))[1])
         page = html.read_text(encoding="utf-8")
-        in_html = page.count("data-marpit-svg")
+        in_html = page.count("<svg data-marpit-svg")
         pages = int(re.search(r"^Pages:\s+(\d+)", tool("pdfinfo", str(pdf)), re.M)[1])
         rep.ok(pages == len(slides) == in_html, f"{stem}: one PDF page per slide",
                f"  deck {len(slides)} slides, HTML {in_html}, PDF {pages} pages")
