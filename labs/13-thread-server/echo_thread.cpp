@@ -69,6 +69,7 @@ void echo(const Client& c) {
 
 // The thread's body. It owns the Client, so the fd is closed here, when this thread is done with
 // it: the fd table is the process's, and a close() anywhere closes it for every thread.
+// [slide:worker]
 void* worker(void* arg) {
     const std::unique_ptr<Client> c(static_cast<Client*>(arg));
     try {
@@ -80,13 +81,16 @@ void* worker(void* arg) {
     }
     return nullptr;
 }
+// [/slide:worker]
 
 // One thread per client, with the stack size asked for; detached unless --joinable-leak.
 void start_worker(const pthread_attr_t& attr, std::unique_ptr<Client> c) {
     // BEGIN SOLUTION: pthread_create(worker) with attr; on success the thread owns c (release it)
+    // [slide:create]
     pthread_t thread{};
     lab::check_en(::pthread_create(&thread, &attr, worker, c.get()), "pthread_create");
     c.release();  // the thread deletes it
+    // [/slide:create]
     // STUB (void)attr, (void)c, (void)&worker;
     // END SOLUTION
 }
@@ -128,10 +132,12 @@ int serve(const lab::Args& args) {
         // A thread that cannot be created (EAGAIN: RLIMIT_NPROC, or no address space left for its
         // stack) costs this client its connection; the server carries on.
         try {
+            // [slide:main-closes]
             start_worker(attr, std::make_unique<Client>(Client{std::move(conn), who, quiet}));
             if (args.flag("--main-closes-conn")) {
                 ::close(fd);  // the bug: the worker's fd too, since threads share one fd table
             }
+            // [/slide:main-closes]
         } catch (const std::system_error& e) {
             lab::say("no thread for ", who, ": ", e.what(), " [",
                      ::strerrorname_np(e.code().value()), "]: closed it");

@@ -65,6 +65,7 @@ void show_flags(int fd, std::string_view what) {
 bool serve_once(Client& c, bool quiet) {
     std::array<char, bufsize> buf{};
     if (c.unsent.empty()) {
+        // [slide:poll-recv]
         const ssize_t n = ::recv(c.conn.get(), buf.data(), buf.size(), 0);
         if (would_block(n)) {
             return true;  // nothing yet: ask again next pass
@@ -74,6 +75,7 @@ bool serve_once(Client& c, bool quiet) {
             lab::say("closed ", c.who, " (recv returned 0)");
             return false;
         }
+        // [/slide:poll-recv]
         c.unsent.assign(buf.data(), static_cast<std::size_t>(n));
         if (!quiet) {
             lab::say("recv ", n, " bytes from ", c.who, ": ", lab::quoted(c.unsent.substr(0, 32)));
@@ -116,8 +118,10 @@ int serve(const lab::Args& args) {
     lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(listener.get(), notes_backlog), "listen");
     // The listener must not block either: accept() with nobody waiting returns EAGAIN.
+    // [slide:nonblock-listener]
     const int flags = lab::check(::fcntl(listener.get(), F_GETFL), "fcntl(F_GETFL)");
     lab::check(::fcntl(listener.get(), F_SETFL, flags | O_NONBLOCK), "fcntl(F_SETFL)");
+    // [/slide:nonblock-listener]
     lab::Fd spare(lab::check(::open("/dev/null", O_RDONLY | O_CLOEXEC), "open /dev/null"));
     if (show) {
         show_flags(listener.get(), "listener");
@@ -129,6 +133,7 @@ int serve(const lab::Args& args) {
         // BEGIN SOLUTION: one pass: accept4(SOCK_NONBLOCK) (EAGAIN: nobody; EMFILE: refuse_one),
         // then serve_once() each client, dropping it on any other error
         lab::Address peer;
+        // [slide:accept4]
         const int fd = ::accept4(listener.get(), peer.get(), &peer.len, accept_flags);
         if (fd >= 0) {
             clients.push_back(Client{lab::Fd(fd), lab::to_string(peer), {}});
@@ -136,6 +141,7 @@ int serve(const lab::Args& args) {
             if (show) {
                 show_flags(fd, "client " + clients.back().who);
             }
+            // [/slide:accept4]
         } else if (!would_block(fd) && !notes_pass) {
             if (errno == EMFILE || errno == ENFILE) {
                 refuse_one(listener.get(), spare);
