@@ -3,8 +3,9 @@
 # Usage: slides/build.sh OUT        (cmake --build --preset dev --target slides runs it)
 # Diagrams are rendered first into OUT/diagrams: every .mmd with one browser, .dot with Graphviz,
 # .gp with gnuplot. Then Marp makes the HTML decks (one file each, keyboard navigation) and the PDFs.
-# Needs: Debian chromium, poppler-utils, graphviz, gnuplot-nox, and `npm ci` in slides/ (the lockfile
-# pins @marp-team/marp-cli and @mermaid-js/mermaid-cli). Nothing is fetched from the network.
+# Needs: Debian chromium, poppler-utils, graphviz, gnuplot-nox, fonts-wqy-microhei, and `npm ci`
+# in slides/ (the lockfile pins @marp-team/marp-cli and @mermaid-js/mermaid-cli). Nothing is
+# fetched from the network.
 # With --check-tools it only says what is missing (exit 1) or nothing (exit 0).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,6 +17,8 @@ need dot graphviz
 need gnuplot gnuplot-nox
 need pdfinfo poppler-utils
 need node nodejs
+# The decks quote the notes in Chinese: without a CJK font those characters print as boxes.
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=("a Chinese font (apt-get install fonts-wqy-microhei)")
 [ -x "$here/node_modules/.bin/marp" ] && [ -d "$here/node_modules/@mermaid-js/mermaid-cli" ] ||
   missing+=("marp-cli and mermaid-cli (cd slides && npm ci)")
 if [ ${#missing[@]} -gt 0 ]; then

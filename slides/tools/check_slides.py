@@ -23,7 +23,8 @@ Source checks:
   `<!-- diagram: slides/diagrams/X.mmd -->` equals that file.
 
 Built checks: each deck has .html and .pdf; the PDF has one page per slide; the HTML loads nothing
-from the network; each page has text (pdftotext), and shows its slide's heading.
+from the network; each page has text (pdftotext), shows its slide's heading and every Chinese character on the
+slide (a missing CJK font draws boxes).
 The checker ends with `slides: N passed, M failed` and exits 1 when anything failed.
 """
 from __future__ import annotations
@@ -335,6 +336,10 @@ def check_built(root: Path, built: Path, rep: Report) -> None:
             ok = len(got) >= 3 and (not expect or len(expect & got) >= max(1, len(expect) // 2))
             rep.ok(ok, f"{stem}: page {number} shows text and its heading",
                    f"  heading words {sorted(expect)}\n  page text: {text.strip()[:200]!r}")
+            # A character the fonts lack is drawn as a box and drops out of the text layer.
+            hanzi = set(re.findall(r"[\u4e00-\u9fff]", slide)) - set(text)
+            rep.ok(not hanzi, f"{stem}: page {number} renders its Chinese text",
+                   f"  missing from the page: {''.join(sorted(hanzi))} (apt-get install fonts-wqy-microhei)")
         for ref in IMAGE.findall(deck.read_text(encoding="utf-8")):
             rep.ok((built / ref).is_file(), f"{stem}: image {ref} was built")
 
