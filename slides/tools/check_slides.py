@@ -23,7 +23,7 @@ Source checks:
   `<!-- diagram: slides/diagrams/X.mmd -->` equals that file.
 
 Built checks: each deck has .html and .pdf; the PDF has one page per slide; the HTML loads nothing
-from the network; each page has text (pdftotext), shows its slide's heading and every Chinese character on the
+from the network; no page shows text too small to read from the back of a room (shrunk code); each page has text (pdftotext), shows its slide's heading and every Chinese character on the
 slide (a missing CJK font draws boxes).
 The checker ends with `slides: N passed, M failed` and exits 1 when anything failed.
 """
@@ -41,6 +41,11 @@ from pathlib import Path
 EXCERPT_LINES = 12
 EXCERPT_COLUMNS = 100
 SLIDES_PER_DECK = (8, 15)
+# The smallest text a page may show, as pdftotext's word-box height in points (the page is
+# 960 x 540 pt). Code at the theme's 20px is about 17.5; Marp shrinks a block that does not
+# fit, and below 12 (text under about 14px on a 720p projector) it is no longer readable.
+SMALLEST_TEXT_PT = 12.0
+WORD_BOX = re.compile(r'<word xMin="[\d.]+" yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)">([^<]*)</word>')
 SOURCE = re.compile(r"^<!--\s*source:\s*(\S+)\s*-->\s*$")
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
 CODE_LANGS = {"c", "cpp", "c++", "h", "hpp", "cc"}
@@ -328,6 +333,13 @@ def check_built(root: Path, built: Path, rep: Report) -> None:
         remote = re.findall(r"""(?:src|href)\s*=\s*["']?((?:https?:)?//[^"'\s>]+)""", page)
         rep.ok(not remote, f"{stem}: the HTML loads nothing from the network", "\n".join(remote))
         rep.ok("```mermaid" not in page, f"{stem}: no unrendered Mermaid block")
+        boxes = tool("pdftotext", "-bbox", str(pdf), "-").split("<page ")[1:]
+        for number, page_boxes in enumerate(boxes, 1):
+            small = [(float(b) - float(a), w) for a, b, w in WORD_BOX.findall(page_boxes)
+                     if float(b) - float(a) < SMALLEST_TEXT_PT]
+            rep.ok(not small, f"{stem}: page {number} has no text smaller than {SMALLEST_TEXT_PT} pt",
+                   f"  {len(small)} words, e.g. {small[:3]}: too much on the slide (code is shrunk "
+                   "to fit, a diagram scaled down): split it")
         for number, slide in enumerate(slides[:pages], 1):
             text = tool("pdftotext", "-f", str(number), "-l", str(number), "-layout", str(pdf), "-")
             heading = re.search(r"^#+\s+(.+)$", slide, re.M)
