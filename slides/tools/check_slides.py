@@ -23,7 +23,8 @@ Source checks:
   `<!-- diagram: slides/diagrams/X.mmd -->` equals that file.
 
 Built checks: each deck has .html and .pdf; the PDF has one page per slide; the HTML loads nothing
-from the network; no page shows text too small to read from the back of a room (shrunk code); each page has text (pdftotext), shows its slide's heading and every Chinese character on the
+from the network; no page shows text too small to read from the back of a room (shrunk code);
+each page has text (pdftotext), shows its slide's heading and every Chinese character on the
 slide (a missing CJK font draws boxes).
 The checker ends with `slides: N passed, M failed` and exits 1 when anything failed.
 """
