@@ -259,6 +259,21 @@ def check_diagrams(root: Path, rep: Report) -> None:
         rep.ok(len(nodes) == 11, f"{dot.relative_to(root)}: the eleven RFC 793 states", f"  {sorted(nodes)}")
 
 
+def check_committed_svg(root: Path, svg: Path, rep: Report, fix: bool) -> None:
+    """A README's SVG drawn from slides/diagrams/NAME.dot shows every node and label of it."""
+    dot = root / "slides/diagrams" / svg.with_suffix(".dot").name
+    if not dot.is_file():
+        return
+    if fix and subprocess.run(["dot", "-Tsvg", "-o", str(svg), str(dot)]).returncode == 0:
+        print(f"redrew {svg.relative_to(root)}")
+    source = dot.read_text(encoding="utf-8")
+    wanted = set(re.findall(r'label="([^"]+)"', source)) | set(re.findall(r"^\s*(\w+)\s*\[", source, re.M))
+    drawn = svg.read_text(encoding="utf-8").replace("&#45;", "-").replace("&amp;", "&")
+    stale = sorted(w for w in wanted - {"node", "edge", "graph"} if w not in drawn)
+    rep.ok(not stale, f"{svg.relative_to(root)}: drawn from the current {dot.relative_to(root)}",
+           f"  missing: {stale} (run check_slides.py --fix, which runs dot)")
+
+
 def check_readmes(root: Path, rep: Report, fix: bool, available: set[str]) -> None:
     for readme in sorted((root / "labs").glob("[0-9][0-9]-*/README.md")):
         deck = root / "slides" / f"{readme.parent.name}.md"
@@ -275,6 +290,7 @@ def check_readmes(root: Path, rep: Report, fix: bool, available: set[str]) -> No
             if not rep.ok(src.is_file(), f"{name}:{i + 1}: diagram {m[1]} exists"):
                 continue
             if src.suffix == ".svg":
+                check_committed_svg(root, src, rep, fix)
                 continue
             j = i + 2
             while j < len(lines) and not lines[j].startswith("```"):
