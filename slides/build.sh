@@ -49,7 +49,7 @@ if [ ${#mmd[@]} -gt 0 ]; then
 fi
 for f in *.dot; do dot -Tsvg -o "${f%.dot}.svg" "$f"; done
 for f in *.gp; do
-  gnuplot -e "set terminal svg size 960,520 font 'DejaVu Sans,18' background '#ffffff'; set output '${f%.gp}.svg'" "$f"
+  gnuplot -e "set terminal svg size 800,440 font 'DejaVu Sans,20' background '#ffffff'; set output '${f%.gp}.svg'" "$f"
 done
 echo "slides: diagrams rendered in $((SECONDS - start)) s"
 
