@@ -11,7 +11,8 @@ Markers (C++ `//` or Python `#` comments, on lines of their own):
 In the handout the region becomes `// TODO: <what>` followed by the stub lines, at the region's
 indentation, so the file still compiles. `# BEGIN HIDDEN TESTS` ... `# END HIDDEN TESTS` regions in
 Python specs are removed. Unbalanced, nested or unterminated markers are errors (file:line).
-The handout leaves out build folders, .git and tests/harness/ (the grader's own tests and variants).
+The handout leaves out build folders, .git, tests/harness/ (the grader's own tests and variants)
+and slides/ (the decks show the solutions' code).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from .programs import REPO
 MARK = re.compile(r"^(?P<indent>\s*)(?://|#)\s*(?P<what>BEGIN SOLUTION|END SOLUTION|STUB|BEGIN HIDDEN TESTS|"
                   r"END HIDDEN TESTS)\b(?::?\s?)(?P<rest>.*)$")
 SCANNED = (".cpp", ".hpp", ".h", ".cc", ".py")
-EXCLUDE = ("build/", ".git/", "tests/harness/")
+# slides/: the decks quote the reference solutions (their excerpts are the labs' marked code).
+EXCLUDE = ("build/", ".git/", "tests/harness/", "slides/")
 
 
 class MarkerError(ValueError):
