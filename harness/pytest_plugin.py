@@ -11,20 +11,14 @@ Markers:
 """
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import pytest
 
 from .process import LabProcess, become_subreaper, stop_all
-from .steps import Steps, wall_clock_limit
+from .steps import Steps, slowdown, wall_clock_limit
 
 DEFAULT_LIMIT = 60.0
-
-
-def slowdown() -> float:
-    """Sanitized builds run several times slower: stretch limits (never tighten them)."""
-    return 3.0 if os.environ.get("SOCKLAB_SANITIZE") else 1.0
 
 
 def pytest_configure(config: pytest.Config) -> None:

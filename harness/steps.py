@@ -9,12 +9,18 @@ program it started), and the report lists the steps that ran.
 """
 from __future__ import annotations
 
+import os
 import signal
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
+
+
+def slowdown() -> float:
+    """Sanitized builds run several times slower: stretch limits (never tighten them)."""
+    return 3.0 if os.environ.get("SOCKLAB_SANITIZE") else 1.0
 
 
 class StepTimeout(Exception):
@@ -64,7 +70,9 @@ def wall_clock_limit(seconds: float, steps: Steps) -> Iterator[None]:
 
 def wait_for(what: str, predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
     """Poll `predicate` until it returns something truthy and return that; after `timeout`
-    seconds fail with an AssertionError that names `what`. Tests wait on conditions, never sleep."""
+    seconds (stretched by slowdown() under sanitizers, so callers never scale it themselves) fail
+    with an AssertionError that names `what`. Tests wait on conditions, never sleep."""
+    timeout *= slowdown()
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 
+#include "echo.hpp"
 #include "lab.hpp"
 
 namespace {
@@ -273,4 +274,33 @@ TEST_CASE("Args and run: --help exits 0, bad options exit 2, runtime failures ex
     });
     CHECK(rc == 1);
     CHECK(err.find("[EADDRINUSE]") != std::string::npos);
+}
+
+TEST_CASE("echo_until_eof sends every byte back and returns at the peer's FIN") {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    lab::Fd peer(sv[0]), server(sv[1]);
+    std::string payload(5000, '\0');
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7);
+    lab::write_all(peer.get(), payload);
+    REQUIRE(::shutdown(peer.get(), SHUT_WR) == 0);
+    std::size_t seen = 0;
+    lab::echo_until_eof(server.get(), [&](std::string_view data) {
+        CHECK(data.size() <= lab::echo_bufsize);
+        seen += data.size();
+    });
+    CHECK(seen == payload.size());
+    std::string back(payload.size(), 'x');
+    std::size_t got = 0;
+    while (got < back.size()) {
+        const ssize_t n = ::recv(peer.get(), back.data() + got, back.size() - got, 0);
+        REQUIRE(n > 0);
+        got += static_cast<std::size_t>(n);
+    }
+    CHECK(back == payload);
+}
+
+TEST_CASE("preview shows 64 bytes C-escaped and marks a cut") {
+    CHECK(lab::preview("hi\n") == "\"hi\\n\"");
+    CHECK(lab::preview(std::string(65, 'a')) == "\"" + std::string(64, 'a') + "\"...");
 }
