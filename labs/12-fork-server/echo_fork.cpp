@@ -62,6 +62,7 @@ static_assert(std::atomic<pid_t>::is_always_lock_free);
 void reap(int) {
     // BEGIN SOLUTION: reap every ended child: waitpid(-1, ..., WNOHANG) in a loop (one SIGCHLD can
     // stand for several), emptying its slot in children; keep errno
+    // [slide:reap]
     const int saved = errno;  // the interrupted code may be about to read errno
     for (pid_t pid; (pid = ::waitpid(-1, nullptr, WNOHANG)) > 0;) {
         for (auto& slot : children) {
@@ -72,6 +73,7 @@ void reap(int) {
         }
     }
     errno = saved;
+    // [/slide:reap]
     // END SOLUTION
 }
 
@@ -103,9 +105,11 @@ void on_signal(int sig, void (*handler)(int), int flags) {
     lab::exit_on_signals();  // its own SIGTERM/SIGINT handling, not the parent's end_all
     ::signal(SIGCHLD, SIG_DFL);
     // BEGIN SOLUTION: close the child's copy of the listener (unless --child-keeps-listener)
+    // [slide:child-close]
     if (!args.flag("--child-keeps-listener")) {
         listener.reset();  // else it would keep the port listening after the parent is gone
     }
+    // [/slide:child-close]
     // STUB (void)listener;
     // END SOLUTION
     const bool quiet = args.flag("--quiet");
@@ -181,6 +185,7 @@ int serve(const lab::Args& args) {
             continue;
         }
         sigset_t old;
+        // [slide:fork]
         ::sigprocmask(SIG_BLOCK, &guarded, &old);
         const pid_t pid = lab::check(::fork(), "fork");
         if (pid == 0) {
@@ -189,6 +194,7 @@ int serve(const lab::Args& args) {
         }
         slot->store(pid);
         ::sigprocmask(SIG_SETMASK, &old, nullptr);
+        // [/slide:fork]
         lab::say("accepted ", who, ": child ", pid, " serves it");
         if (args.flag("--parent-keeps-conn")) {
             kept.push_back(std::move(conn));  // the client will never see FIN
