@@ -267,7 +267,10 @@ def check_committed_svg(root: Path, svg: Path, rep: Report, fix: bool) -> None:
     if fix and subprocess.run(["dot", "-Tsvg", "-o", str(svg), str(dot)]).returncode == 0:
         print(f"redrew {svg.relative_to(root)}")
     source = dot.read_text(encoding="utf-8")
-    wanted = set(re.findall(r'label="([^"]+)"', source)) | set(re.findall(r"^\s*(\w+)\s*\[", source, re.M))
+    labels = [part for label in re.findall(r'label="([^"]+)"', source)  # records: a|b, lines: a\nb
+              for part in re.split(r"\\n|\|", label)]
+    wanted = {re.sub(r"<\w+>", "", part).strip() for part in labels} - {""}
+    wanted |= set(re.findall(r"^\s*(\w+)\s*\[", source, re.M))
     drawn = svg.read_text(encoding="utf-8").replace("&#45;", "-").replace("&amp;", "&")
     stale = sorted(w for w in wanted - {"node", "edge", "graph"} if w not in drawn)
     rep.ok(not stale, f"{svg.relative_to(root)}: drawn from the current {dot.relative_to(root)}",
