@@ -17,8 +17,8 @@ handout fails with a message naming what is left to write. A bare `// STUB` line
 The handout is built with -Wno-unused-parameter -Wno-unused-variable -Wno-unused-function (the
 file `.handout` at its top tells CMakeLists.txt), so stubs need no `(void)x;` lines.
 `# BEGIN HIDDEN TESTS` ... `# END HIDDEN TESTS` regions in Python specs are removed. Unbalanced,
-nested or unterminated markers are errors (file:line). The handout leaves out build folders, .git
-and tests/harness/ (the grader's own tests and variants).
+nested or unterminated markers are errors (file:line). The handout leaves out build folders, .git,
+tests/harness/ (the grader's own tests and variants) and slides/ (the decks show the solutions' code).
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ MARK = re.compile(r"^(?P<indent>\s*)(?://|#)\s*(?P<what>BEGIN SOLUTION|END SOLUT
 CANONICAL = {"SOLUTION": "BEGIN SOLUTION", "END": "END SOLUTION"}
 KEYWORDS = {"if", "for", "while", "switch", "catch", "return", "sizeof"}
 SCANNED = (".cpp", ".hpp", ".h", ".cc", ".py")
-EXCLUDE = ("build/", ".git/", "tests/harness/")
+# slides/: the decks quote the reference solutions (their excerpts are the labs' marked code).
+EXCLUDE = ("build/", ".git/", "tests/harness/", "slides/")
 
 
 class MarkerError(ValueError):

@@ -82,12 +82,14 @@ std::uint16_t raw_port(const lab::Address& a) {
 }
 
 // Ask the kernel what this fd is: SO_DOMAIN, SO_TYPE and SO_PROTOCOL (socket(7)).
+// [slide:get-option]
 int read_option(int fd, int option, const char* what) {
     int value = 0;
     socklen_t len = sizeof value;
     lab::check(::getsockopt(fd, SOL_SOCKET, option, &value, &len), what);
     return value;
 }
+// [/slide:get-option]
 
 void describe(const lab::Fd& s, std::string_view asked) {
     const int domain = read_option(s.get(), SO_DOMAIN, "getsockopt(SO_DOMAIN)");
@@ -103,10 +105,12 @@ int show_sockets(const lab::Args& args) {
 
     // Protocol 0 means "the default protocol of this family and type": TCP for a stream,
     // UDP for datagrams.
+    // [slide:socket-calls]
     lab::Fd tcp(lab::check(::socket(AF_INET, SOCK_STREAM, 0), "socket(AF_INET, SOCK_STREAM)"));
     describe(tcp, "AF_INET, SOCK_STREAM, 0");
     lab::Fd udp(lab::check(::socket(AF_INET, SOCK_DGRAM, 0), "socket(AF_INET, SOCK_DGRAM)"));
     describe(udp, "AF_INET, SOCK_DGRAM, 0");
+    // [/slide:socket-calls]
     // AF_INET is IPv4 only; IPv6 is a family of its own.
     lab::Fd tcp6(
         lab::check(::socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP), "socket(AF_INET6, SOCK_STREAM)"));
@@ -123,6 +127,7 @@ int show_sockets(const lab::Args& args) {
     lab::Fd bound(lab::check(::socket(want.family(), SOCK_DGRAM, 0), "socket"));
     lab::say("before bind: fd=", bound.get(), " is at ",
              lab::to_string(lab::local_address(bound.get())), " (no address yet)");
+    // [slide:bind-port-zero]
     lab::check(::bind(bound.get(), want.get(), want.len), "bind " + lab::to_string(want));
 
     lab::Address got;
@@ -133,6 +138,7 @@ int show_sockets(const lab::Args& args) {
     const std::string_view who = args.port(0) == 0 ? " (chosen by the kernel)" : "";
     lab::say("bound fd=", bound.get(), " to ", lab::to_string(got), " host=", host, " port=", port,
              who);
+    // [/slide:bind-port-zero]
     // On a little-endian CPU (x86, most ARM) the two orders differ: 0x1f98 is stored 0x981f.
     std::array<char, 7> hex{};
     std::snprintf(hex.data(), hex.size(), "0x%04x", raw);

@@ -53,6 +53,7 @@ int receive_datagrams(const lab::Args& args) {
         // returns the datagram's real length even when the buffer was too small (udp(7)); the
         // rest is gone.
         // SOLUTION: receive one datagram with recvmsg(MSG_TRUNC) and print it
+        // [slide:recvmsg]
         lab::Address from;
         iovec iov{buf.data(), buf.size()};
         msghdr msg{};
@@ -65,6 +66,7 @@ int receive_datagrams(const lab::Args& args) {
         from.len = msg.msg_namelen;
         const std::size_t got = std::min(real, buf.size());
         const bool truncated = msg.msg_flags & MSG_TRUNC;
+        // [/slide:recvmsg]
 
         const int trunc = truncated ? 1 : 0;
         const std::string data = lab::quoted({buf.data(), got});

@@ -51,9 +51,11 @@ std::string from_hex(std::string_view hex) {
 // One sendto() is one datagram: it goes whole or not at all (EMSGSIZE when it cannot fit).
 void send_one(const lab::Fd& s, const lab::Address& to, std::string_view payload) {
     // SOLUTION: send the payload as one datagram with sendto(); print what went where
+    // [slide:sendto]
     const ssize_t n =
         lab::check(::sendto(s.get(), payload.data(), payload.size(), 0, to.get(), to.len),
                    "sendto " + lab::to_string(to));
+    // [/slide:sendto]
     lab::say("sent ", n, " bytes to ", lab::to_string(to), " from ",
              lab::to_string(lab::local_address(s.get())));
     // END

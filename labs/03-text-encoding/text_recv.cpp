@@ -76,6 +76,7 @@ Decoded decode(iconv_t cd, std::string_view bytes) {
     std::string in(bytes);
     Decoded result;
     result.text.assign(4 * bytes.size() + 8, '\0');  // no encoding grows more than 4x into UTF-8
+    // [slide:decode]
     char* from = in.data();
     char* to = result.text.data();
     std::size_t from_left = in.size(), to_left = result.text.size();
@@ -86,6 +87,7 @@ Decoded decode(iconv_t cd, std::string_view bytes) {
     }
     result.text.resize(result.text.size() - to_left);
     return result;
+    // [/slide:decode]
     // END
 }
 

@@ -69,12 +69,14 @@ std::string encode(iconv_t cd, std::string_view text, const std::string& encodin
     // SOLUTION: convert `text` with iconv(3); EILSEQ/EINVAL: throw, naming character, offset
     // 4 bytes a character is enough for GB18030, UTF-16, UTF-32
     std::string in(text), out(4 * text.size() + 8, '\0');
+    // [slide:iconv]
     char* from = in.data();
     char* to = out.data();
     std::size_t from_left = in.size(), to_left = out.size();
     // a fresh start: no shift state from the last line
     ::iconv(cd, nullptr, nullptr, nullptr, nullptr);
     if (::iconv(cd, &from, &from_left, &to, &to_left) == static_cast<std::size_t>(-1)) {
+        // [/slide:iconv]
         const int err = errno;
         const auto at = static_cast<std::size_t>(from - in.data());
         const std::string character = err == EILSEQ ? character_at(text, at) : "";

@@ -82,6 +82,7 @@ int echo_lines(const lab::Args& args) {
     // SO_RCVTIMEO bounds every receive: recv fails with EAGAIN instead of blocking forever.
     // (0 means no limit: the notes' client, stuck for good when one datagram is lost.)
     // SOLUTION: set SO_RCVTIMEO to --timeout-ms; connect() the socket if --connect
+    // [slide:timeout-connect]
     const timeval limit{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     lab::check(::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit),
                "setsockopt(SO_RCVTIMEO)");
@@ -91,6 +92,7 @@ int echo_lines(const lab::Args& args) {
     if (connected)
         lab::check(::connect(s.get(), server.get(), server.len),
                    "connect " + lab::to_string(server));
+    // [/slide:timeout-connect]
     // END
 
     // --size: one big datagram, compared byte for byte with what came back.

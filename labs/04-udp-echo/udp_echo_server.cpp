@@ -55,6 +55,7 @@ int serve(const lab::Args& args) {
     for (long n = 1; count == 0 || n <= count; ++n) {
         // recvfrom tells us who sent the datagram: that address is where the echo goes.
         // SOLUTION: receive one datagram, send it back, print the callback line
+        // [slide:echo]
         lab::Address from;
         const ssize_t got = lab::check(
             ::recvfrom(s.get(), buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom");
@@ -64,6 +65,7 @@ int serve(const lab::Args& args) {
         lab::check(
             ::sendto(s.get(), buf.data(), static_cast<std::size_t>(got), 0, from.get(), from.len),
             "sendto " + lab::to_string(from));
+        // [/slide:echo]
         lab::say("callback ", n, " from ", lab::to_string(from), " len ", got, " data ",
                  preview({buf.data(), static_cast<std::size_t>(got)}));
         // END

@@ -114,6 +114,7 @@ std::string shown(std::string_view bytes) {
 void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done) {
     // SOLUTION: loop: poll() socket and `stop` (eventfd), recvfrom, print "from HOST:PORT: T"
     std::vector<char> buf(65536);
+    // [slide:receive]
     for (;;) {
         if (wake == Wake::eventfd) {
             std::array<pollfd, 2> ready{{{sock, POLLIN, 0}, {stop, POLLIN, 0}}};
@@ -126,6 +127,7 @@ void receive_lines(int sock, int stop, Wake wake, const std::atomic<bool>& done)
             ::recvfrom(sock, buf.data(), buf.size(), 0, from.get(), &from.len), "recvfrom"));
         if (done)
             return;  // shutdown() woke us: recvfrom returned 0, and no datagram came
+        // [/slide:receive]
         lab::say("from ", lab::to_string(from), ": ", shown({buf.data(), n}));
     }
     // END
@@ -142,9 +144,11 @@ void send_lines(int sock, const lab::Address& peer) {
 // it stays stuck.
 void wake_receiver(int sock, int stop, Wake wake, std::atomic<bool>& done) {
     // SOLUTION: eventfd: write 1; shutdown: done, shutdown(SHUT_RDWR); close: close(sock)
+    // [slide:wake]
     if (wake == Wake::eventfd) {
         const std::uint64_t one = 1;
         lab::check(::write(stop, &one, sizeof one), "write(eventfd)");
+        // [/slide:wake]
     } else if (wake == Wake::shutdown) {
         // On an unconnected UDP socket shutdown() fails with ENOTCONN, yet marks the socket shut
         // and wakes every thread blocked on it (inet_shutdown in net/ipv4/af_inet.c).

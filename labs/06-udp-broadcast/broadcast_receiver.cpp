@@ -73,9 +73,11 @@ int receive_broadcasts(const lab::Args& args) {
     // a broadcast is then delivered to each of them. Receivers need no SO_BROADCAST.
     const int on = 1;
     // SOLUTION: unless --no-reuseaddr, set SO_REUSEADDR to 1 with setsockopt()
+    // [slide:reuseaddr]
     if (!args.flag("--no-reuseaddr"))
         lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on),
                    "setsockopt(SO_REUSEADDR)");
+    // [/slide:reuseaddr]
     // END
     // Ask the kernel to tell us each datagram's destination address.
     if (here.family() == AF_INET)

@@ -57,11 +57,13 @@ int send_broadcasts(const lab::Args& args) {
     // The kernel refuses to send to a broadcast address (EACCES) unless the socket asked for
     // it: one careless sendto must not reach every host on the link.
     // SOLUTION: unless --no-so-broadcast, set SO_BROADCAST to 1 with setsockopt()
+    // [slide:so-broadcast]
     if (!args.flag("--no-so-broadcast")) {
         const int on = 1;
         lab::check(::setsockopt(sock.get(), SOL_SOCKET, SO_BROADCAST, &on, sizeof on),
                    "setsockopt(SO_BROADCAST)");
     }
+    // [/slide:so-broadcast]
     // END
     int state = 0;
     socklen_t len = sizeof state;

@@ -46,6 +46,7 @@ void send_all(int fd, std::string_view data) {
     // SOLUTION: loop until send() took every byte (retry EINTR); print short sends, summary
     const std::size_t total = data.size();
     int calls = 0;
+    // [slide:send-all]
     while (!data.empty()) {
         const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
         ++calls;
@@ -57,6 +58,7 @@ void send_all(int fd, std::string_view data) {
                      " bytes; sending the rest");
         data.remove_prefix(static_cast<std::size_t>(n));
     }
+    // [/slide:send-all]
     const std::string_view plural = calls == 1 ? "" : "s";
     lab::say("sent ", total, " bytes in ", calls, " send() call", plural);
     // END

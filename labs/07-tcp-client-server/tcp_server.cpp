@@ -49,6 +49,7 @@ constexpr lab::Program program{
 void serve(const lab::Fd& conn, const std::string& who) {
     // SOLUTION: recv() up to 1024 bytes until 0; print each chunk, reply ack + chunk
     std::array<char, notes_bufsize> buf{};
+    // [slide:serve]
     for (;;) {
         const ssize_t n =
             lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv from " + who);
@@ -61,6 +62,7 @@ void serve(const lab::Fd& conn, const std::string& who) {
         // One reply built whole, then sent with a loop: send() may take only part of it.
         lab::write_all(conn.get(), std::string(ack) + std::string(data));
     }
+    // [/slide:serve]
     // END
 }
 
@@ -79,7 +81,9 @@ int run_server(const lab::Args& args) {
     // Step 3: listen(). From now on the KERNEL completes handshakes and queues up to backlog+1
     // finished connections for accept(); more SYNs are dropped (the clients retry; not
     // refused).
+    // [slide:listen]
     lab::check(::listen(listener.get(), backlog), "listen");
+    // [/slide:listen]
     lab::announce_ready(listener.get());
 
     // --hold: do not call accept() yet, so the accept queue can be watched filling up.
@@ -94,10 +98,12 @@ int run_server(const lab::Args& args) {
     // Step 4: accept() takes the oldest completed connection off the queue (it waits only if
     // the queue is empty). Step 5: recv()/send() on the new socket; the listener stays open.
     for (long served = 0; clients == 0 || served < clients; ++served) {
+        // [slide:accept]
         lab::Address peer;
         lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
         const std::string who = lab::to_string(peer);
         lab::say("accepted ", who, " on ", lab::to_string(lab::local_address(conn.get())));
+        // [/slide:accept]
         // A client that resets (RST) ends its own session, not the server.
         try {
             serve(conn, who);

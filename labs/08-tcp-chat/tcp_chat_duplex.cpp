@@ -72,10 +72,12 @@ void receive_lines(int fd) {
 // open for reading. close() here would also end the other direction.
 void send_lines(int fd) {
     // SOLUTION: send every stdin line with its '\n'; at EOF shutdown(SHUT_WR) and say so
+    // [slide:half-close]
     for (std::string line; std::getline(std::cin, line);)
         lab::write_all(fd, line + "\n");
     lab::check(::shutdown(fd, SHUT_WR), "shutdown(SHUT_WR)");
     lab::say("stdin closed: sent FIN with shutdown(SHUT_WR); still receiving");
+    // [/slide:half-close]
     // END
 }
 

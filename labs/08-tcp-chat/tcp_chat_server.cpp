@@ -73,11 +73,13 @@ int serve(const lab::Args& args) {
 
     // One client after another. While we chat, nobody calls accept(): later clients are
     // connected (by the kernel) but wait, unserved, in the accept queue.
+    // [slide:serial]
     for (;;) {
         lab::Address peer;
         lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
         const std::string who = lab::to_string(peer);
         lab::say("accepted ", who, ": chatting with it; other clients wait until it leaves");
+        // [/slide:serial]
         try {
             if (!chat_with(conn, who))
                 return 0;

@@ -85,6 +85,7 @@ void server_closes_first(Connection& c) {
 // overtakes it.
 void simultaneous_close(Connection& c) {
     // SOLUTION: hold the server's FIN; close server, then client; release it; step() each
+    // [slide:simultaneous]
     probe::hold(c.server.local, fin_only);
     close_end(c.server);
     step(c, "server close(): its FIN is held back on its way");
@@ -92,10 +93,12 @@ void simultaneous_close(Connection& c) {
     step(c, "client close(): FIN arrives at a server waiting for its own FIN's ACK");
     probe::release();
     step(c, "the server's FIN gets through: both closed actively, both wait", retransmission);
+    // [/slide:simultaneous]
     // END
 }
 
 void unread_data_reset(Connection& c) {
+    // [slide:unread-reset]
     lab::write_all(c.client.fd.get(), "unread");
     step(c, "client sends 6 bytes; the server does not read them", no_change);
     close_end(c.server);
@@ -106,6 +109,7 @@ void unread_data_reset(Connection& c) {
     const std::string name = n < 0 ? lab::errno_name(err) : "";
     const std::string text = n < 0 ? ::strerror(err) : "no error";
     lab::say("client recv() -> ", n, ' ', name, " (", text, ')');
+    // [/slide:unread-reset]
 }
 
 void half_close(Connection& c) {

@@ -59,10 +59,12 @@ int serve(const lab::Args& args) {
     // had it set.
     lab::Fd listener(lab::check(::socket(here.family(), SOCK_STREAM, 0), "socket"));
     // SOLUTION: enable() SO_REUSEADDR if --reuseaddr, SO_REUSEPORT if --reuseport
+    // [slide:options]
     if (args.flag("--reuseaddr"))
         enable(listener.get(), SO_REUSEADDR, "SO_REUSEADDR");
     if (args.flag("--reuseport"))
         enable(listener.get(), SO_REUSEPORT, "SO_REUSEPORT");
+    // [/slide:options]
     // END
     lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(listener.get(), 5), "listen");
@@ -80,12 +82,14 @@ int serve(const lab::Args& args) {
 
     // Who sends the first FIN decides who waits in TIME_WAIT: the active closer, 60 s on Linux.
     // SOLUTION: --client-closes-first: recv() until 0 (its FIN), say so; then close conn
+    // [slide:close-first]
     if (client_first) {
         for (ssize_t got = 1; got > 0;)
             got = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv");
         lab::say("the client closed first (recv returned 0): TIME_WAIT will be on its side");
     }
     conn.reset();
+    // [/slide:close-first]
     // END
     const std::string closed = client_first
                                    ? "closed " + me + " as the passive closer: no TIME_WAIT here"

@@ -47,6 +47,7 @@ void echo(const lab::Fd& conn, const std::string& who, bool quiet) {
     // send every byte back (lab::write_all)
     std::array<char, notes_bufsize> buf{};
     for (;;) {
+        // [slide:echo]
         const ssize_t n = lab::check(::recv(conn.get(), buf.data(), buf.size(), 0), "recv");
         if (n == 0) {
             return;  // the client's FIN: it sends no more
@@ -56,6 +57,7 @@ void echo(const lab::Fd& conn, const std::string& who, bool quiet) {
             lab::say("recv ", n, " bytes from ", who, ": ", lab::preview(data));
         }
         lab::write_all(conn.get(), data);  // send() may take less than asked: write_all loops
+        // [/slide:echo]
     }
     // STUB (void)conn, (void)who, (void)quiet;
     // END SOLUTION
@@ -87,11 +89,13 @@ int serve(const lab::Args& args) {
     // others (up to the backlog) and queues what they send: they wait, connected, for their turn.
     // BEGIN SOLUTION: forever: accept() one client, log it, echo() it to its EOF, log the close; a
     // client that resets (lab::peer_gone) is logged as dropped
+    // [slide:accept-loop]
     for (;;) {
         lab::Address peer;
         lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
         const std::string who = lab::to_string(peer);
         lab::say("accepted ", who);
+        // [/slide:accept-loop]
         try {
             echo(conn, who, quiet);
             lab::say("closed ", who, ": recv returned 0 (its FIN); closing ours");

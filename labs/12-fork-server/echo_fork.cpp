@@ -62,6 +62,7 @@ static_assert(std::atomic<pid_t>::is_always_lock_free);
 void reap(int) {
     // BEGIN SOLUTION: reap every ended child: waitpid(-1, ..., WNOHANG) in a loop (one SIGCHLD can
     // stand for several), emptying its slot in children; keep errno
+    // [slide:reap]
     const int saved = errno;  // the interrupted code may be about to read errno
     for (pid_t pid; (pid = ::waitpid(-1, nullptr, WNOHANG)) > 0;) {
         for (auto& slot : children) {
@@ -72,6 +73,7 @@ void reap(int) {
         }
     }
     errno = saved;
+    // [/slide:reap]
     // END SOLUTION
 }
 
@@ -101,9 +103,11 @@ void on_signal(int sig, void (*handler)(int), int flags) {
 [[noreturn]] void serve_client(lab::Fd& listener, const lab::Fd& conn, const std::string& who,
                                const lab::Args& args) {
     // BEGIN SOLUTION: close the child's copy of the listener (unless --child-keeps-listener)
+    // [slide:child-close]
     if (!args.flag("--child-keeps-listener")) {
         listener.reset();  // else it would keep the port listening after the parent is gone
     }
+    // [/slide:child-close]
     // STUB (void)listener;
     // END SOLUTION
     const bool quiet = args.flag("--quiet");
@@ -188,6 +192,7 @@ int serve(const lab::Args& args) {
             ::sigprocmask(SIG_SETMASK, &old, nullptr);
             continue;
         }
+        // [slide:fork]
         if (lab::check(pid, "fork") == 0) {
             lab::exit_on_signals();  // the child's own handlers first, not the parent's end_all,
             ::signal(SIGCHLD, SIG_DFL);
@@ -196,6 +201,7 @@ int serve(const lab::Args& args) {
         }
         slot->store(pid);
         ::sigprocmask(SIG_SETMASK, &old, nullptr);
+        // [/slide:fork]
         lab::say("accepted ", who, ": child ", pid, " serves it");
         if (args.flag("--parent-keeps-conn")) {
             kept.push_back(std::move(conn));  // the client will never see FIN

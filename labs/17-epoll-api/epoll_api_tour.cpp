@@ -239,6 +239,7 @@ void masks(const Tour& t) {
     const auto peer_resets = [](lab::Fd&, lab::Fd& peer) {
         reset(peer);
     };
+    // [slide:masks]
     const std::array<std::tuple<const char*, std::uint32_t, Action>, 6> cases{{
         {"fin", EPOLLIN, peer_closes},
         {"fin-rdhup", EPOLLIN | EPOLLRDHUP, peer_closes},
@@ -247,6 +248,7 @@ void masks(const Tour& t) {
         {"rst", EPOLLIN, peer_resets},
         {"rst-unasked", 0, peer_resets},  // ERR and HUP come even when not asked for
     }};
+    // [/slide:masks]
     for (const auto& [name, registered, action] : cases) {
         auto [ours, peer] = t.connection();
         t.ctl(EPOLL_CTL_ADD, "conn", ours.get(), registered);

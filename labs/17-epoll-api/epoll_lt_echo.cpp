@@ -122,9 +122,11 @@ struct Server {
         if (notes_order) {
             it->second.fd.reset();
         }
+        // [slide:unregister-close]
         lab::check(::epoll_ctl(ep.get(), EPOLL_CTL_DEL, fd, nullptr),
                    "epoll_ctl(DEL) fd " + std::to_string(fd));
         clients.erase(it);
+        // [/slide:unregister-close]
         lab::say(line);
         if (paused && reserve()) {
             lab::say("resumed accepting");  // fds are free again
@@ -208,6 +210,7 @@ int serve(const lab::Args& args) {
     // Steps 3-6 of the walkthrough's 原理图: wait, act on each reported fd, repeat.
     // BEGIN SOLUTION: epoll_wait (no timeout) and, per event, accept_one() or ready()
     std::array<epoll_event, max_events> events{};
+    // [slide:event-loop]
     for (;;) {
         const int n = ::epoll_wait(s.ep.get(), events.data(), max_events, -1);
         if (n < 0 && errno == EINTR) {
@@ -220,6 +223,7 @@ int serve(const lab::Args& args) {
                 s.ready(e.data.fd, e.events);
             }
         }
+        // [/slide:event-loop]
     }
     // STUB (void)s;
     // STUB throw std::runtime_error("the event loop is not written yet");
