@@ -282,6 +282,9 @@ def test_killed_parent_frees_the_port_and_the_child_finishes_its_client(lab, ste
     port = server.ready.port
     with TcpClient("127.0.0.1", port) as client:
         child = child_of(server, client.local_port)
+        with steps.step("one echo first: the child has started serving (past closing its copies)"):
+            client.send("first\n")
+            assert client.recv_exactly(6) == b"first\n", "expected the child to echo its client"
         with steps.step("kill -9 the parent: no listener is left"):
             os.kill(server.pid, signal.SIGKILL)
             # not wait_exit(): that also waits for its stdout to close, and the child holds it open
