@@ -1,13 +1,11 @@
-// lab.hpp: the one shared header of socklab. The calls a lab teaches stay raw in the lab, wrapped
-// only by check(); this header holds the plumbing once they have been shown. What it holds (each
-// helper, the raw calls it stands for and the lab that shows them raw: labs/01-socket-basics/
-// README.md, "common/lab.hpp in one table"):
-//   errors:    usage_error, check, check_gai, check_en, errno_name, hint_for, error_message
-//   fds, I/O:  Fd, write_all, peer_gone, say, quoted
-//   signals:   exit_on_signals
-//   addresses: Address, resolve, host_port, to_string, local_address, announce_ready (READY line)
-//   options:   parse_number, parse_port, Shown, Option, default_host, Program, Args, run
-// Contract: README.md "The contract for your own programs". Tests: tests/unit/test_lab.cpp.
+// lab.hpp: the one header every socklab program includes. A lab's lesson calls stay raw, wrapped
+// only by check(); a helper stands for calls a lab has shown raw (which calls, which lab: lab 01's
+// README, "common/lab.hpp in one table"). Contract: README.md "The contract for your own programs";
+// tests: tests/unit/test_lab.cpp.
+//   errors:   check, check_gai, check_en, errno_name, hint_for, error_message
+//   I/O:      Fd, write_all, peer_gone, say, quoted; exit_on_signals; run (the exit statuses)
+//   address.hpp: Address, resolve, host_port, to_string, local_address, announce_ready
+//   options.hpp: usage_error, parse_number, parse_port, Shown, Option, default_host, Program, Args
 #pragma once
 #include <netdb.h>
 #include <poll.h>
@@ -15,27 +13,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
-#include <charconv>
-#include <concepts>
 #include <cstring>
 #include <iostream>
-#include <optional>
 #include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
-#include <vector>
+
+#include "options.hpp"
 
 namespace lab {
-
-// A bad command line. run() prints it with the usage text and exits 2.
-struct usage_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 // A system call returned -1: throw its errno (read first, before anything can change it).
 template <class T>
@@ -145,8 +135,7 @@ private:
     int fd_ = -1;
 };
 
-// write() to a non-socket (a pipe) with SIGPIPE blocked for this thread; a SIGPIPE we caused is
-// taken back before unblocking, one that was already pending is left alone.
+// write() to a non-socket (a pipe) with SIGPIPE blocked; only a SIGPIPE this write raised is taken.
 inline ssize_t write_without_sigpipe(int fd, std::span<const std::byte> data) {
     sigset_t pipe_only, old, pending;
     sigemptyset(&pipe_only);
@@ -231,163 +220,6 @@ inline void exit_on_signals() {
     check(::sigaction(SIGTERM, &action, nullptr), "sigaction(SIGTERM)");
 }
 
-// A whole number in [lo, hi], or a usage_error that names the option and the bad text.
-template <std::integral T>
-T parse_number(std::string_view text, std::string_view name, T lo, T hi) {
-    T value{};
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size() || value < lo || value > hi)
-        throw usage_error(std::string(name) + " wants a whole number from " + std::to_string(lo) +
-                          " to " + std::to_string(hi) + ", not '" + std::string(text) + "'");
-    return value;
-}
-inline std::uint16_t parse_port(std::string_view text, std::string_view name = "--port") {
-    return parse_number<std::uint16_t>(text, name, 0, 65535);
-}
-
-// A socket address of either family, with its length.
-struct Address {
-    sockaddr_storage storage{};
-    socklen_t len = sizeof(storage);
-    sockaddr* get() noexcept { return reinterpret_cast<sockaddr*>(&storage); }
-    const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
-    int family() const noexcept { return storage.ss_family; }
-};
-// HOST (numeric, or a name) and PORT for a socket of `socktype`: the first answer of getaddrinfo.
-inline Address resolve(const std::string& host, std::uint16_t port, int socktype) {
-    addrinfo hints{};
-    hints.ai_flags = AI_NUMERICSERV;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = socktype;
-    addrinfo* list = nullptr;
-    check_gai(::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list),
-              "getaddrinfo " + host);
-    Address a;
-    a.len = list->ai_addrlen;
-    std::memcpy(&a.storage, list->ai_addr, a.len);
-    ::freeaddrinfo(list);
-    return a;
-}
-// Numeric host and port of an address: {"::1", 8088}.
-inline std::pair<std::string, std::uint16_t> host_port(const Address& a) {
-    std::array<char, NI_MAXHOST> host{};
-    std::array<char, NI_MAXSERV> serv{};
-    check_gai(::getnameinfo(a.get(), a.len, host.data(), host.size(), serv.data(), serv.size(),
-                            NI_NUMERICHOST | NI_NUMERICSERV),
-              "getnameinfo");
-    return {host.data(), parse_port(serv.data(), "getnameinfo")};
-}
-// "127.0.0.1:8088" or "[::1]:8088".
-inline std::string to_string(const Address& a) {
-    const auto [host, port] = host_port(a);
-    return (a.family() == AF_INET6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
-inline Address local_address(int fd) {
-    Address a;
-    check(::getsockname(fd, a.get(), &a.len), "getsockname");
-    return a;
-}
-
-// The ready line every server prints once it can take work: "READY tcp 127.0.0.1 40117".
-// The port is read back from the kernel, so --port 0 shows the port really bound.
-inline void announce_ready(int fd) {
-    int type = 0;
-    socklen_t len = sizeof(type);
-    check(::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len), "getsockopt(SO_TYPE)");
-    const auto [host, port] = host_port(local_address(fd));
-    say("READY ", type == SOCK_STREAM ? "tcp" : "udp", ' ', host, ' ', port);
-}
-
-// An option's default as its help text shows it, in place of "{}": the default is written once,
-// as the constant the program uses.
-struct Shown {
-    constexpr Shown() = default;
-    constexpr Shown(std::string_view t) : text(t) {}
-    template <std::integral T>
-    constexpr Shown(T n) : number(static_cast<long long>(n)), is_number(true) {}
-    std::string str() const { return is_number ? std::to_string(number) : std::string(text); }
-    std::string_view text;
-    long long number = 0;
-    bool is_number = false;
-};
-// One option: "--port" with arg "P", or a flag when arg is empty.
-struct Option {
-    std::string_view name, arg, help;
-    Shown fallback = {};
-};
-// The address every program binds or connects to unless told otherwise: never a wildcard.
-inline constexpr std::string_view default_host = "127.0.0.1";
-struct Program {
-    std::string_view name, summary;
-    std::span<const Option> options;
-};
-
-// The command line, checked against the program's options; the last occurrence of one wins.
-class Args {
-public:
-    Args(const Program& program, int argc, char** argv) {
-        for (int i = 1; i < argc; ++i) {
-            const std::string_view word = argv[i];
-            if (word == "--help") {
-                help_ = true;
-                continue;
-            }
-            const Option* opt = nullptr;
-            for (const Option& o : program.options)
-                if (o.name == word)
-                    opt = &o;
-            if (!opt)
-                throw usage_error(
-                    (word.starts_with("-") ? "unknown option '" : "unexpected argument '") +
-                    std::string(word) + "'");
-            if (!opt->arg.empty() && i + 1 == argc)
-                throw usage_error(std::string(word) + " needs a value");
-            given_.emplace_back(opt->name, opt->arg.empty() ? std::string_view{}
-                                                            : std::string_view(argv[++i]));
-        }
-    }
-    bool help() const { return help_; }
-    bool flag(std::string_view name) const { return value(name).has_value(); }
-    std::optional<std::string_view> value(std::string_view name) const {
-        std::optional<std::string_view> last;
-        for (const auto& [n, v] : given_)
-            if (n == name)
-                last = v;
-        return last;
-    }
-    std::string get(std::string_view name, std::string_view fallback) const {
-        return std::string(value(name).value_or(fallback));
-    }
-    std::uint16_t port(std::uint16_t fallback) const {
-        auto v = value("--port");
-        return v ? parse_port(*v) : fallback;
-    }
-    // Option NAME as a whole number in [lo, hi]; fallback when it is not given.
-    template <std::integral T>
-    T number(std::string_view name, T lo, T hi, T fallback) const {
-        const auto v = value(name);
-        return v ? parse_number<T>(*v, name, lo, hi) : fallback;
-    }
-
-private:
-    std::vector<std::pair<std::string_view, std::string_view>> given_;
-    bool help_ = false;
-};
-
-inline void print_usage(std::ostream& out, const Program& p) {
-    out << "usage: " << p.name << " [options]\n" << p.summary << "\noptions:\n";
-    for (const Option& o : p.options) {
-        const std::string head =
-            std::string(o.name) + (o.arg.empty() ? "" : " " + std::string(o.arg));
-        std::string help(o.help);
-        if (const auto at = help.find("{}"); at != std::string::npos)
-            help.replace(at, 2, o.fallback.str());
-        const std::size_t pad = head.size() < 22 ? 22 - head.size() : 1;
-        out << "  " << head << std::string(pad, ' ') << help << '\n';
-    }
-    out << "  --help                print this text and exit\n" << std::flush;
-}
-
 // The whole exit-code policy: 0 ok, 1 runtime failure (one message line), 2 usage error.
 template <class Body>
 int run(const Program& program, int argc, char** argv, Body&& body) noexcept {
@@ -411,3 +243,5 @@ int run(const Program& program, int argc, char** argv, Body&& body) noexcept {
 }
 
 }  // namespace lab
+
+#include "address.hpp"  // after check() and say(), which it uses

@@ -1,7 +1,8 @@
 // tcp_probe.hpp: how lab 09 watches both ends of a connection, and holds segments back.
 // Plumbing for tcp_states.cpp, not the lesson: a private network namespace with only lo, the
 // nft tool to drop chosen segments on their way in, an end's state from getsockopt(TCP_INFO)
-// (tcp(7)) or from its row in /proc/net/tcp (proc(5)), and the printing of one settled step.
+// (tcp(7)) or from its row in /proc/net/tcp (proc(5)), the printing of one settled step, the
+// command line and the loop that runs each scenario in a fresh namespace.
 #pragma once
 #include <fcntl.h>
 #include <net/if.h>
@@ -11,15 +12,19 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "lab.hpp"
@@ -30,6 +35,24 @@ namespace probe {
 inline constexpr std::array<const char*, 13> state_names{
     "?",      "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
     "CLOSED", "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "SYN_RECV"};
+
+// tcp_states' command line.
+inline constexpr std::uint16_t notes_port = 8088;  // the port of the notes' TCP sections
+inline constexpr std::array options{
+    lab::Option{"--scenario", "NAME",
+                "client-closes-first, server-closes-first, simultaneous-close, "
+                "unread-data-reset, dup-close, half-close, syn-sent, syn-recv, or all (default)"},
+    lab::Option{"--host", "H", "loopback address of the server, 127.0.0.1 (default) or ::1"},
+    lab::Option{"--port", "P",
+                "server port inside the private namespace (default {}; 0: the kernel picks)",
+                notes_port},
+};
+inline constexpr lab::Program program{
+    "tcp_states", "Shows both ends' TCP states, step by step, in each scenario.", options};
+
+// nft matches for probe::hold(): which of an end's segments the namespace drops for a while.
+inline const std::string fin_only = "tcp flags & fin == fin";
+inline const std::string any_segment = "";
 
 // A fresh network namespace with only lo, up, and an empty nftables chain on its input path.
 // Not root? Become root of a new user namespace first (as `unshare -rn` does).
@@ -111,6 +134,17 @@ inline std::string state_of(const End& end) {
         return info_state(end.fd.get());
     return proc_state(end.local, end.remote).value_or("CLOSED");
 }
+// "what -> n ENAME (strerror)" for a call's return value n and its errno err (when n < 0).
+inline void say_outcome(std::string_view what, ssize_t n, int err) {
+    const std::string name = n < 0 ? lab::errno_name(err) : "";
+    const std::string text = n < 0 ? ::strerror(err) : "no error";
+    lab::say(what, " -> ", n, ' ', name, " (", text, ')');
+}
+// One end seen both ways: its fd's TCP_INFO and its /proc/net/tcp row.
+inline void say_both_views(const End& end, const std::string& note) {
+    lab::say("client TCP_INFO -> ", info_state(end.fd.get()), ", /proc/net/tcp -> ",
+             proc_state(end.local, end.remote).value_or("nothing"), note);
+}
 inline std::string row(const Connection& c) {
     std::string server = state_of(c.server);
     // no server end yet: show the listener
@@ -172,6 +206,38 @@ inline void connect_client(Connection& c, Connect how) {
 inline void accept_server(Connection& c) {
     c.server.fd = lab::Fd(lab::check(::accept(c.listener.get(), nullptr, nullptr), "accept"));
     c.accepted = true;
+}
+
+// A scenario of tcp_states: its name, its steps, the listener's backlog, whether it starts from an
+// open connection (connect() and accept() done) or from a bare listener.
+enum class Start { connected, listening };
+struct Scenario {
+    std::string_view name;
+    void (*run)(Connection&);
+    int backlog = 8;
+    Start start = Start::connected;
+};
+// Run the scenario named `wanted` (or all), each in a fresh namespace: nothing left from the last
+// one (TIME_WAIT!) can interfere.
+inline int run_scenarios(std::span<const Scenario> scenarios, const std::string& wanted,
+                         const std::string& host, std::uint16_t port) {
+    bool found = false;
+    for (const Scenario& s : scenarios) {
+        if (wanted != "all" && wanted != s.name)
+            continue;
+        found = true;
+        lab::say("scenario ", s.name);
+        Connection c = prepare(host, port, s.backlog);
+        if (s.start == Start::connected) {
+            connect_client(c, Connect::wait);
+            accept_server(c);
+            step(c, "connect() and accept(): the three-way handshake is done");
+        }
+        s.run(c);
+    }
+    if (!found)
+        throw lab::usage_error("--scenario: no scenario named '" + wanted + "'");
+    return 0;
 }
 
 }  // namespace probe

@@ -3,13 +3,10 @@
 // Notes: 十种状态
 // Usage: tcp_states [--scenario NAME|all] [--host H] [--port P]
 // Try:   ./tcp_states --scenario simultaneous-close      (./tcp_states --help lists the scenarios)
-// Observe: live ends are read with getsockopt(TCP_INFO); ends without an fd (closed, TIME_WAIT, not
-//          yet accepted) from /proc/net/tcp. Eleven states appear; only the active closer waits.
-// Simplifications: both ends live in this one process. Each scenario runs in a private network
-//          namespace (only lo, nothing leaves the machine), where an nftables rule holds back
-//          chosen segments so that the short-lived states (FIN_WAIT1, CLOSING, LAST_ACK) last.
-//          That plumbing (namespace, nft, reading and printing states, the socket set-up taught in
-//          lab 07) is in tcp_probe.hpp; this file is the scenarios.
+// Observe: eleven states, from getsockopt(TCP_INFO) or /proc/net/tcp; only the active closer waits.
+// Simplifications: both ends live in this one process, each scenario in a private network namespace
+//          (only lo) where nftables holds back chosen segments so that the short-lived states last.
+//          That plumbing and the command line are in tcp_probe.hpp; this file is the scenarios.
 // See also: tcp(7) TCP_INFO, TCP_DEFER_ACCEPT; RFC 793 3.2; include/net/tcp_states.h; lab 10.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,7 +15,6 @@
 
 #include <array>
 #include <cerrno>
-#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -27,25 +23,8 @@
 
 namespace {
 
-constexpr std::uint16_t notes_port = 8088;  // the port of the notes' TCP sections
-constexpr std::array options{
-    lab::Option{"--scenario", "NAME",
-                "client-closes-first, server-closes-first, simultaneous-close, "
-                "unread-data-reset, dup-close, half-close, syn-sent, syn-recv, or all (default)"},
-    lab::Option{"--host", "H", "loopback address of the server, 127.0.0.1 (default) or ::1"},
-    lab::Option{"--port", "P",
-                "server port inside the private namespace (default {}; 0: the kernel picks)",
-                notes_port},
-};
-constexpr lab::Program program{
-    "tcp_states", "Shows both ends' TCP states, step by step, in each scenario.", options};
-
-using probe::Connection, probe::End, probe::step, probe::no_change, probe::quick,
-    probe::retransmission;
-
-// nft matches for probe::hold(): which of an end's segments the namespace drops for a while.
-const std::string fin_only = "tcp flags & fin == fin";
-const std::string any_segment = "";
+using probe::Connection, probe::End, probe::Start, probe::step, probe::no_change, probe::quick;
+using probe::retransmission, probe::fin_only, probe::any_segment, probe::program, probe::notes_port;
 
 // close(2) raw: the call the lesson is about (the Fd gives up its fd, so it closes nothing more).
 void close_end(End& end) {
@@ -54,8 +33,9 @@ void close_end(End& end) {
 
 // One peer closes, then the other. Held-back segments make FIN_WAIT1 and LAST_ACK visible.
 enum class Closer { client, server };
-void orderly_close(Connection& c, Closer who) {
-    const bool client = who == Closer::client;
+template <Closer who>
+void orderly_close(Connection& c) {
+    constexpr bool client = who == Closer::client;
     End& active = client ? c.client : c.server;
     End& passive = client ? c.server : c.client;
     const std::string one = client ? "client" : "server", other = client ? "server" : "client";
@@ -69,16 +49,8 @@ void orderly_close(Connection& c, Closer who) {
     close_end(passive);
     step(c, other + " close(): its FIN reaches " + one + "; " + one + "'s last ACK is held back");
     probe::release();
-    step(c,
-         other + " retransmits its FIN, " + one + " ACKs again: only " + one +
-             " stays in TIME_WAIT",
-         retransmission);
-}
-void client_closes_first(Connection& c) {
-    orderly_close(c, Closer::client);
-}
-void server_closes_first(Connection& c) {
-    orderly_close(c, Closer::server);
+    const std::string last_ack = other + " retransmits its FIN, " + one + " ACKs again";
+    step(c, last_ack + ": only " + one + " stays in TIME_WAIT", retransmission);
 }
 
 // Both close before either FIN is ACKed: hold the server's FIN back so that the client's FIN
@@ -105,10 +77,7 @@ void unread_data_reset(Connection& c) {
     step(c, "server close() with unread data: RST instead of FIN");
     char byte = 0;
     const ssize_t n = ::recv(c.client.fd.get(), &byte, 1, 0);
-    const int err = errno;
-    const std::string name = n < 0 ? lab::errno_name(err) : "";
-    const std::string text = n < 0 ? ::strerror(err) : "no error";
-    lab::say("client recv() -> ", n, ' ', name, " (", text, ')');
+    probe::say_outcome("client recv()", n, errno);
     // [/slide:unread-reset]
 }
 
@@ -118,18 +87,15 @@ void half_close(Connection& c) {
     // END
     step(c, "client shutdown(SHUT_WR): FIN sent, the client can still receive");
     std::array<char, 64> buf{};
-    lab::say("server recv() -> ",
-             lab::check(::recv(c.server.fd.get(), buf.data(), buf.size(), 0), "recv"),
-             " (end of the client's data)");
+    const auto eof = lab::check(::recv(c.server.fd.get(), buf.data(), buf.size(), 0), "recv");
+    lab::say("server recv() -> ", eof, " (end of the client's data)");
     lab::write_all(c.server.fd.get(), "still here");
     const auto n = lab::check(::recv(c.client.fd.get(), buf.data(), buf.size(), 0), "recv");
     lab::say("client recv() -> ", n, " bytes \"", std::string_view(buf.data(), n),
              "\" (a half-closed socket receives)");
     close_end(c.server);
     step(c, "server close(): its FIN puts the client's end, fd still open, in TIME_WAIT");
-    lab::say("client TCP_INFO -> ", probe::info_state(c.client.fd.get()), ", /proc/net/tcp -> ",
-             probe::proc_state(c.client.local, c.client.remote).value_or("nothing"),
-             " (TIME_WAIT is a separate object)");
+    probe::say_both_views(c.client, " (TIME_WAIT is a separate object)");
     close_end(c.client);
     step(c, "client close(): the TIME_WAIT entry outlives the fd", no_change);
 }
@@ -157,7 +123,6 @@ void syn_sent(Connection& c) {
 
 void syn_recv(Connection& c) {
     // SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: half-open until data arrives
-    // TCP_DEFER_ACCEPT: accept() only once data came (or the timeout ran out)
     const int seconds = 5;
     lab::check(
         ::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds),
@@ -171,35 +136,16 @@ void syn_recv(Connection& c) {
     step(c, "accept() returns it", no_change);
 }
 
-// Each scenario: its name, the listener's backlog, whether it starts from an open connection.
-enum class Start { connected, listening };
-struct Scenario {
-    std::string_view name;
-    int backlog;
-    Start start;
-    void (*run)(Connection&);
-};
-constexpr std::array<Scenario, 8> scenarios{{
-    {.name = "client-closes-first",
-     .backlog = 8,
-     .start = Start::connected,
-     .run = client_closes_first},
-    {.name = "server-closes-first",
-     .backlog = 8,
-     .start = Start::connected,
-     .run = server_closes_first},
-    {.name = "simultaneous-close",
-     .backlog = 8,
-     .start = Start::connected,
-     .run = simultaneous_close},
-    {.name = "unread-data-reset",
-     .backlog = 8,
-     .start = Start::connected,
-     .run = unread_data_reset},
-    {.name = "dup-close", .backlog = 8, .start = Start::connected, .run = dup_close},
-    {.name = "half-close", .backlog = 8, .start = Start::connected, .run = half_close},
-    {.name = "syn-sent", .backlog = 0, .start = Start::listening, .run = syn_sent},
-    {.name = "syn-recv", .backlog = 8, .start = Start::listening, .run = syn_recv},
+// Each scenario: its name, what it does, the listener's backlog, whether it starts connected.
+constexpr std::array<probe::Scenario, 8> scenarios{{
+    {.name = "client-closes-first", .run = orderly_close<Closer::client>},
+    {.name = "server-closes-first", .run = orderly_close<Closer::server>},
+    {.name = "simultaneous-close", .run = simultaneous_close},
+    {.name = "unread-data-reset", .run = unread_data_reset},
+    {.name = "dup-close", .run = dup_close},
+    {.name = "half-close", .run = half_close},
+    {.name = "syn-sent", .run = syn_sent, .backlog = 0, .start = Start::listening},
+    {.name = "syn-recv", .run = syn_recv, .start = Start::listening},
 }};
 
 // Run the chosen scenario (or all), each in a fresh network namespace.
@@ -207,26 +153,7 @@ int show_states(const lab::Args& args) {
     lab::exit_on_signals();
     const std::string wanted = args.get("--scenario", "all");
     const std::string host = args.get("--host", lab::default_host);
-    const std::uint16_t port = args.port(notes_port);
-    bool found = false;
-    for (const Scenario& s : scenarios) {
-        if (wanted != "all" && wanted != s.name)
-            continue;
-        found = true;
-        // Each scenario gets a fresh namespace: nothing left from the last one (TIME_WAIT!) can
-        // interfere.
-        lab::say("scenario ", s.name);
-        Connection c = probe::prepare(host, port, s.backlog);
-        if (s.start == Start::connected) {
-            probe::connect_client(c, probe::Connect::wait);
-            probe::accept_server(c);
-            step(c, "connect() and accept(): the three-way handshake is done");
-        }
-        s.run(c);
-    }
-    if (!found)
-        throw lab::usage_error("--scenario: no scenario named '" + wanted + "'");
-    return 0;
+    return probe::run_scenarios(scenarios, wanted, host, args.port(notes_port));
 }
 
 }  // namespace

@@ -567,3 +567,83 @@ def test_syn_queue_is_bounded_by_the_backlog_too(lab, cookies):
     else:
         assert got["syn_sent"] == got["clients"] - (backlog + 1), (
             f"with syncookies off the SYNs past the queue are dropped, their clients stay in SYN_SENT: {got}")
+
+
+# Runs inside `unshare -rn`, syncookies off: tcp_server --hold; first `half_open` clients from
+# 127.0.0.2 whose final ACKs nft drops (their requests stay in SYN_RECV), then complete clients from
+# 127.0.0.1, each started once the one before was queued or its SYN dropped (ListenOverflows), as in
+# QUEUE. Prints the accept queue (the listener's Recv-Q) and the SYN_RECV requests left at the end.
+MIXED_QUEUE = r"""
+import json, socket, subprocess, sys, time
+server_bin, backlog, half_open = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+open("/proc/sys/net/ipv4/tcp_syncookies", "w").write("0")
+server = subprocess.Popen([server_bin, "--port", "0", "--backlog", str(backlog), "--hold"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+port = int(server.stdout.readline().split()[3])
+subprocess.run(["nft", f"add table inet t; add chain inet t c {{ type filter hook input priority 0; }}; "
+                f"add rule inet t c ip saddr 127.0.0.2 tcp dport {port} tcp flags & (syn|ack) == ack drop"],
+               check=True)
+def rows():
+    return [r.split() for r in open("/proc/net/tcp").read().splitlines()[1:]]
+def accept_queue():    # the listener's Recv-Q: completed connections waiting for accept()
+    return sum(int(r[4].split(":")[1], 16) for r in rows()
+               if r[3] == "0A" and int(r[1].split(":")[1], 16) == port)
+def syn_recv():        # requests (half-open) on the listener's port
+    return sum(r[3] == "03" and int(r[1].split(":")[1], 16) == port for r in rows())
+def overflows():
+    lines = open("/proc/net/netstat").read().splitlines()
+    for head, values in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            return int(dict(zip(head.split()[1:], values.split()[1:]))["ListenOverflows"])
+def wait(what, done):
+    deadline = time.monotonic() + 10
+    while not done():
+        if time.monotonic() > deadline:
+            sys.exit(f"{what}: not after 10 s (Recv-Q {accept_queue()}, SYN_RECV {syn_recv()})")
+        time.sleep(0.02)
+clients = []
+for i in range(half_open):
+    c = socket.socket()
+    c.bind(("127.0.0.2", 0))
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    clients.append(c)
+    wait(f"half-open client {i + 1} in SYN_RECV", lambda: syn_recv() == i + 1)
+for i in range(3 * backlog + 4):
+    queued, dropped = accept_queue(), overflows()
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    clients.append(c)
+    wait(f"complete client {i + 1} queued or dropped",
+         lambda: accept_queue() == queued + 1 or overflows() > dropped)
+print(json.dumps({"accept_queue": accept_queue(), "syn_recv": syn_recv()}))
+server.kill()
+"""
+
+
+@pytest.mark.limit(60)
+@pytest.mark.hint("listen() must get the --backlog value: the accept queue holds backlog + 1 completed "
+                  "connections whatever number of half-open ones wait beside it")
+def test_backlog_counts_completed_connections_only_with_half_open_ones_present(lab):
+    """Tells the two models of the backlog apart: with 2 half-open connections present (their final
+    ACKs dropped by nft, syncookies off, in a private namespace), tcp_server --backlog 3 --hold still
+    queues backlog + 1 = 4 completed connections. Were half-open ones counted too (the notes' model),
+    only 2 could complete."""
+    if (reason := private_namespace_unavailable()):
+        pytest.skip(reason)
+    if shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
+        pytest.skip("needs the nft tool (Debian package nftables)")
+    backlog, half_open = 3, 2
+    done = run_in_private_namespace(MIXED_QUEUE, str(program("tcp_server")), str(backlog), str(half_open),
+                                    timeout=40)
+    assert done.returncode == 0, f"the mixed-queue script failed\n{done.stdout}\n{done.stderr[-2000:]}"
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["syn_recv"] == half_open, (
+        f"the {half_open} clients whose final ACKs were dropped should still be half-open (SYN_RECV) "
+        f"at the count; saw {got}")
+    assert got["accept_queue"] == backlog + 1, (
+        f"with {half_open} half-open connections present, --backlog {backlog} should still queue "
+        f"{backlog + 1} completed connections (the backlog counts completed ones only; counting half-open "
+        f"ones too would allow {backlog + 1 - half_open}); the accept queue holds {got['accept_queue']}")

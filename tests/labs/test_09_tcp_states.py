@@ -12,6 +12,7 @@ import os
 import socket
 import shutil
 import signal
+import subprocess
 
 import pytest
 
@@ -19,7 +20,7 @@ from harness.clients import free_tcp_port
 from harness.contract import assert_help_and_usage
 from harness.netns import private_namespace_unavailable
 from harness.output import contract
-from harness.probes import tcp_sockets
+from harness.probes import TCP_STATES, tcp_sockets, tcp_states
 from harness.steps import wait_for
 
 C = contract("09")
@@ -227,3 +228,89 @@ def test_fin_waits_for_the_last_descriptor_seen_in_proc_net_tcp():
             assert server.recv(1) == b"", "the last close() should have sent the FIN (EOF)"
             assert wait_for("the client's end in FIN_WAIT2",
                             lambda: _client_row_state(port, mine) == "FIN_WAIT2", 5)
+
+
+NOTES_PORT = 8088   # tcp_states' default --port (the README's); the tests below pass it explicitly
+
+
+@pytest.mark.limit(60)
+@pytest.mark.hint("syn-sent: a second client's SYN must wait, unanswered, while the accept queue (backlog 0) "
+                  "is full, and the first connection sits ESTABLISHED in it; the test reads both from "
+                  "/proc/PID/net/tcp of the scenario's own network namespace, not from your printout")
+def test_handshake_and_established_states_seen_in_proc_net_tcp(lab):
+    """Observed by the test itself, in tcp_states' network namespace (/proc/PID/net/tcp), while the
+    syn-sent scenario holds the states: once the row shows SYN_SENT, the second client's SYN waits
+    about 1 s for its retransmission (SYN_SENT) and the first connection is ESTABLISHED at both
+    ends (the client and the server's end in the accept queue)."""
+    if (reason := unavailable_reason()):
+        pytest.skip(reason)
+    proc = lab.start("tcp_states", "--port", str(NOTES_PORT), "--scenario", "syn-sent")
+    while proc.expect(ROW, timeout=30)[1] != "SYN_SENT":
+        pass
+    pid = proc.popen.pid
+
+    def seen() -> dict[str, int]:
+        return dict(tcp_states(NOTES_PORT, pid))
+
+    def held() -> bool:
+        got = seen()
+        return got.get("SYN_SENT", 0) >= 1 and got.get("ESTABLISHED", 0) >= 2
+
+    states = wait_for("a SYN_SENT client and an ESTABLISHED pair in tcp_states' /proc/net/tcp", held, 0.5,
+                      fail=False)
+    assert states, (
+        f"while tcp_states printed SYN_SENT, its namespace's /proc/net/tcp (port {NOTES_PORT}) should list "
+        "one SYN_SENT socket (the second client) and two ESTABLISHED ones (the first connection's "
+        f"ends); it lists {seen() or 'nothing'}\n" + proc.report())
+    assert proc.wait_exit(30) == C.status("done"), proc.report()
+
+
+def _proc_net_tcp_of(net_fd: int, user_fd: int | None) -> list[tuple[int, int, str]]:
+    """(local port, remote port, state) of each row of /proc/net/tcp and tcp6 in the network
+    namespace held open by net_fd (joining user_fd's user namespace first, where tcp_states made one)."""
+    argv = ["nsenter", f"--net=/proc/self/fd/{net_fd}"]
+    if user_fd is not None:
+        argv[1:1] = [f"--user=/proc/self/fd/{user_fd}", "--preserve-credentials"]  # no setgroups
+    fds = [fd for fd in (net_fd, user_fd) if fd is not None]
+    out = subprocess.run([*argv, "cat", "/proc/net/tcp", "/proc/net/tcp6"], capture_output=True, text=True,
+                         timeout=10, pass_fds=fds)
+    assert out.returncode == 0, f"nsenter into tcp_states' namespace failed: {out.stderr.strip()}"
+    rows = []
+    for line in out.stdout.splitlines():
+        f = line.split()
+        if len(f) > 3 and ":" in f[1] and f[0].endswith(":"):
+            rows.append((int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16),
+                         TCP_STATES.get(int(f[3], 16), f[3])))
+    return rows
+
+
+@pytest.mark.limit(60)
+@pytest.mark.hint("client-closes-first: the end that closes first must be left in TIME_WAIT (it waits 60 s "
+                  "on Linux) and the server's end gone; the test reads the scenario's namespace itself")
+def test_time_wait_seen_in_proc_net_tcp_after_the_active_close(lab):
+    """Observed by the test itself: the test keeps tcp_states' network namespace open (an fd on
+    /proc/PID/ns/net), and after client-closes-first reads its /proc/net/tcp: the client's end is
+    in TIME_WAIT (60 s on Linux, so it outlives the program), the server's end has no row."""
+    if (reason := unavailable_reason()):
+        pytest.skip(reason)
+    proc = lab.start("tcp_states", "--port", str(NOTES_PORT), "--scenario", "client-closes-first")
+    proc.expect(ROW, timeout=30)   # the listen() row: the scenario's namespace exists
+    pid = proc.popen.pid
+    net_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+    user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
+    try:
+        if os.fstat(user_fd).st_ino == os.stat("/proc/self/ns/user").st_ino:
+            os.close(user_fd)
+            user_fd = None
+        assert proc.wait_exit(30) == C.status("done"), proc.report()
+        rows = _proc_net_tcp_of(net_fd, user_fd)
+    finally:
+        os.close(net_fd)
+        if user_fd is not None:
+            os.close(user_fd)
+    to_server = [state for local, remote, state in rows if remote == NOTES_PORT]
+    from_server = [state for local, remote, state in rows if local == NOTES_PORT and state != "LISTEN"]
+    assert to_server == ["TIME_WAIT"] and not from_server, (
+        "after client-closes-first, the client (the active closer) should hold the only entry, in "
+        f"TIME_WAIT; tcp_states' namespace lists client side {to_server or 'nothing'}, server side "
+        f"{from_server or 'nothing'}\n" + proc.report())
