@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .steps import slowdown
+from .steps import scaled
 
 HELPER = r"""
 import errno, resource, select, socket, sys, time
@@ -55,7 +55,7 @@ class IdleClients:
     def __init__(self, host: str, port: int, n: int, timeout: float = 30.0) -> None:
         self.n = n
         self.proc = subprocess.Popen([sys.executable, "-c", HELPER, host, str(port), str(n),
-                                      str(timeout * slowdown())],
+                                      str(scaled(timeout))],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.connected = self._answer("connected")
 

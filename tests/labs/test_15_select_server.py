@@ -23,24 +23,32 @@ from harness import battery, probes
 from harness.clients import TcpClient
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.idle_clients import IdleClients
-from harness.output import contract
-from harness.steps import slowdown, wait_for
+from harness.output import ERROR, Line, contract
+from harness.steps import scaled, wait_for
 
 C = contract("15")
 SELECT, QUEUE = "echo_select", "echo_select_queue"
 BOTH = pytest.mark.parametrize("prog", [SELECT, QUEUE])
 MODELS = [battery.Model(lab="15", program=p, kind=battery.CONCURRENT) for p in (SELECT, QUEUE)]
 FD_SETSIZE = 1024
+# strace's line for a select() call (the tracer's log, not the server's output): nfds, read set, write set
+STRACE_SELECT_CALL = r"select6?\((\d+), (\[[\d ]*\]|NULL), (\[[\d ]*\]|NULL)"
+STRACE_SELECT = re.compile(STRACE_SELECT_CALL)
 NOFILE = 4096  # the server's RLIMIT_NOFILE in the FD_SETSIZE test: room for fds past 1024
 
 
+def line_of(proc, name: str) -> Line:
+    """The contract line `name` of the program proc runs (echo_select_queue's are named queue_...)."""
+    return C.line(f"queue_{name}" if proc.name == QUEUE else name)
+
+
 def matches(proc, name: str) -> list[re.Match[str]]:
-    line = C.line(name)
+    line = line_of(proc, name)
     return [m for m in map(line.match, proc.stdout.splitlines()) if m]
 
 
 def wait_line(proc, name: str, pred=lambda m: True, timeout: float = 5.0) -> re.Match[str]:
-    what = f"{proc.name} to print `{C.line(name).template}` ({C.line(name).where})"
+    what = f"{proc.name} to print `{line_of(proc, name).template}` ({line_of(proc, name).where})"
     return wait_for(what, lambda: next((m for m in matches(proc, name) if pred(m)), None), timeout)
 
 
@@ -64,14 +72,14 @@ def traced_selects(pid: int, action) -> list[tuple[int, set[int], set[int]]]:
         if "attached" not in first:
             pytest.skip(f"strace cannot attach here: {first.strip()}")
         action()
-        time.sleep(0.2 * slowdown())
+        time.sleep(scaled(0.2))
     finally:
         tracer.send_signal(signal.SIGINT)
         _, rest = tracer.communicate(timeout=10)
     out = first + rest
     sets = []
-    for m in re.finditer(r"select6?\((\d+), (\[[\d ]*\]|NULL), (\[[\d ]*\]|NULL)", out):
-        rd, wr = ({int(x) for x in re.findall(r"\d+", g)} for g in m.groups()[1:])
+    for m in STRACE_SELECT.finditer(out):
+        rd, wr = ({int(x) for x in g.strip("[]").split()} if g != "NULL" else set() for g in m.groups()[1:])
         sets.append((int(m[1]), rd, wr))
     assert sets, f"strace showed no select() call:\n{out[:1500]}"
     return sets  # type: ignore[return-value]
@@ -149,13 +157,13 @@ def test_quit_on_stdin_ends_echo_select_cleanly(lab, steps):
         assert b.recv_exactly(1) == b"y"
         with steps.step("another line is not a command; the server serves on"):
             server.send_line("stop")
-            wait_line(server, "not-a-command", lambda m: m["line"] == "stop")
+            wait_line(server, "not_a_command", lambda m: m["line"] == "stop")
             a.send("z")
             assert a.recv_exactly(1) == b"z"
         with steps.step("quit: the quit line, exit 0, both clients see EOF"):
             server.send_line("quit")
             assert wait_line(server, "quit")["n"] == "2"
-            assert server.wait_exit(5 * slowdown()) == 0, server.report()
+            assert server.wait_exit(scaled(5)) == 0, server.report()
             assert a.recv_until_eof(timeout=3) == b"" and b.recv_until_eof(timeout=3) == b""
 
 
@@ -163,7 +171,7 @@ def test_quit_on_stdin_ends_echo_select_cleanly(lab, steps):
 def test_stdin_eof_stops_watching_stdin_and_serves_on(lab):
     server = start(lab, SELECT)
     server.close_stdin()
-    wait_line(server, "stdin-closed")
+    wait_line(server, "stdin_closed")
     with TcpClient("127.0.0.1", server.ready.port) as c:
         c.send("still")
         assert c.recv_exactly(5) == b"still"
@@ -463,8 +471,12 @@ def test_cli_contract(lab, prog):
     with occupy_tcp() as port:
         assert_cli_contract(lab, prog, port)
         proc = lab.run(prog, "--port", port)
-        errors = [m for m in map(C.line("error").match, proc.stderr.splitlines()) if m]
-        assert errors and errors[0]["ename"] == "EADDRINUSE", proc.report()
+        errors = [m for m in map(ERROR.match, proc.stderr.splitlines()) if m]
+        status = proc.popen.returncode
+        named = bool(errors) and errors[0]["prog"] == prog and errors[0]["ename"] == "EADDRINUSE"
+        assert status == C.status("failed") and named, (
+            f"a port already in use should give the error line `{ERROR.template}` naming {prog} and "
+            f"[EADDRINUSE], then exit {C.status('failed')}; it exited {status}.\n" + proc.report())
 
 
 # ---- the bad-client battery of the server labs (harness/battery.py) -----------------------------

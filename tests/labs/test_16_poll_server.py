@@ -20,14 +20,19 @@ from harness import battery, probes
 from harness.clients import TcpClient
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.idle_clients import IdleClients
-from harness.output import contract
-from harness.steps import slowdown, wait_for
+from harness.output import ERROR, contract
+from harness.steps import scaled, wait_for
 
 C = contract("16")
 POLL = "echo_poll"
 MODEL = battery.Model(lab="16", program=POLL, kind=battery.CONCURRENT)
 NOFILE = 4096   # the server's RLIMIT_NOFILE in the high-fd test
 POLLIN, POLLOUT = 0x1, 0x4
+# strace's line for a poll() call and its pollfd entries (the tracer's log, not the server's output)
+STRACE_POLL_CALL = r"p?poll\(\[(.*?)\], (\d+),"
+STRACE_POLL = re.compile(STRACE_POLL_CALL)
+STRACE_POLLFD_ENTRY = r"\{fd=(-?\d+), events=([A-Z|0]+)\}"
+STRACE_POLLFD = re.compile(STRACE_POLLFD_ENTRY)
 
 
 def matches(proc, name: str) -> list[re.Match[str]]:
@@ -80,14 +85,14 @@ def traced_polls(pid: int, action) -> list[tuple[int, dict[int, int]]]:
         if "attached" not in first:
             pytest.skip(f"strace cannot attach here: {first.strip()}")
         action()
-        time.sleep(0.2 * slowdown())
+        time.sleep(scaled(0.2))
     finally:
         tracer.send_signal(signal.SIGINT)
         _, rest = tracer.communicate(timeout=10)
     calls = []
-    for m in re.finditer(r"p?poll\(\[(.*?)\], (\d+),", first + rest):
+    for m in STRACE_POLL.finditer(first + rest):
         entries = {}
-        for fd, ev in re.findall(r"\{fd=(-?\d+), events=([A-Z|0]+)\}", m[1]):
+        for fd, ev in STRACE_POLLFD.findall(m[1]):
             entries[int(fd)] = sum(EVENT_NAMES.get(n, 0) for n in ev.split("|"))
         calls.append((int(m[2]), entries))
     assert calls, f"strace showed no poll() call:\n{(first + rest)[:1500]}"
@@ -310,8 +315,12 @@ def test_cli_contract(lab):
     with occupy_tcp() as port:
         assert_cli_contract(lab, POLL, port)
         proc = lab.run(POLL, "--port", port)
-        errors = [m for m in map(C.line("error").match, proc.stderr.splitlines()) if m]
-        assert errors and errors[0]["ename"] == "EADDRINUSE", proc.report()
+        errors = [m for m in map(ERROR.match, proc.stderr.splitlines()) if m]
+        status = proc.popen.returncode
+        named = bool(errors) and errors[0]["prog"] == POLL and errors[0]["ename"] == "EADDRINUSE"
+        assert status == C.status("failed") and named, (
+            f"a port already in use should give the error line `{ERROR.template}` naming {POLL} and "
+            f"[EADDRINUSE], then exit {C.status('failed')}; it exited {status}.\n" + proc.report())
 
 
 # ---- the bad-client battery of the server labs (harness/battery.py) -----------------------------
