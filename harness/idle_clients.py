@@ -6,17 +6,17 @@ test process keeps its fd table small and a server sees n real clients that neve
     with IdleClients("127.0.0.1", port, 1100) as idle:   # returns once every connect() is done
         idle.connected          # how many completed the handshake
         idle.ended()            # how many of them the server has closed (EOF or RST) so far
-    # leaving the block closes them all and ends the helper (nothing is left running)
+    # leaving the block resets them all (no TIME_WAIT left behind) and ends the helper
 """
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from .steps import slowdown
+from .steps import scaled
 
 HELPER = r"""
-import errno, resource, select, socket, sys, time
+import errno, resource, select, socket, struct, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 64)), hard))
@@ -48,6 +48,12 @@ for line in sys.stdin:
         except OSError:
             ended += 1
     print("ended", ended, flush=True)
+# Leave by reset (SO_LINGER 0): a plain close() would leave n sockets in TIME_WAIT for a minute,
+# and every test that reads /proc/net/tcp meanwhile (probes.tcp_sockets) would parse them all.
+linger0 = struct.pack("ii", 1, 0)
+for s in socks:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger0)
+    s.close()
 """
 
 
@@ -55,7 +61,7 @@ class IdleClients:
     def __init__(self, host: str, port: int, n: int, timeout: float = 30.0) -> None:
         self.n = n
         self.proc = subprocess.Popen([sys.executable, "-c", HELPER, host, str(port), str(n),
-                                      str(timeout * slowdown())],
+                                      str(scaled(timeout))],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.connected = self._answer("connected")
 

@@ -23,29 +23,45 @@ from harness import battery, probes
 from harness.clients import TcpClient
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.idle_clients import IdleClients
-from harness.output import contract
-from harness.steps import slowdown, wait_for
+from harness.output import ERROR, Line, contract
+from harness.steps import scaled, wait_for
 
 C = contract("15")
 SELECT, QUEUE = "echo_select", "echo_select_queue"
 BOTH = pytest.mark.parametrize("prog", [SELECT, QUEUE])
 MODELS = [battery.Model(lab="15", program=p, kind=battery.CONCURRENT) for p in (SELECT, QUEUE)]
 FD_SETSIZE = 1024
+# strace's line for a select() call (the tracer's log, not the server's output): nfds, read set, write set
+STRACE_SELECT_CALL = r"select6?\((\d+), (\[[\d ]*\]|NULL), (\[[\d ]*\]|NULL)"
+STRACE_SELECT = re.compile(STRACE_SELECT_CALL)
 NOFILE = 4096  # the server's RLIMIT_NOFILE in the FD_SETSIZE test: room for fds past 1024
 
 
+def line_of(proc, name: str) -> Line:
+    """The contract line `name` of the program proc runs (echo_select_queue's are named queue_...)."""
+    return C.line(f"queue_{name}" if proc.name == QUEUE else name)
+
+
 def matches(proc, name: str) -> list[re.Match[str]]:
-    line = C.line(name)
+    line = line_of(proc, name)
     return [m for m in map(line.match, proc.stdout.splitlines()) if m]
 
 
 def wait_line(proc, name: str, pred=lambda m: True, timeout: float = 5.0) -> re.Match[str]:
-    what = f"{proc.name} to print `{C.line(name).template}` ({C.line(name).where})"
+    what = f"{proc.name} to print `{line_of(proc, name).template}` ({line_of(proc, name).where})"
     return wait_for(what, lambda: next((m for m in matches(proc, name) if pred(m)), None), timeout)
 
 
 def start(lab, prog: str, *args: str | int, host: str = "127.0.0.1", **kw):
     return lab.server(prog, "--host", host, "--port", 0, *args, **kw)
+
+
+def echo(c: TcpClient, data: bytes | str) -> None:
+    """Send `data` and check that exactly those bytes come back."""
+    want = data.encode() if isinstance(data, str) else data
+    c.send(want)
+    got = c.recv_exactly(len(want))
+    assert got == want, f"expected the server to echo {want!r} byte for byte, it sent back {got!r}"
 
 
 def peer_of(c: TcpClient) -> str:
@@ -64,14 +80,14 @@ def traced_selects(pid: int, action) -> list[tuple[int, set[int], set[int]]]:
         if "attached" not in first:
             pytest.skip(f"strace cannot attach here: {first.strip()}")
         action()
-        time.sleep(0.2 * slowdown())
+        time.sleep(scaled(0.2))
     finally:
         tracer.send_signal(signal.SIGINT)
         _, rest = tracer.communicate(timeout=10)
     out = first + rest
     sets = []
-    for m in re.finditer(r"select6?\((\d+), (\[[\d ]*\]|NULL), (\[[\d ]*\]|NULL)", out):
-        rd, wr = ({int(x) for x in re.findall(r"\d+", g)} for g in m.groups()[1:])
+    for m in STRACE_SELECT.finditer(out):
+        rd, wr = ({int(x) for x in g.strip("[]").split()} if g != "NULL" else set() for g in m.groups()[1:])
         sets.append((int(m[1]), rd, wr))
     assert sets, f"strace showed no select() call:\n{out[:1500]}"
     return sets  # type: ignore[return-value]
@@ -102,12 +118,12 @@ def server_fd_of(pid: int, client: socket.socket) -> int:
 def test_echo_is_byte_exact_and_logged(lab, prog):
     server = start(lab, prog)
     with TcpClient("127.0.0.1", server.ready.port) as c:
-        c.send(b"hello\x00\xff\n")
-        assert c.recv_exactly(8) == b"hello\x00\xff\n"
+        echo(c, b"hello\x00\xff\n")
         peer = peer_of(c)
     wait_line(server, "accepted", lambda m: m["peer"] == peer)
     got = wait_line(server, "recv", lambda m: m["peer"] == peer)
-    assert (got["n"], got["data"]) == ("8", "hello\\x00\\xff\\n"), got[0]
+    assert (got["n"], got["data"]) == ("8", "hello\\x00\\xff\\n"), (
+        f'expected the recv line to say 8 bytes "hello\\x00\\xff\\n" (C-escaped), it printed {got[0]!r}')
     wait_line(server, "closed", lambda m: m["peer"] == peer)
 
 
@@ -123,7 +139,8 @@ def test_interleaved_clients_are_echoed_and_logged_by_their_own_address(lab, pro
                 c.send(f"r{round_}c{i}\n")
             for i, c in enumerate(reversed(clients)):
                 j = len(clients) - 1 - i
-                assert c.recv_until(b"\n") == f"r{round_}c{j}\n".encode()
+                got = c.recv_until(b"\n")
+                assert got == f"r{round_}c{j}\n".encode(), f"expected client {j}'s own line back, got {got!r}"
         for i, c in enumerate(clients):
             lines = wait_for(f"recv lines from client {i}",
                              lambda: [m for m in matches(server, "recv") if m["peer"] == peer_of(c)]
@@ -132,7 +149,8 @@ def test_interleaved_clients_are_echoed_and_logged_by_their_own_address(lab, pro
             text = "".join(m["data"] for m in lines)
             assert f"c{i}\\n" in text and all(f"c{k}" not in text for k in range(4) if k != i), (
                 f"client {i} ({peer_of(c)}) is logged with another client's data: {text!r}")
-        assert probes.thread_count(server.pid) == 1, "one thread serves every client"
+        threads = probes.thread_count(server.pid)
+        assert threads == 1, f"expected one thread to serve every client, the server has {threads}"
     finally:
         for c in clients:
             c.close()
@@ -143,42 +161,44 @@ def test_interleaved_clients_are_echoed_and_logged_by_their_own_address(lab, pro
 def test_quit_on_stdin_ends_echo_select_cleanly(lab, steps):
     server = start(lab, SELECT)
     with TcpClient("127.0.0.1", server.ready.port) as a, TcpClient("127.0.0.1", server.ready.port) as b:
-        a.send("x")
-        assert a.recv_exactly(1) == b"x"
-        b.send("y")
-        assert b.recv_exactly(1) == b"y"
+        echo(a, "x")
+        echo(b, "y")
         with steps.step("another line is not a command; the server serves on"):
             server.send_line("stop")
-            wait_line(server, "not-a-command", lambda m: m["line"] == "stop")
-            a.send("z")
-            assert a.recv_exactly(1) == b"z"
+            wait_line(server, "not_a_command", lambda m: m["line"] == "stop")
+            echo(a, "z")
         with steps.step("quit: the quit line, exit 0, both clients see EOF"):
             server.send_line("quit")
-            assert wait_line(server, "quit")["n"] == "2"
-            assert server.wait_exit(5 * slowdown()) == 0, server.report()
-            assert a.recv_until_eof(timeout=3) == b"" and b.recv_until_eof(timeout=3) == b""
+            n = wait_line(server, "quit")["n"]
+            assert n == "2", f"expected the quit line to count 2 clients, it counted {n}"
+            status = server.wait_exit(scaled(5))
+            assert status == C.status("stopped"), (
+                f"expected exit 0 after quit, got {status}.\n" + server.report())
+            rest = a.recv_until_eof(timeout=3) + b.recv_until_eof(timeout=3)
+            assert rest == b"", f"expected EOF on both clients after quit, they got {rest!r} first"
 
 
 @pytest.mark.hint("EOF on stdin only stops watching stdin: a server started with < /dev/null serves on")
 def test_stdin_eof_stops_watching_stdin_and_serves_on(lab):
     server = start(lab, SELECT)
     server.close_stdin()
-    wait_line(server, "stdin-closed")
+    wait_line(server, "stdin_closed")
     with TcpClient("127.0.0.1", server.ready.port) as c:
-        c.send("still")
-        assert c.recv_exactly(5) == b"still"
-    assert probes.cpu_share(server.pid, 0.5) < 0.10, "stdin at EOF is readable forever: stop watching it"
-    assert server.popen.poll() is None
+        echo(c, "still")
+    share = probes.cpu_share(server.pid, 0.5)
+    assert share < 0.10, (f"expected ~0 CPU after stdin's EOF, measured {share:.0%}: stdin at EOF is "
+                          "readable forever, so stop watching it")
+    assert server.popen.poll() is None, "expected the server to serve on after stdin's EOF, it exited"
 
 
 @pytest.mark.hint("--quiet leaves out the recv lines only; accepted and closed lines stay")
 def test_quiet_leaves_out_the_received_lines(lab):
     server = start(lab, QUEUE, "--quiet")
     with TcpClient("127.0.0.1", server.ready.port) as c:
-        c.send("quiet\n")
-        assert c.recv_exactly(6) == b"quiet\n"
+        echo(c, "quiet\n")
     wait_line(server, "closed")
-    assert matches(server, "accepted") and not matches(server, "recv"), server.report()
+    assert matches(server, "accepted") and not matches(server, "recv"), (
+        "expected accepted and closed lines and no recv line with --quiet.\n" + server.report())
 
 
 # ---- clean close, reset, the notes' spin ---------------------------------------------------------
@@ -195,8 +215,11 @@ def test_clean_close_leaves_no_close_wait_and_no_busy_loop(lab, prog):
             c.send("bye")
             c.recv_exactly(3)
     wait_for("three closed lines", lambda: len(matches(server, "closed")) == 3, 5)
-    assert probes.tcp_states(port).get("CLOSE_WAIT", 0) == 0, probes.tcp_states(port)
-    assert probes.fd_count(server.pid) == baseline
+    states = probes.tcp_states(port)
+    assert states.get("CLOSE_WAIT", 0) == 0, (
+        f"expected no socket left in CLOSE_WAIT after the clients closed, the port's states are {states}")
+    fds = probes.fd_count(server.pid)
+    assert fds == baseline, f"expected the server's fd count back at {baseline} after the closes, it is {fds}"
     share = probes.cpu_share(server.pid, 1.0)
     assert share < 0.10, f"expected ~0 CPU once the clients left, measured {share:.0%}"
 
@@ -209,16 +232,15 @@ def test_reset_client_is_dropped_and_the_others_served(lab, prog):
     baseline = probes.fd_count(server.pid)
     with TcpClient("127.0.0.1", port) as other:
         c = TcpClient("127.0.0.1", port)
-        c.send("x")
-        assert c.recv_exactly(1) == b"x"
+        echo(c, "x")
         peer = peer_of(c)
         c.reset()
         m = wait_line(server, "dropped", lambda m: m["peer"] == peer)
-        assert m["ename"] == "ECONNRESET", m[0]
-        other.send("still here")
-        assert other.recv_exactly(10) == b"still here"
+        assert m["ename"] == "ECONNRESET", f"expected the reset client dropped with [ECONNRESET]: {m[0]!r}"
+        echo(other, "still here")
     wait_for("the fd count back to its baseline", lambda: probes.fd_count(server.pid) == baseline, 5)
-    assert probes.cpu_share(server.pid, 0.5) < 0.10, "the server spins after the reset"
+    share = probes.cpu_share(server.pid, 0.5)
+    assert share < 0.10, f"expected ~0 CPU after the reset, measured {share:.0%} of a core (a busy loop)"
 
 
 def spin_evidence(pid: int, window: float = 1.0) -> tuple[float, float]:
@@ -244,7 +266,9 @@ def test_notes_close_bug_spins_and_leaks_close_wait(lab, steps):
             c.recv_exactly(1)
         wait_line(fixed, "closed")
         fixed_running, fixed_share = spin_evidence(fixed.pid)
-        assert fixed_share < 0.10 and probes.tcp_states(fixed.ready.port).get("CLOSE_WAIT", 0) == 0
+        left = probes.tcp_states(fixed.ready.port).get("CLOSE_WAIT", 0)
+        assert fixed_share < 0.10 and left == 0, (
+            f"expected the fixed server idle with no CLOSE_WAIT, it used {fixed_share:.0%} with {left} left")
     with steps.step("--notes-close-bug: the same client; the server never sleeps again"):
         buggy = start(lab, QUEUE, "--notes-close-bug")
         with TcpClient("127.0.0.1", buggy.ready.port) as c:
@@ -256,7 +280,7 @@ def test_notes_close_bug_spins_and_leaks_close_wait(lab, steps):
         assert running > 0.8 and share > fixed_share + 0.02, (
             f"expected a busy loop: the server runnable in {running:.0%} of the samples, using "
             f"{share:.0%} of a core (the fixed one {fixed_share:.0%}); the notes' version measured 62%")
-        assert not matches(buggy, "closed"), "with the bug the FIN is never noticed"
+        assert not matches(buggy, "closed"), "expected no closed line with the bug: the FIN is never noticed"
 
 
 # ---- the write set and the queue -----------------------------------------------------------------
@@ -267,17 +291,16 @@ def test_notes_close_bug_spins_and_leaks_close_wait(lab, steps):
 def test_write_set_holds_a_client_only_while_its_queue_is_non_empty(lab, steps):
     server = start(lab, QUEUE)
     with TcpClient("127.0.0.1", server.ready.port) as idle, TcpClient("127.0.0.1", server.ready.port) as c:
-        idle.send("i")
-        assert idle.recv_exactly(1) == b"i"
+        echo(idle, "i")
         idle_fd, fd = server_fd_of(server.pid, idle.sock), server_fd_of(server.pid, c.sock)
 
         def echo_once() -> None:
-            c.send("queued")
-            assert c.recv_exactly(6) == b"queued"
+            echo(c, "queued")
 
         with steps.step("strace the selects around one echo"):
             sets = traced_selects(server.pid, echo_once)
-        assert any(fd in wr for _, _, wr in sets), f"fd {fd} never entered the write set: {sets}"
+        assert any(fd in wr for _, _, wr in sets), (
+            f"expected fd {fd} in the write set while its echo was queued, it never entered it: {sets}")
         assert all(idle_fd not in wr for _, _, wr in sets), (
             f"expected the idle client's fd {idle_fd} never in the write set, it was.\nHint: a client "
             "with an empty queue in the write set is a busy loop: select() reports it writable at once")
@@ -299,16 +322,15 @@ def test_sets_are_rebuilt_before_each_call(lab, prog):
 
         def talk() -> None:
             for i in range(3):
-                a.send(f"a{i}")
-                assert a.recv_exactly(2) == f"a{i}".encode()
-            b.send("b")
-            assert b.recv_exactly(1) == b"b"
+                echo(a, f"a{i}")
+            echo(b, "b")
 
         sets = traced_selects(server.pid, talk)
         assert len(sets) >= 4 and all({fa, fb} <= rd | wr for _, rd, wr in sets), (
-            f"expected fds {fa} and {fb} passed to every select() call: {sets}")
+            f"expected fds {fa} and {fb} passed to every select() call, the calls were {sets}")
         assert all(nfds == max(rd | wr) + 1 for nfds, rd, wr in sets), (
-            f"expected nfds = the highest fd passed + 1 (the kernel scans that far, not FD_SETSIZE): {sets}")
+            f"expected nfds = the highest fd passed + 1 (the kernel scans that far, not FD_SETSIZE), "
+            f"the calls were {sets}")
 
 
 # ---- FD_SETSIZE ------------------------------------------------------------------------------------
@@ -346,8 +368,7 @@ def test_fd_at_or_above_fd_setsize_is_refused_and_the_others_served(lab, steps, 
     server = start(lab, prog, "--quiet", preexec=raise_nofile)
     port = server.ready.port
     with TcpClient("127.0.0.1", port) as canary:
-        canary.send("c")
-        assert canary.recv_exactly(1) == b"c"
+        echo(canary, "c")
         need_fds(server.pid, 1100)
         with steps.step("a helper process opens 1100 idle connections"):
             with IdleClients("127.0.0.1", port, 1100) as idle:
@@ -357,12 +378,15 @@ def test_fd_at_or_above_fd_setsize_is_refused_and_the_others_served(lab, steps, 
                          timeout=20)
                 refused = matches(server, "refused")
                 with steps.step("the server lives; every fd >= 1024 was refused, none below"):
-                    assert server.popen.poll() is None, server.report()
-                    assert refused, "expected `refused` lines once fds reached 1024"
+                    assert server.popen.poll() is None, (
+                        "expected the server alive with fds past FD_SETSIZE, it exited.\n" + server.report())
+                    assert refused, "expected `refused` lines once fds reached 1024, there were none"
                     fds = sorted(int(m["fd"]) for m in refused)
-                    assert fds[0] >= FD_SETSIZE and {m["setsize"] for m in refused} == {"1024"}, fds[:5]
+                    assert fds[0] >= FD_SETSIZE and {m["setsize"] for m in refused} == {"1024"}, (
+                        f"expected only fds >= 1024 refused (FD_SETSIZE 1024), the first were {fds[:5]}")
                     held = [int(n) for n in os.listdir(f"/proc/{server.pid}/fd")]
-                    assert max(held) < FD_SETSIZE, f"the server keeps fd {max(held)} >= FD_SETSIZE"
+                    assert max(held) < FD_SETSIZE, (
+                        f"expected the server to hold no fd >= FD_SETSIZE, it keeps fd {max(held)}")
                     assert struct.calcsize("P") == 8, "a 64-bit build: FD_SETSIZE is still 1024, not 2048"
                     file_max = int(open("/proc/sys/fs/file-max").read())
                     assert file_max > NOFILE, f"fs.file-max {file_max}: the limit here is FD_SETSIZE, not it"
@@ -370,15 +394,13 @@ def test_fd_at_or_above_fd_setsize_is_refused_and_the_others_served(lab, steps, 
                     wait_for(f"{len(refused)} helper connections closed by the server",
                              lambda: idle.ended() >= len(refused), timeout=10)
                 with steps.step("the canary still echoes, idle CPU stays low"):
-                    canary.send("still")
-                    assert canary.recv_exactly(5) == b"still"
+                    echo(canary, "still")
                     share = probes.cpu_share(server.pid, 0.5)
-                    assert share < 0.10, f"{share:.0%} of a core with 1000 idle clients"
+                    assert share < 0.10, f"expected ~0 CPU with 1000 idle clients, measured {share:.0%}"
         with steps.step("the 1100 leave; a new client is served"):
             wait_for("the server's fds back below 16", lambda: probes.fd_count(server.pid) < 16, timeout=20)
             with TcpClient("127.0.0.1", port) as again:
-                again.send("new")
-                assert again.recv_exactly(3) == b"new"
+                echo(again, "new")
 
 
 @pytest.mark.hint("Python's own select() refuses an fd >= FD_SETSIZE (ValueError); it is the fd's value "
@@ -434,7 +456,8 @@ def test_default_is_port_8088_on_loopback(lab, prog):
         except OSError:
             pytest.skip("port 8088 is in use on this machine; run the test when it is free")
     server = lab.server(prog)
-    assert (server.ready.host, server.ready.port) == ("127.0.0.1", 8088), server.ready
+    bound = (server.ready.host, server.ready.port)
+    assert bound == ("127.0.0.1", 8088), f"expected the default 127.0.0.1 port 8088, the server bound {bound}"
 
 
 @pytest.mark.hint("set SO_REUSEADDR before bind(): a restart must succeed while TIME_WAIT from the last "
@@ -446,14 +469,16 @@ def test_restart_during_time_wait_works_with_so_reuseaddr(lab, steps):
     c.send("x")
     c.recv_exactly(1)
     first.popen.send_signal(signal.SIGTERM)
-    assert first.wait_exit(5) == 0, first.report()
-    assert c.recv_until_eof(timeout=5) == b""
+    status = first.wait_exit(scaled(5))
+    assert status == C.status("queue_stopped"), (
+        f"expected exit 0 on SIGTERM, got {status}.\n" + first.report())
+    rest = c.recv_until_eof(timeout=5)
+    assert rest == b"", f"expected EOF once the server stopped, the client got {rest!r} first"
     c.close()
     wait_for("TIME_WAIT on the server's port", lambda: probes.tcp_states(port).get("TIME_WAIT", 0) >= 1)
     again = lab.server(QUEUE, "--port", port)
     with TcpClient("127.0.0.1", port) as d:
-        d.send("ok")
-        assert d.recv_exactly(2) == b"ok"
+        echo(d, "ok")
     again.stop()
 
 
@@ -463,8 +488,12 @@ def test_cli_contract(lab, prog):
     with occupy_tcp() as port:
         assert_cli_contract(lab, prog, port)
         proc = lab.run(prog, "--port", port)
-        errors = [m for m in map(C.line("error").match, proc.stderr.splitlines()) if m]
-        assert errors and errors[0]["ename"] == "EADDRINUSE", proc.report()
+        errors = [m for m in map(ERROR.match, proc.stderr.splitlines()) if m]
+        status = proc.popen.returncode
+        named = bool(errors) and errors[0]["prog"] == prog and errors[0]["ename"] == "EADDRINUSE"
+        assert status == C.status("failed" if prog == SELECT else "queue_failed") and named, (
+            f"a port already in use should give the error line `{ERROR.template}` naming {prog} and "
+            f"[EADDRINUSE], then exit 1; it exited {status}.\n" + proc.report())
 
 
 # ---- the bad-client battery of the server labs (harness/battery.py) -----------------------------

@@ -20,14 +20,19 @@ from harness import battery, probes
 from harness.clients import TcpClient
 from harness.contract import assert_cli_contract, occupy_tcp
 from harness.idle_clients import IdleClients
-from harness.output import contract
-from harness.steps import slowdown, wait_for
+from harness.output import ERROR, contract
+from harness.steps import scaled, wait_for
 
 C = contract("16")
 POLL = "echo_poll"
 MODEL = battery.Model(lab="16", program=POLL, kind=battery.CONCURRENT)
 NOFILE = 4096   # the server's RLIMIT_NOFILE in the high-fd test
 POLLIN, POLLOUT = 0x1, 0x4
+# strace's line for a poll() call and its pollfd entries (the tracer's log, not the server's output)
+STRACE_POLL_CALL = r"p?poll\(\[(.*?)\], (\d+),"
+STRACE_POLL = re.compile(STRACE_POLL_CALL)
+STRACE_POLLFD_ENTRY = r"\{fd=(-?\d+), events=([A-Z|0]+)\}"
+STRACE_POLLFD = re.compile(STRACE_POLLFD_ENTRY)
 
 
 def matches(proc, name: str) -> list[re.Match[str]]:
@@ -42,6 +47,14 @@ def wait_line(proc, name: str, pred=lambda m: True, timeout: float = 5.0) -> re.
 
 def start(lab, *args: str | int, host: str = "127.0.0.1", **kw):
     return lab.server(POLL, "--host", host, "--port", 0, *args, **kw)
+
+
+def echo(c: TcpClient, data: bytes | str) -> None:
+    """Send `data` and check that exactly those bytes come back."""
+    want = data.encode() if isinstance(data, str) else data
+    c.send(want)
+    got = c.recv_exactly(len(want))
+    assert got == want, f"expected the server to echo {want!r} byte for byte, it sent back {got!r}"
 
 
 def peer_of(c: TcpClient) -> str:
@@ -80,14 +93,14 @@ def traced_polls(pid: int, action) -> list[tuple[int, dict[int, int]]]:
         if "attached" not in first:
             pytest.skip(f"strace cannot attach here: {first.strip()}")
         action()
-        time.sleep(0.2 * slowdown())
+        time.sleep(scaled(0.2))
     finally:
         tracer.send_signal(signal.SIGINT)
         _, rest = tracer.communicate(timeout=10)
     calls = []
-    for m in re.finditer(r"p?poll\(\[(.*?)\], (\d+),", first + rest):
+    for m in STRACE_POLL.finditer(first + rest):
         entries = {}
-        for fd, ev in re.findall(r"\{fd=(-?\d+), events=([A-Z|0]+)\}", m[1]):
+        for fd, ev in STRACE_POLLFD.findall(m[1]):
             entries[int(fd)] = sum(EVENT_NAMES.get(n, 0) for n in ev.split("|"))
         calls.append((int(m[2]), entries))
     assert calls, f"strace showed no poll() call:\n{(first + rest)[:1500]}"
@@ -101,12 +114,12 @@ def traced_polls(pid: int, action) -> list[tuple[int, dict[int, int]]]:
 def test_echo_is_byte_exact_and_logged(lab):
     server = start(lab)
     with TcpClient("127.0.0.1", server.ready.port) as c:
-        c.send(b"hello\x00\xff\n")
-        assert c.recv_exactly(8) == b"hello\x00\xff\n"
+        echo(c, b"hello\x00\xff\n")
         peer = peer_of(c)
     wait_line(server, "accepted", lambda m: m["peer"] == peer)
     got = wait_line(server, "recv", lambda m: m["peer"] == peer)
-    assert (got["n"], got["data"]) == ("8", "hello\\x00\\xff\\n"), got[0]
+    assert (got["n"], got["data"]) == ("8", "hello\\x00\\xff\\n"), (
+        f'expected the recv line to say 8 bytes "hello\\x00\\xff\\n" (C-escaped), it printed {got[0]!r}')
     wait_line(server, "closed", lambda m: m["peer"] == peer)
 
 
@@ -119,11 +132,14 @@ def test_interleaved_clients_in_one_thread(lab):
             for i, c in enumerate(clients):
                 c.send(f"r{round_}c{i}\n")
             for i in reversed(range(4)):
-                assert clients[i].recv_until(b"\n") == f"r{round_}c{i}\n".encode()
+                got = clients[i].recv_until(b"\n")
+                assert got == f"r{round_}c{i}\n".encode(), f"expected client {i}'s own line back, got {got!r}"
         for i, c in enumerate(clients):
             text = "".join(m["data"] for m in matches(server, "recv") if m["peer"] == peer_of(c))
-            assert f"c{i}\\n" in text and all(f"c{k}" not in text for k in range(4) if k != i), text
-        assert probes.thread_count(server.pid) == 1, "one thread serves every client"
+            assert f"c{i}\\n" in text and all(f"c{k}" not in text for k in range(4) if k != i), (
+                f"expected client {i}'s recv lines to carry only its own data, they carry {text!r}")
+        threads = probes.thread_count(server.pid)
+        assert threads == 1, f"expected one thread to serve every client, the server has {threads}"
     finally:
         for c in clients:
             c.close()
@@ -133,10 +149,10 @@ def test_interleaved_clients_in_one_thread(lab):
 def test_quiet_leaves_out_the_received_lines(lab):
     server = start(lab, "--quiet")
     with TcpClient("127.0.0.1", server.ready.port) as c:
-        c.send("quiet\n")
-        assert c.recv_exactly(6) == b"quiet\n"
+        echo(c, "quiet\n")
     wait_line(server, "closed")
-    assert matches(server, "accepted") and not matches(server, "recv"), server.report()
+    assert matches(server, "accepted") and not matches(server, "recv"), (
+        "expected accepted and closed lines and no recv line with --quiet.\n" + server.report())
 
 
 @pytest.mark.hint("on recv() == 0 close the socket and drop it from the array: no CLOSE_WAIT, no busy loop")
@@ -149,8 +165,11 @@ def test_clean_close_leaves_no_close_wait_and_no_busy_loop(lab):
             c.send("bye")
             c.recv_exactly(3)
     wait_for("three closed lines", lambda: len(matches(server, "closed")) == 3, 5)
-    assert probes.tcp_states(port).get("CLOSE_WAIT", 0) == 0, probes.tcp_states(port)
-    assert probes.fd_count(server.pid) == baseline
+    states = probes.tcp_states(port)
+    assert states.get("CLOSE_WAIT", 0) == 0, (
+        f"expected no socket left in CLOSE_WAIT after the clients closed, the port's states are {states}")
+    fds = probes.fd_count(server.pid)
+    assert fds == baseline, f"expected the server's fd count back at {baseline} after the closes, it is {fds}"
     share = probes.cpu_share(server.pid, 1.0)
     assert share < 0.10, f"expected ~0 CPU once the clients left, measured {share:.0%}"
 
@@ -162,15 +181,15 @@ def test_reset_client_is_dropped_and_the_others_served(lab):
     baseline = probes.fd_count(server.pid)
     with TcpClient("127.0.0.1", port) as other:
         c = TcpClient("127.0.0.1", port)
-        c.send("x")
-        assert c.recv_exactly(1) == b"x"
+        echo(c, "x")
         peer = peer_of(c)
         c.reset()
-        assert wait_line(server, "dropped", lambda m: m["peer"] == peer)["ename"] == "ECONNRESET"
-        other.send("still here")
-        assert other.recv_exactly(10) == b"still here"
+        ename = wait_line(server, "dropped", lambda m: m["peer"] == peer)["ename"]
+        assert ename == "ECONNRESET", f"expected the reset client dropped with [ECONNRESET], it was [{ename}]"
+        echo(other, "still here")
     wait_for("the fd count back to its baseline", lambda: probes.fd_count(server.pid) == baseline, 5)
-    assert probes.cpu_share(server.pid, 0.5) < 0.10, "the server spins after the reset"
+    share = probes.cpu_share(server.pid, 0.5)
+    assert share < 0.10, f"expected ~0 CPU after the reset, measured {share:.0%} of a core (a busy loop)"
 
 
 # ---- the array ---------------------------------------------------------------------------------
@@ -188,19 +207,21 @@ def test_pollout_only_while_the_queue_is_non_empty_and_every_fd_in_each_call(lab
         fd = server_fd_of(server.pid, c.sock)
 
         def echo_once() -> None:
-            c.send("queued")
-            assert c.recv_exactly(6) == b"queued"
+            echo(c, "queued")
 
         with steps.step("strace the polls around one echo"):
             calls = traced_polls(server.pid, echo_once)
         with steps.step("every call passes all 7 fds (O(n) per call); POLLOUT only for the echo"):
-            assert all(nfds == 7 and set(fds) | {fd} <= set(e) for nfds, e in calls), calls
+            assert all(nfds == 7 and set(fds) | {fd} <= set(e) for nfds, e in calls), (
+                f"expected every poll() to pass all 7 fds (listener, 5 idle clients, the echo client), "
+                f"they passed {calls}")
             assert any(e[fd] & POLLOUT for _, e in calls), f"fd {fd} never asked for POLLOUT: {calls}"
             assert all(not e[f] & POLLOUT for _, e in calls for f in fds), (
                 "expected no POLLOUT for the idle clients, an idle client asked for it.\nHint: POLLOUT with "
                 "nothing to send is a busy loop: poll() reports the socket writable at once, every time")
             assert calls[-1][1][fd] == POLLIN, (
-                f"after the echo fd {fd} should ask for POLLIN only: {calls[-1]}")
+                f"expected fd {fd} to ask for POLLIN only once its echo was sent, the last poll() had "
+                f"{calls[-1]}")
         share = probes.cpu_share(server.pid, 1.0)
         assert share < 0.10, f"expected ~0 CPU with six idle clients, measured {share:.0%}"
         c.close()
@@ -249,13 +270,55 @@ def test_serves_a_client_whose_fd_is_above_1500(lab, steps):
                 with TcpClient("127.0.0.1", port) as c:
                     fd = server_fd_of(server.pid, c.sock)
                     assert fd > 1500, f"expected the new client's fd above 1500, it is {fd}"
-                    c.send(b"high fd\n")
-                    assert c.recv_exactly(8) == b"high fd\n"
-            assert idle.ended() == 0, "the server closed idle clients it should keep"
+                    echo(c, b"high fd\n")
+            ended = idle.ended()
+            assert ended == 0, f"expected the server to keep all 1500 idle clients, it closed {ended}"
             share = probes.cpu_share(server.pid, 0.5)
             assert share < 0.10, f"{share:.0%} of a core with 1500 idle clients"
     wait_for("the server's fds back below 16", lambda: probes.fd_count(server.pid) < 16, timeout=20)
 
+
+IDLE_10K = 10_000      # issue 12: poll() serves on with ten thousand idle connections
+NOFILE_10K = IDLE_10K + 256
+
+
+def raise_nofile_10k() -> None:
+    """In the server's child: room for the 10,000 idle connections (within the hard limit)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    want = NOFILE_10K if hard == resource.RLIM_INFINITY else min(NOFILE_10K, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+@pytest.mark.limit(90)
+@pytest.mark.hint("with 10,000 idle clients in the pollfd array, poll() still sleeps until one is ready: an "
+                  "active client is echoed byte for byte and the idle server uses ~0 CPU; keep each client's "
+                  "queue with its own fd")
+def test_ten_thousand_idle_clients_and_an_active_one_is_echoed(lab, steps):
+    server = start(lab, "--quiet", preexec=raise_nofile_10k)
+    port = server.ready.port
+    need_fds(server.pid, IDLE_10K)
+    with steps.step(f"a helper process opens {IDLE_10K} idle connections"):
+        with IdleClients("127.0.0.1", port, IDLE_10K, timeout=60) as idle:
+            assert idle.connected == IDLE_10K, (
+                f"expected all {IDLE_10K} connects to complete, only {idle.connected} did")
+            wait_for(f"{IDLE_10K} accepted lines",
+                     lambda: len(matches(server, "accepted")) >= IDLE_10K, timeout=30)
+            with steps.step("an active client: 64 rounds of 4096 random bytes, each echoed exactly"):
+                with TcpClient("127.0.0.1", port) as c:
+                    for _ in range(64):
+                        echo(c, os.urandom(4096))
+            with steps.step("idle again: poll() sleeps, under 10% of a core, every idle client kept"):
+                share = probes.cpu_share(server.pid, 1.0)
+                assert share < 0.10, (
+                    f"expected under 10% of a core with {IDLE_10K} idle clients, measured {share:.0%}: "
+                    "poll() should block until a client is ready, not return at once")
+                ended = idle.ended()
+                assert ended == 0, (
+                    f"expected the server to keep all {IDLE_10K} idle clients, it closed {ended}")
+                assert server.popen.poll() is None, (
+                    f"expected the server alive with {IDLE_10K} clients, it exited.\n" + server.report())
+    with steps.step("the idle clients leave; the server closes them all"):
+        wait_for("the server's fds back below 16", lambda: probes.fd_count(server.pid) < 16, timeout=30)
 
 def nofile_64() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
@@ -265,7 +328,9 @@ def nofile_64() -> None:
                   "entries), one more is EINVAL (poll(2)); print both lines and exit 0")
 def test_nfds_above_rlimit_nofile_is_einval(lab):
     proc = lab.run(POLL, "--show-nfds-limit", preexec=nofile_64)
-    assert proc.popen.returncode == 0, proc.report()
+    status = proc.popen.returncode
+    assert status == C.status("stopped"), (
+        f"expected exit 0 after the two nfds lines, got {status}.\n" + proc.report())
     got = [(m["nfds"], m["limit"], m["ready"], m["ename"]) for m in matches(proc, "nfds")]
     assert got == [("64", "64", "0", None), ("65", "64", None, "EINVAL")], (
         f"expected nfds 64 -> 0 ready and nfds 65 -> EINVAL with RLIMIT_NOFILE 64, got {got}\n"
@@ -282,7 +347,8 @@ def test_default_is_port_8088_on_loopback(lab):
         except OSError:
             pytest.skip("port 8088 is in use on this machine; run the test when it is free")
     server = lab.server(POLL)
-    assert (server.ready.host, server.ready.port) == ("127.0.0.1", 8088), server.ready
+    bound = (server.ready.host, server.ready.port)
+    assert bound == ("127.0.0.1", 8088), f"expected the default 127.0.0.1 port 8088, the server bound {bound}"
 
 
 @pytest.mark.hint("set SO_REUSEADDR before bind(): a restart must succeed while TIME_WAIT from the last "
@@ -294,14 +360,15 @@ def test_restart_during_time_wait_works_with_so_reuseaddr(lab):
     c.send("x")
     c.recv_exactly(1)
     first.popen.send_signal(signal.SIGTERM)
-    assert first.wait_exit(5) == 0, first.report()
-    assert c.recv_until_eof(timeout=5) == b""
+    status = first.wait_exit(scaled(5))
+    assert status == C.status("stopped"), f"expected exit 0 on SIGTERM, got {status}.\n" + first.report()
+    rest = c.recv_until_eof(timeout=5)
+    assert rest == b"", f"expected EOF once the server stopped, the client got {rest!r} first"
     c.close()
     wait_for("TIME_WAIT on the server's port", lambda: probes.tcp_states(port).get("TIME_WAIT", 0) >= 1)
     again = lab.server(POLL, "--port", port)
     with TcpClient("127.0.0.1", port) as d:
-        d.send("ok")
-        assert d.recv_exactly(2) == b"ok"
+        echo(d, "ok")
     again.stop()
 
 
@@ -310,8 +377,12 @@ def test_cli_contract(lab):
     with occupy_tcp() as port:
         assert_cli_contract(lab, POLL, port)
         proc = lab.run(POLL, "--port", port)
-        errors = [m for m in map(C.line("error").match, proc.stderr.splitlines()) if m]
-        assert errors and errors[0]["ename"] == "EADDRINUSE", proc.report()
+        errors = [m for m in map(ERROR.match, proc.stderr.splitlines()) if m]
+        status = proc.popen.returncode
+        named = bool(errors) and errors[0]["prog"] == POLL and errors[0]["ename"] == "EADDRINUSE"
+        assert status == C.status("failed") and named, (
+            f"a port already in use should give the error line `{ERROR.template}` naming {POLL} and "
+            f"[EADDRINUSE], then exit 1; it exited {status}.\n" + proc.report())
 
 
 # ---- the bad-client battery of the server labs (harness/battery.py) -----------------------------
