@@ -28,7 +28,7 @@ def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: Limit
     with tempfile.NamedTemporaryFile("w", prefix=f"socklab-lab{lab.id}-", suffix=".jsonl", delete=False) as f:
         out = Path(f.name)
     env = dict(os.environ)
-    for name in ("SOCKLAB_LIMITS", "SOCKLAB_DURATIONS", "SOCKLAB_ENTRY"):  # a CTest entry's, not this run's
+    for name in ("SOCKLAB_LIMITS", "SOCKLAB_DURATIONS", "SOCKLAB_ENTRY", "SOCKLAB_SHARD"):  # a CTest entry's
         env.pop(name, None)
     if lim is not None:   # None: the programs run with the caller's own limits (`harness check`)
         env["SOCKLAB_LIMITS"] = lim.to_env()

@@ -145,17 +145,6 @@ def echo_server(lab, mode: str, *args: str | int, host: str = "127.0.0.1", **kw)
     return lab.server(ECHO, "--mode", mode, "--host", host, "--port", 0, *args, **kw)
 
 
-# ---- CTest's entries: SOCKLAB_SHARD=i/n (tests/CMakeLists.txt) runs every n-th test of the spec,
-# and every n-th battery check, from the i-th on, so that n entries share the work side by side.
-# Without it (pytest by hand, the grader) every test runs.
-
-SHARD, SHARDS = map(int, os.environ.get("SOCKLAB_SHARD", "1/1").split("/"))
-
-
-def mine(items: list) -> list:
-    return items[SHARD - 1::SHARDS]
-
-
 # ---- echo_epoll ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)
@@ -480,7 +469,7 @@ BATTERY = [pytest.param(model, c, id=f"{model.args[1]}-{c.name}", marks=pytest.m
 
 
 @pytest.mark.limit(90)
-@pytest.mark.parametrize("model, check", mine(BATTERY))
+@pytest.mark.parametrize("model, check", BATTERY)
 def test_battery(lab, steps, model, check):
     check.run(lab, model, steps)
 
@@ -625,8 +614,3 @@ def test_naive_leaves_a_reset_socket_open(lab, steps):
 def test_naive_cli_contract(lab):
     assert_cli_contract(lab, NAIVE)
 
-
-# The other entries' tests are left out of this one (the battery was split above).
-TESTS = [n for n in globals() if n.startswith("test_") and n != "test_battery"]
-for _name in set(TESTS) - set(mine(TESTS)):
-    del globals()[_name]
