@@ -7,7 +7,6 @@ contract (labs/13-thread-server/output.toml).
 from __future__ import annotations
 
 import os
-import re
 import resource
 import signal
 import time
@@ -17,7 +16,7 @@ import pytest
 from harness import battery, probes
 from harness.clients import TcpClient
 from harness.contract import assert_help_and_usage, occupy_tcp
-from harness.output import contract
+from harness.output import ERROR, HINT, contract
 from harness.steps import wait_for
 
 pytestmark = pytest.mark.tsan
@@ -287,9 +286,12 @@ def test_notes_shared_fd_table_main_closing_the_fd_closes_it_for_the_worker(lab,
             with steps.step("the tsan build stops at its report of a race on the client's fd"):
                 c.send(b"anyone there?\n")
                 server.wait_exit(20)
-                assert "WARNING: ThreadSanitizer: data race" in server.stderr, server.report()
-                fd_race = re.search(r"file descriptor \d+ created by main thread", server.stderr)
-                assert fd_race, server.report()
+                assert C.line("tsan_race").find(server.stderr), (
+                    "expected ThreadSanitizer to report a data race when main closes the worker's fd, "
+                    f"and it reported none.\n{server.report()}")
+                assert C.line("tsan_fd").find(server.stderr), (
+                    "expected ThreadSanitizer's race report to name the client's fd, created by the "
+                    f"main thread, and it names another object.\n{server.report()}")
                 return
         wait_for("the main thread closed the client's fd: the fd count back to its baseline",
                  lambda: probes.fd_count(server.pid) <= fds, timeout=5)
@@ -350,7 +352,7 @@ def test_sigterm_with_clients_connected_exits_zero(lab):
             c.send(b"x")
             assert c.recv_exactly(1) == b"x"
         server.popen.send_signal(signal.SIGTERM)
-        assert server.wait_exit(5) == 0, server.report()
+        assert server.wait_exit(5) == C.status("stopped"), server.report()
         for c in clients:
             assert c.recv_until_eof(3) == b"", "expected EOF once the server ended"
     finally:
@@ -365,7 +367,7 @@ def test_reuseaddr_lets_a_restart_bind_while_time_wait_remains(lab):
         c.send(b"x")
         assert c.recv_exactly(1) == b"x"
         server.popen.send_signal(signal.SIGTERM)  # the server closes first: TIME_WAIT on its port
-        assert server.wait_exit(5) == 0
+        assert server.wait_exit(5) == C.status("stopped")
         assert c.recv_until_eof(3) == b""
     wait_for("TIME_WAIT on the server's port",
              lambda: any(s.state == "TIME_WAIT" and s.local[1] == port for s in probes.tcp_sockets(port)))
@@ -377,9 +379,9 @@ def test_cli_contract(lab):
     assert_help_and_usage(lab, "echo_thread")
     with occupy_tcp() as port:
         taken = lab.run("echo_thread", "--port", port)
-    assert taken.popen.returncode == 1, taken.report()
+    assert taken.popen.returncode == C.status("failed"), taken.report()
     errors = taken.stderr.splitlines()
-    assert any((m := C.line("error").match(e)) and m["ename"] == "EADDRINUSE" for e in errors), taken.report()
-    assert any(C.line("hint").match(e) for e in errors), taken.report()
+    assert any((m := ERROR.match(e)) and m["ename"] == "EADDRINUSE" for e in errors), taken.report()
+    assert any(HINT.match(e) for e in errors), taken.report()
     bad = lab.run("echo_thread", "--stack-kib", "4")
-    assert bad.popen.returncode == 2 and "--stack-kib" in bad.stderr, bad.report()
+    assert bad.popen.returncode == C.status("usage") and "--stack-kib" in bad.stderr, bad.report()
