@@ -43,7 +43,7 @@ const lab::Program program{"echo_iterative",
 
 // One client, to its EOF: whatever recv() returns goes back whole before the next recv().
 void echo(const lab::Fd& conn, const std::string& who, bool quiet) {
-    // BEGIN SOLUTION: recv() up to 1024 bytes until it returns 0; log each receive unless quiet;
+    // SOLUTION: recv() up to 1024 bytes until it returns 0; log each receive unless quiet;
     // send every byte back (lab::write_all)
     std::array<char, notes_bufsize> buf{};
     for (;;) {
@@ -59,8 +59,7 @@ void echo(const lab::Fd& conn, const std::string& who, bool quiet) {
         lab::write_all(conn.get(), data);  // send() may take less than asked: write_all loops
         // [/slide:echo]
     }
-    // STUB (void)conn, (void)who, (void)quiet;
-    // END SOLUTION
+    // END
 }
 
 // socket, SO_REUSEADDR, bind, listen: the listening socket on `here`.
@@ -87,7 +86,7 @@ int serve(const lab::Args& args) {
 
     // One client at a time. While it is served, the kernel still completes the handshakes of
     // others (up to the backlog) and queues what they send: they wait, connected, for their turn.
-    // BEGIN SOLUTION: forever: accept() one client, log it, echo() it to its EOF, log the close; a
+    // SOLUTION: forever: accept() one client, log it, echo() it to its EOF, log the close; a
     // client that resets (lab::peer_gone) is logged as dropped
     // [slide:accept-loop]
     for (;;) {
@@ -107,9 +106,7 @@ int serve(const lab::Args& args) {
             lab::say("dropped ", who, ": ", e.what(), " [", name, "]");
         }
     }
-    // STUB (void)listener, (void)quiet, (void)echo;
-    // STUB return 0;
-    // END SOLUTION
+    // END
 }
 
 }  // namespace

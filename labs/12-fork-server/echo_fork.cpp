@@ -60,7 +60,7 @@ std::array<std::atomic<pid_t>, max_children> children{};
 static_assert(std::atomic<pid_t>::is_always_lock_free);
 
 void reap(int) {
-    // BEGIN SOLUTION: reap every ended child: waitpid(-1, ..., WNOHANG) in a loop (one SIGCHLD can
+    // SOLUTION: reap every ended child: waitpid(-1, ..., WNOHANG) in a loop (one SIGCHLD can
     // stand for several), emptying its slot in children; keep errno
     // [slide:reap]
     const int saved = errno;  // the interrupted code may be about to read errno
@@ -74,7 +74,7 @@ void reap(int) {
     }
     errno = saved;
     // [/slide:reap]
-    // END SOLUTION
+    // END
 }
 
 // SIGTERM or SIGINT to the parent: pass SIGTERM on to every child, then exit 0. Each child's own
@@ -102,14 +102,13 @@ void on_signal(int sig, void (*handler)(int), int flags) {
 // The child: one client, to its EOF, then _exit() (never back into the parent's loop).
 [[noreturn]] void serve_client(lab::Fd& listener, const lab::Fd& conn, const std::string& who,
                                const lab::Args& args) {
-    // BEGIN SOLUTION: close the child's copy of the listener (unless --child-keeps-listener)
+    // SOLUTION: close the child's copy of the listener (unless --child-keeps-listener)
     // [slide:child-close]
     if (!args.flag("--child-keeps-listener")) {
         listener.reset();  // else it would keep the port listening after the parent is gone
     }
     // [/slide:child-close]
-    // STUB (void)listener;
-    // END SOLUTION
+    // END
     const bool quiet = args.flag("--quiet");
     int status = 0;
     try {
@@ -161,7 +160,7 @@ int serve(const lab::Args& args) {
     sigaddset(&guarded, SIGTERM);
     sigaddset(&guarded, SIGINT);
     std::vector<lab::Fd> kept;  // --parent-keeps-conn: the copies the parent forgets to close
-    // BEGIN SOLUTION: forever: accept() (pause and retry on EMFILE/ENFILE), fork() with `guarded`
+    // SOLUTION: forever: accept() (pause and retry on EMFILE/ENFILE), fork() with `guarded`
     // blocked, record the child in a free slot of `children`; the child runs serve_client(), the
     // parent closes its copy of the connection
     for (;;) {
@@ -208,9 +207,7 @@ int serve(const lab::Args& args) {
         }
         // conn's destructor closes the parent's copy: the child's copy is now the only one.
     }
-    // STUB (void)listener, (void)guarded, (void)kept, (void)serve_client;
-    // STUB return 0;
-    // END SOLUTION
+    // END
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ struct Client {
 // it: the fd table is the process's, and a close() anywhere closes it for every thread. Nothing
 // may escape a thread's function (std::terminate would end every client): errors end this one.
 void* worker(void* arg) {
-    // BEGIN SOLUTION: own the Client; echo to EOF, logging recv/closed lines; catch: dropped
+    // SOLUTION: own the Client; echo to EOF, logging recv/closed lines; catch: dropped
+    // [slide:worker]
     const std::unique_ptr<Client> c(static_cast<Client*>(arg));
     try {
         lab::echo_until_eof(c->conn.get(), [&c](std::string_view data) {
@@ -67,19 +68,20 @@ void* worker(void* arg) {
         const char* name = ::strerrorname_np(e.code().value());
         lab::say("dropped ", c->who, ": ", e.what(), " [", name, "]");
     }
-    // STUB (void)arg;
-    // END SOLUTION
+    // [/slide:worker]
+    // END
     return nullptr;
 }
 
 // One thread per client, with the stack size asked for; detached unless --joinable-leak.
 void start_worker(const pthread_attr_t& attr, std::unique_ptr<Client> c) {
-    // BEGIN SOLUTION: pthread_create(worker) with attr; on success the thread owns c (release it)
+    // SOLUTION: pthread_create(worker) with attr; on success the thread owns c (release it)
+    // [slide:create]
     pthread_t thread{};
     lab::check_en(::pthread_create(&thread, &attr, worker, c.get()), "pthread_create");
     c.release();  // the thread deletes it
-    // STUB (void)attr, (void)c, (void)&worker;
-    // END SOLUTION
+    // [/slide:create]
+    // END
 }
 
 int serve(const lab::Args& args) {
@@ -127,10 +129,12 @@ int serve(const lab::Args& args) {
         // A thread that cannot be created (EAGAIN: RLIMIT_NPROC, or no address space left for its
         // stack) costs this client its connection; the server carries on.
         try {
+            // [slide:main-closes]
             start_worker(attr, std::make_unique<Client>(Client{std::move(conn), who, quiet}));
             if (args.flag("--main-closes-conn")) {
                 ::close(fd);  // the bug: the worker's fd too, since threads share one fd table
             }
+            // [/slide:main-closes]
         } catch (const std::system_error& e) {
             lab::say("no thread for ", who, ": ", e.what(), " [",
                      ::strerrorname_np(e.code().value()), "]: closed it");

@@ -66,10 +66,12 @@ void show_flags(int fd, std::string_view what) {
 // One look at one client: echo what is unsent, else recv what arrived. false: the client is done.
 bool serve_once(Client& c, std::span<char> buf, bool quiet) {
     if (c.unsent.empty()) {
+        // [slide:poll-recv]
         const ssize_t n = ::recv(c.conn.get(), buf.data(), buf.size(), 0);
         if (would_block(n)) {
             return true;  // nothing yet: ask again next pass
         }
+        // [/slide:poll-recv]
         lab::check(n, "recv");
         if (n == 0) {
             lab::say("closed ", c.who, ": recv returned 0 (its FIN); closing ours");
@@ -117,8 +119,10 @@ int serve(const lab::Args& args) {
     lab::check(::bind(listener.get(), here.get(), here.len), "bind " + lab::to_string(here));
     lab::check(::listen(listener.get(), notes_backlog), "listen");
     // The listener must not block either: accept() with nobody waiting returns EAGAIN.
+    // [slide:nonblock-listener]
     const int flags = lab::check(::fcntl(listener.get(), F_GETFL), "fcntl(F_GETFL)");
     lab::check(::fcntl(listener.get(), F_SETFL, flags | O_NONBLOCK), "fcntl(F_SETFL)");
+    // [/slide:nonblock-listener]
     lab::Fd spare(lab::check(::open("/dev/null", O_RDONLY | O_CLOEXEC), "open /dev/null"));
     if (show) {
         show_flags(listener.get(), "listener");
@@ -128,8 +132,9 @@ int serve(const lab::Args& args) {
     std::vector<Client> clients;
     std::vector<char> buf(bufsize);  // one receive buffer for every client: one is read at a time
     for (;;) {
-        // BEGIN SOLUTION: one pass: accept4 (EMFILE: refuse_one), then serve_once() every client
+        // SOLUTION: one pass: accept4 (EMFILE: refuse_one), then serve_once() every client
         lab::Address peer;
+        // [slide:accept4]
         const int fd = ::accept4(listener.get(), peer.get(), &peer.len, accept_flags);
         if (fd >= 0) {
             clients.push_back(Client{lab::Fd(fd), lab::to_string(peer), {}});
@@ -137,6 +142,7 @@ int serve(const lab::Args& args) {
             if (show) {
                 show_flags(fd, "client " + clients.back().who);
             }
+            // [/slide:accept4]
         } else if (!would_block(fd) && !notes_pass) {
             if (errno == EMFILE || errno == ENFILE) {
                 refuse_one(listener.get(), spare);
@@ -158,10 +164,7 @@ int serve(const lab::Args& args) {
             }
             it = keep ? it + 1 : clients.erase(it);
         }
-        // STUB (void)accept_flags, (void)quiet, (void)notes_pass, (void)clients, (void)buf;
-        // STUB (void)&serve_once, (void)&refuse_one;
-        // STUB throw std::runtime_error("the polling loop is not written yet");
-        // END SOLUTION
+        // END
         if (sleep_us != 0) {
             ::usleep(sleep_us);
         }

@@ -106,11 +106,13 @@ struct Server {
         }
         lab::Fd conn(lab::check(fd, "accept4"));
         const std::string who = lab::to_string(peer);
+        // [slide:refuse]
         if (fd >= FD_SETSIZE) {  // FD_SET() on it is undefined: it would write past the fd_set
             lab::say("refused ", who, ": fd ", fd, " >= FD_SETSIZE (", FD_SETSIZE,
                      "): select() cannot watch it; closing");
             return;
         }
+        // [/slide:refuse]
         lab::say("accepted ", who);
         clients.emplace(fd, Client{std::move(conn), who});
     }
@@ -149,7 +151,7 @@ struct Server {
     // Writable: send from the queue until it is empty or the socket is full (a partial write
     // leaves the rest of the front chunk for the next time select() reports the client).
     static void transmit(Client& c) {
-        // BEGIN SOLUTION: send the queue's front until empty or EAGAIN; partial: advance c.sent
+        // SOLUTION: send the queue's front until empty or EAGAIN; partial: advance c.sent
         while (!c.queue.empty()) {
             const std::string& front = c.queue.front();
             const ssize_t n =
@@ -164,8 +166,7 @@ struct Server {
                 c.sent = 0;
             }
         }
-        // STUB (void)c;
-        // END SOLUTION
+        // END
     }
 
     void serve(int fd, bool readable, bool writable) {
@@ -205,7 +206,7 @@ int serve(const lab::Args& args) {
     }
     lab::announce_ready(s.listener.get());
 
-    // BEGIN SOLUTION: the sets rebuilt from the queues, select(), then each ready client
+    // SOLUTION: the sets rebuilt from the queues, select(), then each ready client
     for (;;) {
         fd_set rd;  // value-result: select() keeps only the ready fds, so build both anew
         fd_set wr;
@@ -215,6 +216,7 @@ int serve(const lab::Args& args) {
         if (!s.paused) {
             FD_SET(s.listener.get(), &rd);
         }
+        // [slide:sets]
         for (const auto& [fd, c] : s.clients) {
             if (c.reading()) {
                 FD_SET(fd, &rd);
@@ -226,6 +228,7 @@ int serve(const lab::Args& args) {
         }
         // No exceptfds: it reports urgent (OOB) data, not errors; a reset shows as readable.
         const int n = ::select(top + 1, &rd, &wr, nullptr, nullptr);
+        // [/slide:sets]
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -243,9 +246,7 @@ int serve(const lab::Args& args) {
             s.serve(fd, readable != 0, writable != 0);
         }
     }
-    // STUB (void)s;
-    // STUB throw std::runtime_error("the event loop is not written yet");
-    // END SOLUTION
+    // END
 }
 
 }  // namespace

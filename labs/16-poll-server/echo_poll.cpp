@@ -66,6 +66,7 @@ int show_nfds_limit() {
     rlimit lim{};
     lab::check(::getrlimit(RLIMIT_NOFILE, &lim), "getrlimit(RLIMIT_NOFILE)");
     std::vector<pollfd> fds(lim.rlim_cur + 1, pollfd{-1, 0, 0});
+    // [slide:nfds-limit]
     for (const rlim_t nfds : {lim.rlim_cur, lim.rlim_cur + 1}) {
         const int n = ::poll(fds.data(), nfds, 0);
         const int err = errno;
@@ -73,6 +74,7 @@ int show_nfds_limit() {
                  n >= 0 ? std::to_string(n) + " ready"
                         : std::string(::strerror(err)) + " [" + ::strerrorname_np(err) + "]");
     }
+    // [/slide:nfds-limit]
     return 0;
 }
 
@@ -83,10 +85,12 @@ struct Client {
     std::size_t sent = 0;             // bytes of queue.front() already sent (a partial write)
     std::size_t queued = 0;
     bool eof = false;  // its FIN came: close once the queue is empty
+    // [slide:events]
     short events() const {
         return static_cast<short>((!eof && queued < high_water ? POLLIN : 0) |
                                   (queue.empty() ? 0 : POLLOUT));
     }
+    // [/slide:events]
 };
 
 struct Server {
@@ -153,7 +157,7 @@ struct Server {
     }
 
     static void transmit(Client& c) {
-        // BEGIN SOLUTION: send the queue's front until empty or EAGAIN; partial: advance c.sent
+        // SOLUTION: send the queue's front until empty or EAGAIN; partial: advance c.sent
         while (!c.queue.empty()) {
             const std::string& front = c.queue.front();
             const ssize_t n =
@@ -168,8 +172,7 @@ struct Server {
                 c.sent = 0;
             }
         }
-        // STUB (void)c;
-        // END SOLUTION
+        // END
     }
 
     // revents: POLLERR and POLLHUP come unasked; recv()/send() then say what happened.
@@ -213,7 +216,7 @@ int serve(const lab::Args& args) {
     }
     lab::announce_ready(s.listener.get());
 
-    // BEGIN SOLUTION: rebuild the pollfd array (POLLOUT only while output waits), poll()
+    // SOLUTION: rebuild the pollfd array (POLLOUT only while output waits), poll()
     std::vector<pollfd> fds;
     for (;;) {
         fds.clear();
@@ -235,9 +238,7 @@ int serve(const lab::Args& args) {
             s.accept_one();  // after the clients: a new fd must not meet a stale revents
         }
     }
-    // STUB (void)s;
-    // STUB throw std::runtime_error("the event loop is not written yet");
-    // END SOLUTION
+    // END
 }
 
 }  // namespace

@@ -294,10 +294,10 @@ void destroy(Tour& t) {
     auto [conn, other] = t.connection();
     t.ctl(EPOLL_CTL_ADD, "conn", conn.get(), EPOLLIN);
     lab::Fd held(lab::check(::dup(conn.get()), "dup"));
-    // BEGIN SOLUTION: EPOLL_CTL_DEL conn (with t.ctl, named "conn"), then close it; held stays open
+    // SOLUTION: EPOLL_CTL_DEL conn (with t.ctl, named "conn"), then close it; held stays open
     t.ctl(EPOLL_CTL_DEL, "conn", conn.get());
     conn.reset();
-    // END SOLUTION
+    // END
     t.pause("deleted-then-closed");
     held.reset();
 

@@ -208,7 +208,7 @@ int serve(const lab::Args& args) {
     lab::announce_ready(s.listener.get());
 
     // Steps 3-6 of the walkthrough's 原理图: wait, act on each reported fd, repeat.
-    // BEGIN SOLUTION: epoll_wait (no timeout) and, per event, accept_one() or ready()
+    // SOLUTION: epoll_wait (no timeout) and, per event, accept_one() or ready()
     std::array<epoll_event, max_events> events{};
     // [slide:event-loop]
     for (;;) {
@@ -225,9 +225,7 @@ int serve(const lab::Args& args) {
         }
         // [/slide:event-loop]
     }
-    // STUB (void)s;
-    // STUB throw std::runtime_error("the event loop is not written yet");
-    // END SOLUTION
+    // END
 }
 
 }  // namespace

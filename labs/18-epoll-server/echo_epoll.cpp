@@ -158,12 +158,13 @@ struct Server {
     // recv() 0 sets c.eof. Stop at the high-water mark: the bytes then stay in the kernel, the
     // client's window closes and TCP holds it back, whatever it sends.
     void read_from(Conn& c) const {
-        // BEGIN SOLUTION: while reading(c): recv() up to 1024 bytes (LT once, ET until EAGAIN)
+        // SOLUTION: while reading(c): recv() up to 1024 bytes (LT once, ET until EAGAIN)
         std::array<char, notes_bufsize> buf{};
         do {
             if (!reading(c)) {
                 return;
             }
+            // [slide:drain]
             const ssize_t n = ::recv(c.fd.get(), buf.data(), buf.size(), 0);
             if (again(n)) {
                 return;  // drained: ET reports this socket again only when new bytes arrive
@@ -172,6 +173,7 @@ struct Server {
                 c.eof = true;
                 return;
             }
+            // [/slide:drain]
             const std::string_view data(buf.data(),
                                         static_cast<std::size_t>(lab::check(n, "recv")));
             if (!quiet) {
@@ -180,8 +182,7 @@ struct Server {
             c.out.append(data);
             flush(c);
         } while (et);  // the drain loop: edge-triggered, stopping early loses the rest
-        // STUB (void)c, (void)preview;
-        // END SOLUTION
+        // END
     }
 
     // A client's event. Bits, not the whole mask: ERR and HUP come unasked, and mean that the
@@ -241,7 +242,7 @@ int serve(const lab::Args& args) {
     }
     lab::announce_ready(s.listener.get());
 
-    // BEGIN SOLUTION: epoll_wait() forever; per event: accept_clients() or ready(fd, events)
+    // SOLUTION: epoll_wait() forever; per event: accept_clients() or ready(fd, events)
     std::array<epoll_event, max_events> events{};
     for (;;) {
         const int n = ::epoll_wait(s.ep.get(), events.data(), max_events, -1);
@@ -256,9 +257,7 @@ int serve(const lab::Args& args) {
             }
         }
     }
-    // STUB (void)s;
-    // STUB throw std::runtime_error("the event loop is not written yet");
-    // END SOLUTION
+    // END
 }
 
 }  // namespace

@@ -76,6 +76,7 @@ int serve(const lab::Args& args) {
         }
         for (const epoll_event& e : std::span(events).first(lab::check(n, "epoll_wait"))) {
             const int fd = e.data.fd;
+            // [slide:bugs]
             if (fd == listener.get()) {
                 lab::Address peer;  // bug 2: one accept per event, however many are queued
                 lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
@@ -87,6 +88,7 @@ int serve(const lab::Args& args) {
                 auto& [conn, who] = conns.at(fd);
                 // bug 1: one recv() per event on a blocking socket, whatever is left unread
                 const ssize_t got = lab::check(::recv(fd, buf.data(), buf.size(), 0), "recv");
+                // [/slide:bugs]
                 if (got > 0) {
                     const std::string_view data(buf.data(), static_cast<std::size_t>(got));
                     if (!quiet) {
