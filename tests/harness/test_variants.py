@@ -17,6 +17,7 @@ import pytest
 
 from grading_tools import VARIANTS, build_variant, grade, load_variant, every_test
 from harness import manifest
+from harness.programs import REPO
 
 AVAILABLE = {l.id for l in manifest.load() if l.available}
 ALL = sorted(VARIANTS.glob("*.toml"))
@@ -36,6 +37,15 @@ def test_there_are_at_least_ten_variants():
     for p in ALL:
         v = load_variant(p)
         assert {"lab", "bug", "hint", "replace"} <= set(v), f"{p.name} lacks a field"
+
+
+@pytest.mark.parametrize("variant", [p.stem for p in ALL])
+def test_each_replaced_text_occurs_once_in_the_reference(variant):
+    """A reference line rewritten since the variant was made shows here, by name, in a second; in
+    the graded fixture it would stop every variant of the shard."""
+    for r in load_variant(VARIANTS / f"{variant}.toml")["replace"]:
+        times = (REPO / r["file"]).read_text().count(r["old"])
+        assert times == 1, f"{variant}: {r['file']} holds the text to replace {times} times: {r['old']!r}"
 
 
 @pytest.fixture(scope="module")
