@@ -96,7 +96,9 @@ def enclosing_function(lines: list[str], at: int) -> str:
             own = len(lines[k]) - len(lines[k].lstrip())
             if own < indent:
                 names = [n for n in re.findall(r"([A-Za-z_]\w*)\s*\(", head) if n not in KEYWORDS]
-                opener = head.lstrip().startswith(("if", "for", "while", "switch", "}", "[", "else"))
+                start = head.lstrip()
+                lambda_ = start.startswith("[") and not start.startswith("[[")  # [[noreturn]] is no lambda
+                opener = lambda_ or start.startswith(("if", "for", "while", "switch", "}", "else"))
                 if names and not opener:
                     return names[0]
                 indent = own
