@@ -78,7 +78,7 @@ from .process import LabProcess
 from .steps import Steps, scaled, wait_for
 
 ITERATIVE, CONCURRENT, BUSY_POLL = "iterative", "concurrent", "busy-poll"
-IDLE_MAX = 0.10      # share of one core an idle server may use (reliability catalog: correct ones use 0)
+IDLE_MAX = 0.10      # share of one core an idle server may use (correct servers measure 0 here)
 BUSY_MIN = 0.25      # share a busy-polling server is expected to burn while idle (measured 0.5-1.0)
 CPU_WINDOW = 0.5     # seconds of idle CPU sampled after each scenario
 SETTLE = 5.0         # seconds a server gets to close, reap and release after a scenario
