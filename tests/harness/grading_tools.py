@@ -75,6 +75,7 @@ def build_variant(variant: dict, dst: Path) -> Path:
         argv.remove("-c")
         argv = [a for a in argv if a not in ("-Werror", "-g")]   # as the grader builds; no debug info
         argv[argv.index(entry["file"])] = str(tree / rel)
+        argv.insert(1, f"-iquote{(REPO / rel).parent}")   # the lab's own headers, beside the reference
         (out / name).unlink()
         proc = subprocess.run(argv, cwd=entry["directory"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, timeout=300)
