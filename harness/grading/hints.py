@@ -103,6 +103,7 @@ EXCEPTIONS: dict[str, str] = {
     "Failed": "{}",
 }
 _CLASS = re.compile(r"^((?:[A-Za-z_]\w*\.)*)([A-Z]\w*|timeout): ?(.*)$", re.S)
+_REPR = re.compile(r"^([A-Z]\w*(?:Error|Exception|Timeout))\((.*)\)\.?$")  # OSError(111, '...')
 _STATUS = re.compile(r"^\s*\[(exited with -?\d+|killed by signal \d+ \(\w+\)|still running)\]$", re.M)
 _DATA = re.compile(r"[:,;]?\s*(?:\{['\"\w(]|\[\(|\[['\"]|\[\d+, )")
 
@@ -197,6 +198,10 @@ def _clip(text: str, limit: int) -> str:
 def plain(text: str) -> str:
     """One failure text as a student reads it: no exception class name in front."""
     text = text.strip()
+    first, _, rest = text.partition("\n")
+    r = _REPR.match(first)
+    if r:   # an exception's repr, e.g. ConnectionRefusedError(111, 'Connection refused')
+        text = f"{r[1]}: {r[2]}" + (f"\n{rest}" if rest else "")
     m = _CLASS.match(text)
     if m and (m[1] or m[2] in EXCEPTIONS or m[2].endswith(("Error", "Exception", "Timeout", "Expired"))):
         rest = m[3].strip()
