@@ -323,8 +323,8 @@ def _nobody_processes() -> int:
                   "log it, and keep accepting")
 def test_failed_fork_refuses_that_client_only(lab, steps):
     if os.geteuid() != 0:
-        pytest.skip("needs root to run the server as nobody under RLIMIT_NPROC (it does not bind root); "
-                    "run the suite as root")
+        pytest.skip("needs root: it runs the server as nobody under RLIMIT_NPROC (which does not bind "
+                    "root); run it as root: sudo ctest --preset dev -L lab12")
     reachable = Path(tempfile.mkdtemp(prefix="socklab-nobody-"))  # a folder nobody can enter
     try:
         os.chmod(reachable, 0o755)
