@@ -3,7 +3,7 @@
 // Usage: text_send [--host H] [--port P] [--encoding E] [--message TEXT] [--split N]
 // Try:   ./text_recv --encoding gb2312 &   then   ./text_send --encoding gb2312 --message 你好
 // Observe: the same 你好 leaves as e4 bd a0 e5 a5 bd (UTF-8) or c4 e3 ba c3 (GB2312): the socket
-//          carries bytes, and the encoding is a choice both ends must share. 😀 has no GB2312 form.
+//          carries bytes; the encoding is a choice both ends share. 😀 has no GB2312 form.
 // Simplifications: the input (argv, stdin) is taken to be UTF-8, as a Linux terminal sends it;
 //          the first line that cannot be encoded ends the program (exit 1).
 // See also: iconv(3), iconv_open(3), `iconv -l`; codec.hpp (hex, Conversion);

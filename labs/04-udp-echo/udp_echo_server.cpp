@@ -1,6 +1,6 @@
 // udp_echo_server.cpp: a UDP echo server: send every datagram back to whoever sent it; count
 //                      and log each.
-// Notes: echo服务器 (服务端)                      Protocol: RFC 862 (echo), on a port of our own
+// Notes: echo服务器 (服务端)          Protocol: RFC 862 (echo), on a port of our own
 // Usage: udp_echo_server [--host H] [--port P] [--count N]
 // Try:   ./udp_echo_server &   then   ./udp_echo_client   (type lines)   or   nc -u 127.0.0.1 8088
 // Observe: each datagram gives one `callback N from HOST:PORT len L data "..."` line; two clients

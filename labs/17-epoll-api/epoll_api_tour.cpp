@@ -1,7 +1,7 @@
 // epoll_api_tour.cpp: the seven steps of an epoll object's life, run on real sockets, each call
 //                     printed with what the kernel answered (an fd, ok, or the errno's name).
-// Notes: the epoll walkthrough, 原理图 (the seven steps) and 相关用法 (register, unregister, poll,
-//        modify, fromfd, close), and its note on EPOLLET / "EPOLLLT"
+// Notes: the epoll walkthrough, 原理图 (the seven steps) and 相关用法 (register,
+//        unregister, poll, modify, fromfd, close), and its note on EPOLLET / "EPOLLLT"
 // Usage: epoll_api_tour [--host H] [--timeout-ms T] [--hold]
 // Try:   ./epoll_api_tour           then   ./epoll_api_tour --hold   and, at each hold line,
 //        cat /proc/$(pgrep -n epoll_api_tour)/fdinfo/3   (one tfd: line per registered fd)
