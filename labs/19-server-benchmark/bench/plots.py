@@ -86,16 +86,21 @@ def w3(summary: dict, d: Path) -> str | None:
 def _bars(d: Path, name: str, title: str, ylabel: str, labels: list[str],
           rows: list[tuple[str, list]], extra: list[str] = (), log: bool = True) -> str:
     """A clustered bar chart name.svg (data in data/name.dat): one cluster per row, one bar per
-    label."""
-    (d / "data" / f"{name}.dat").write_text("server " + " ".join(_q(label).replace("'", '"') for label in labels) + "\n" +
-                    "".join(f"{name} " + " ".join(str(v if v and v > 0 else "NaN") for v in vals) + "\n"
-                            for name, vals in rows))
-    cols = ", ".join(f"{_q(f'data/{name}.dat')} using {i + 2}:xtic(1) title columnhead" for i in range(len(labels)))
+    label. A missing or non-positive value is drawn as no bar: below the range of a log axis (a
+    column of NaN only would stop gnuplot: "No valid points")."""
+    missing = "1e-9" if log else "0"
+    header = "server " + " ".join('"' + label + '"' for label in labels) + "\n"
+    body = "".join(f"{server} " + " ".join(str(v if v and v > 0 else missing) for v in vals) + "\n"
+                   for server, vals in rows)
+    (d / "data" / f"{name}.dat").write_text(header + body)
+    cols = ", ".join(f"{_q(f'data/{name}.dat')} using {i + 2}:xtic(1) title columnhead"
+                     for i in range(len(labels)))
+    scale = ["set logscale y", "set yrange [0.1:*]"] if log else ["set yrange [0:*]"]
     return "\n".join([HEAD, f"set output {_q(name + '.svg')}", f"set title {_q(title)}",
                       "set style data histograms", "set style histogram clustered gap 1",
                       "set style fill solid 0.8 border -1", "set boxwidth 0.9",
                       "set xtics rotate by -40", f"set ylabel {_q(ylabel)}", "set grid ytics",
-                      "set key top right", *(["set logscale y"] if log else ["set yrange [0:*]"]),
+                      "set key top right", *scale,
                       *extra, f"plot {cols}"]) + "\n"
 
 
@@ -163,5 +168,6 @@ def write(out: Path, rows: list[dict[str, object]], summary: dict) -> list[str]:
             done = subprocess.run([gnuplot, gp.name], cwd=d, capture_output=True, text=True,
                                   timeout=60)
             if done.returncode != 0:
+                (d / f"{name}.svg").unlink(missing_ok=True)  # no half-written plot left behind
                 problems.append(f"{gp.name}: {done.stderr.strip()[:300]}")
     return problems
