@@ -17,7 +17,9 @@ import argparse
 import contextlib
 import csv
 import datetime
+import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -31,7 +33,7 @@ from . import measure, plots, report, servers
 
 LAB = Path(__file__).resolve().parent.parent
 REPO = LAB.parent.parent
-WORKLOADS = ("W1", "W2", "W3", "W4")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
 NA_THREAD_FORK = 10_000   # a thread or a process per connection: not run at this many
 SATURATED = 0.90          # loadgen's CPU share above which the client, not the server, limits
 NOISY_LOAD = 1.0          # 1-minute load average above which a point is flagged as noisy
@@ -72,25 +74,29 @@ def _w1(sizes, conns) -> list[Point]:
     return [Point("W1", n, s) for s in sizes for n in conns]
 
 
+SOCKPERF_POINT = Point("W2", 1, 14)   # sockperf's smallest message; every echo server runs it too
 W3_SERVERS = ("rr_floor", "select", "poll", "epoll_lt", "epoll_et", "thread", "fork")
 MODES = {
     "full": Mode("full", 3, 1000, 300, {
         "W1": _w1((4096, 16384), (1, 10, 100, 1000)),
-        "W2": [Point("W2", 1, 1), Point("W2", 10, 1), Point("W2", 1, 1, rate=10_000)],
+        "W2": [Point("W2", 1, 1), SOCKPERF_POINT, Point("W2", 10, 1), Point("W2", 1, 1, rate=10_000)],
         "W3": [Point("W3", 1, 1, idle=n) for n in (0, 10, 100, 1000, 3000, 10_000)],
         "W4": [Point("W4", c, 1) for c in (1, 100)],
+        "W5": [Point("W5", 1, 128 << 10), Point("W5", 1, 16 << 10)],
     }, W3_SERVERS),
     "quick": Mode("quick", 1, 400, 150, {
         "W1": _w1((4096, 16384), (1, 10, 100)),
-        "W2": [Point("W2", 1, 1)],
+        "W2": [Point("W2", 1, 1), SOCKPERF_POINT],
         "W3": [Point("W3", 1, 1, idle=n) for n in (0, 100, 1000)],
         "W4": [Point("W4", 100, 1)],
+        "W5": [Point("W5", 1, 128 << 10)],
     }, ("rr_floor", "select", "poll", "epoll_lt")),
     "smoke": Mode("smoke", 1, 150, 50, {
         "W1": [Point("W1", 10, 4096)],
         "W2": [Point("W2", 1, 1)],
         "W3": [Point("W3", 1, 1, idle=n) for n in (0, 10)],
         "W4": [Point("W4", 10, 1)],
+        "W5": [Point("W5", 1, 128 << 10)],
     }, W3_SERVERS, ("epoll_lt", "select")),
 }
 
@@ -99,8 +105,26 @@ class PointFailed(Exception):
     """A point that did not produce a RESULT (a mismatch, a lost connection, a dead server)."""
 
 
+def protocol(server: servers.Server) -> str:
+    return getattr(server, "protocol", "echo")
+
+
+def applies(server: servers.Server, p: Point) -> bool:
+    """Whether a point concerns the server at all (else it gets no row, not even n/a): W1-W4
+    are loadgen's raw echo, W5 is iperf3's own traffic against the iperf3 server, and the
+    sockperf server takes only `sockperf pp` (W2, 14-byte messages)."""
+    proto = protocol(server)
+    if proto == "iperf3":
+        return p.workload == "W5"
+    if proto == "sockperf":
+        return p == SOCKPERF_POINT
+    return p.workload != "W5"
+
+
 def na_reason(server: servers.Server, p: Point) -> str:
     """Why a server cannot run a point by its design, or '' if it can."""
+    if p.workload == "W5":
+        return ""
     need = p.idle + p.connections if p.workload in ("W1", "W2", "W3") else 1
     if server.max_connections is not None and need > server.max_connections:
         return f"n/a by design: {server.name} serves at most {server.max_connections} at once"
@@ -219,9 +243,76 @@ def base_row(ctx: Context, rnd: int, server: servers.Server, p: Point) -> dict[s
     return row
 
 
+def bulk(ctx: Context, run: servers.Running, p: Point, row: dict[str, object]) -> None:
+    """W5: one iperf3 stream of p.size-byte writes for the window; MiB/s the receiver counted."""
+    seconds = max(1, round(ctx.mode.window_ms / 1000))
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(run.port), "-t", str(seconds), "-l", str(p.size),
+            "-J"]
+    before = measure.sample(run.pid)
+    try:
+        done = subprocess.run(pinned(ctx.client_cpu, argv), capture_output=True, text=True,
+                              timeout=seconds + 20)
+    except subprocess.TimeoutExpired:
+        raise PointFailed("iperf3 -c did not finish in time") from None
+    after = measure.sample(run.pid)
+    try:
+        end = json.loads(done.stdout)["end"]
+        got = end["sum_received"]
+    except (ValueError, KeyError):
+        raise PointFailed(f"iperf3 -c: {(done.stderr or done.stdout).strip()[:200]}") from None
+    mib_s = got["bytes"] / got["seconds"] / 2**20
+    messages = got["bytes"] / p.size
+    cpu_us = (after.cpu_ns - before.cpu_ns) / 1000
+    row.update(status="ok", mib_s=f"{mib_s:.1f}", msgs_s=f"{messages / got['seconds']:.1f}",
+               messages=round(messages), server_cpu_us=round(cpu_us),
+               server_cpu_us_per_msg=f"{cpu_us / messages:.3f}" if messages else "",
+               server_vcsw=after.vcsw - before.vcsw, server_processes=after.processes,
+               client_cpu=f"{end.get('cpu_utilization_percent', {}).get('host_total', 0) / 100:.2f}")
+
+
+def sockperf(ctx: Context, run: servers.Running, p: Point, row: dict[str, object]) -> None:
+    """W2 against `sockperf sr`: `sockperf pp --full-rtt` (its own client and message format;
+    it times every round trip too, after its own 400 ms warm-up)."""
+    seconds = max(1, round(ctx.mode.window_ms / 1000))
+    argv = ["sockperf", "pp", "--tcp", "-i", "127.0.0.1", "-p", str(run.port), "-t", str(seconds),
+            "-m", str(p.size), "--full-rtt"]
+    before = measure.sample(run.pid)
+    try:
+        done = subprocess.run(pinned(ctx.client_cpu, argv), capture_output=True, text=True,
+                              timeout=seconds + 20)
+    except subprocess.TimeoutExpired:
+        raise PointFailed("sockperf pp did not finish in time") from None
+    after = measure.sample(run.pid)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
+    valid = re.search(r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=\d+; "
+                      r"ReceivedMessages=(\d+)", text)
+    total = re.search(r"\[Total Run\].*ReceivedMessages=(\d+)", text)
+    pct = {m[1]: m[2] for m in re.finditer(r"---> percentile ([\d.]+) = +([\d.]+)", text)}
+    top = re.search(r"---> <MAX> observation = +([\d.]+)", text)
+    if not (valid and total and "50.000" in pct):
+        raise PointFailed("sockperf pp: " + (text.strip().splitlines() or ["no output"])[-1][:200])
+    messages = int(total[1])
+    cpu_us = (after.cpu_ns - before.cpu_ns) / 1000
+    row.update(status="ok", tps=f"{int(valid[2]) / float(valid[1]):.1f}", p50_us=pct["50.000"],
+               p90_us=pct.get("90.000", ""), p99_us=pct.get("99.000", ""),
+               p999_us=pct.get("99.900", ""), max_us=top[1] if top else "", messages=messages,
+               server_cpu_us=round(cpu_us), server_vcsw=after.vcsw - before.vcsw,
+               server_processes=after.processes,
+               server_cpu_us_per_msg=f"{cpu_us / messages:.3f}" if messages else "",
+               reason="sockperf pp --full-rtt (its own client)")
+
+
 def measure_point(ctx: Context, run: servers.Running, p: Point, row: dict[str, object]) -> None:
     row["load_start"] = load = measure.loadavg()
     row["noisy"] = int(load > NOISY_LOAD)
+    if protocol(run.server) == "sockperf":
+        sockperf(ctx, run, p, row)
+        row["load_end"] = measure.loadavg()
+        return
+    if p.workload == "W5":
+        bulk(ctx, run, p, row)
+        row["load_end"] = measure.loadavg()
+        return
     timeout = 20.0 + p.idle / 500
     with holding(ctx.loadgen, run.port, p.idle, ctx.client_cpu, timeout):
         if p.workload == "W3":
@@ -247,7 +338,7 @@ def measure_point(ctx: Context, run: servers.Running, p: Point, row: dict[str, o
 
 
 def value_of(row: dict[str, object]) -> str:
-    key = {"W1": "mib_s", "W4": "accepts_s"}.get(str(row["workload"]), "tps")
+    key = {"W1": "mib_s", "W4": "accepts_s", "W5": "mib_s"}.get(str(row["workload"]), "tps")
     unit = {"mib_s": "MiB/s", "accepts_s": "accepts/s", "tps": "tx/s"}[key]
     extra = f", p50 {row['p50_us']} µs" if key == "tps" else ""
     return f"{row[key]} {unit}{extra}"
@@ -282,9 +373,10 @@ def plan_of(mode: Mode, cat: list[servers.Server], workloads: list[str]
     for rnd in range(1, mode.rounds + 1):
         for w in workloads:
             for server in cat:
-                if w == "W3" and server.name not in mode.w3_servers:
+                points = [p for p in mode.points[w] if applies(server, p)]
+                if (w == "W3" and server.name not in mode.w3_servers) or not points:
                     continue
-                out.append((rnd, w, server, mode.points[w]))
+                out.append((rnd, w, server, points))
     return out
 
 
@@ -352,7 +444,7 @@ def parser() -> argparse.ArgumentParser:
     speed.add_argument("--quick", action="store_true", help="1 round, short points, N <= 1000 (< 3 min)")
     speed.add_argument("--smoke", action="store_true", help="a few tiny points (the tests' run)")
     ap.add_argument("--servers", help="comma-separated server names (default: every one built)")
-    ap.add_argument("--workloads", help="comma-separated, from W1,W2,W3,W4 (default: all)")
+    ap.add_argument("--workloads", help="comma-separated, from W1,W2,W3,W4,W5 (default: all)")
     ap.add_argument("--rounds", type=int, help="rounds (default: 3 full, 1 quick)")
     ap.add_argument("--out", type=Path, help="results folder (default: build/bench/<mode>-<time>)")
     ap.add_argument("--build", type=Path, help="the build folder (default: $SOCKLAB_BIN_DIR/.. "

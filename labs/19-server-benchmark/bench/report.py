@@ -7,9 +7,10 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-CEILING = {"W1": "echo_minimal", "W2": "rr_floor", "W3": "rr_floor", "W4": "rr_floor"}
+CEILING = {"W1": "echo_minimal", "W2": "rr_floor", "W3": "rr_floor", "W4": "iterative",
+           "W5": "iperf3"}
 METRIC = {"W1": ("mib_s", "MiB/s"), "W2": ("tps", "tx/s"), "W3": ("tps", "tx/s"),
-          "W4": ("accepts_s", "accepts/s")}
+          "W4": ("accepts_s", "accepts/s"), "W5": ("mib_s", "MiB/s")}
 MEMORY_MODELS = ("thread", "fork", "epoll_lt")
 
 
@@ -233,9 +234,16 @@ def goals(table: dict, fits: dict) -> list[dict[str, str]]:
         v = e.to_ceiling.median if e and e.to_ceiling else None
         add("G5", f"{lab} MiB/s ÷ echo_minimal, N={n} S=16384", "≥ 0.90", v,
             e.to_ceiling.text() if e and e.to_ceiling else "", _verdict(v, 0.90))
+    iperf = _entry(table, ("W5", 1, 0, 128 << 10, 0), "iperf3")
+    for n in (10, 100):
+        e = _entry(table, ("W1", n, 0, 16384, 0), lab)
+        v = e.value.median / iperf.value.median if e and iperf and iperf.value.median else None
+        add("G5", f"{lab} MiB/s ÷ iperf3 one stream (128 KiB writes), N={n} S=16384", "≥ 0.40", v,
+            f"{e.value.median:.0f} vs {iperf.value.median:.0f} MiB/s ({v:.2f})" if v else "",
+            _verdict(v, 0.40))
     e = _entry(table, ("W4", 100, 0, 1, 0), lab)
     v = e.to_ceiling.median if e and e.to_ceiling else None
-    add("G7", f"{lab} accepts/s ÷ rr_floor (iterative accept floor), C=100", "≥ 0.80", v,
+    add("G7", f"{lab} accepts/s ÷ iterative (the accept floor), C=100", "≥ 0.80", v,
         e.to_ceiling.text() if e and e.to_ceiling else "", _verdict(v, 0.80))
     return out
 
@@ -294,7 +302,7 @@ def markdown(summary: dict, machine: dict[str, str], mode: str, argv: list[str],
     out += ["", "## Every cell", "",
             "Median over the rounds, [min-max] across rounds. Ratios are taken round by round "
             "against the best peer of that round and the in-run ceiling (echo_minimal for W1, "
-            "rr_floor for W2, W3 and W4).", ""]
+            "rr_floor for W2 and W3, the iterative server for W4, iperf3 for W5).", ""]
     for cell, entries in summary["table"].items():
         metric, unit = METRIC[cell[0]]
         out += [f"### {cell_name(cell)}", "",
