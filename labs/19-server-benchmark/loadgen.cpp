@@ -311,12 +311,14 @@ int pingpong(const Settings& s) {
                 if (c.received + got > c.sent) {
                     lost(e.data.u64, "sent back more bytes than it was sent");
                 }
+                // SOLUTION: compare the bytes with the pattern at their stream offset; wrong_byte()
                 const char* want = block.data() + c.received % s.size;
                 if (std::memcmp(buf.data(), want, got) != 0) {
                     const auto at = static_cast<std::size_t>(
                         std::mismatch(buf.data(), buf.data() + got, want).first - buf.data());
                     wrong_byte(e.data.u64, c.received + at, want[at], buf[at]);
                 }
+                // END
                 c.received += got;
                 bytes += w.counting ? got : 0;
             }
@@ -349,6 +351,7 @@ struct Caller {
 };
 
 std::string percentiles(std::vector<std::int64_t>& rtt) {
+    // SOLUTION: nearest rank: the p-th percentile of n sorted RTTs is the ceil(p*n)-th one
     std::sort(rtt.begin(), rtt.end());
     const auto at = [&](double p) {
         if (rtt.empty()) {
@@ -359,6 +362,7 @@ std::string percentiles(std::vector<std::int64_t>& rtt) {
     };
     return "p50_us=" + at(0.50) + " p90_us=" + at(0.90) + " p99_us=" + at(0.99) +
            " p999_us=" + at(0.999) + " max_us=" + at(1.0);
+    // END
 }
 
 int request_response(const Settings& s) {
