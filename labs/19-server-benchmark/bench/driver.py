@@ -453,7 +453,31 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--client-cpu", type=int, default=1, help="CPU loadgen is pinned to (1)")
     ap.add_argument("--list", action="store_true", help="list the servers found and missing, then exit")
     ap.add_argument("--no-plots", action="store_true", help="write CSV and Markdown only")
+    ap.add_argument("--report", type=Path, metavar="DIR",
+                    help="run nothing: remake DIR/summary.md and DIR/plots from DIR/results.csv")
     return ap
+
+
+def remake(out: Path, no_plots: bool) -> int:
+    """summary.md and the plots again, from a run's results.csv (after editing report.py, say)."""
+    with open(out / "results.csv", newline="") as f:
+        rows: list[dict[str, object]] = list(csv.DictReader(f))
+    if not rows:
+        print(f"bench: {out / 'results.csv'} has no rows", file=sys.stderr)
+        return 1
+    machine = {k: str(rows[0][k]) for k in ("kernel", "cpu_model", "cpus", "git")}
+    meta = out / "run.txt"
+    argv, mode, seconds = ["(remade)"], "full", 0.0
+    if meta.exists():
+        fields = dict(line.split("=", 1) for line in meta.read_text().splitlines() if "=" in line)
+        argv, mode = fields.get("argv", "").split(), fields.get("mode", mode)
+        seconds = float(fields.get("seconds", 0))
+    summary = report.write(out, rows, machine, mode, argv, seconds, [])
+    problems = [] if no_plots else plots.write(out, rows, summary)
+    for problem in problems:
+        print(f"bench: plot: {problem}", file=sys.stderr)
+    print(report.goals_text(summary))
+    return 1 if problems else 0
 
 
 def build_dir(arg: Path | None) -> Path:
@@ -470,6 +494,8 @@ def _terminate(signum, frame):  # SIGTERM: unwind like Ctrl-C, so every `finally
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if args.report:
+        return remake(args.report, args.no_plots)
     mode = MODES["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.rounds:
         mode = Mode(mode.name, max(1, min(args.rounds, 10)), mode.window_ms, mode.warmup_ms,
@@ -520,8 +546,9 @@ def main(argv: list[str]) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    summary = report.write(out, rows, ctx.machine, mode.name, argv, time.monotonic() - t0,
-                           servers.missing(build))
+    seconds = time.monotonic() - t0
+    (out / "run.txt").write_text(f"mode={mode.name}\nargv={' '.join(argv)}\nseconds={seconds:.0f}\n")
+    summary = report.write(out, rows, ctx.machine, mode.name, argv, seconds, servers.missing(build))
     if not args.no_plots:
         for problem in plots.write(out, rows, summary):
             print(f"bench: plot: {problem}", file=sys.stderr)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .report import METRIC, cell_of
 
-HEAD = "set terminal svg size 960,600 dynamic enhanced font 'sans,11' background '#ffffff'\n"
+HEAD = "set terminal svg size 960,600 dynamic noenhanced font 'sans,11' background '#ffffff'\n"
 DASH = {"lab": 1, "peer": 2, "ceiling": 3}
 
 
@@ -41,10 +41,11 @@ def w1(summary: dict, d: Path) -> str | None:
     sizes = sorted({c[3] for c in summary["table"] if c[0] == "W1"})
     if not sizes:
         return None
-    script = [HEAD, f"set output {_q('w1_throughput.svg')}",
-              f"set multiplot layout 1,{len(sizes)} title 'W1 ping-pong throughput "
-              "(median of the rounds, bars: min-max)'",
-              "set logscale x", "set xlabel 'connections'", "set ylabel 'MiB/s'", "set key top left",
+    script = [HEAD.replace("960,600", f"960,{420 * len(sizes)}"), f"set output {_q('w1_throughput.svg')}",
+              f"set multiplot layout {len(sizes)},1 title 'W1 ping-pong throughput "
+              "(median of the rounds, bars: min-max; lab solid, peers dashed, ceilings dotted)'",
+              "set logscale x", "set xlabel 'connections'", "set ylabel 'MiB/s'",
+              "set key outside right top",
               "set grid", "set yrange [0:*]", "set offsets graph 0.05, graph 0.05, 0, 0"]
     for size in sizes:
         plots = []
@@ -52,7 +53,7 @@ def w1(summary: dict, d: Path) -> str | None:
             data = f"data/w1_{size}_{name}.dat"
             (d / data).write_text("".join(f"{n} {m} {lo} {hi}\n" for n, m, lo, hi in pts))
             plots.append(f"{_q(data)} using 1:2:3:4 with yerrorlines dt {DASH.get(kind, 2)} "
-                         f"lw {2 if kind == 'lab' else 1} title {_q(name.replace('_', ' '))}")
+                         f"lw {2 if kind == 'lab' else 1} title {_q(name)}")
         script.append(f"set title 'S = {size} B'")
         script.append("plot " + ", \\\n     ".join(plots) if plots else "plot 0 notitle")
     script.append("unset multiplot")
@@ -71,10 +72,10 @@ def w3(summary: dict, d: Path) -> str | None:
     for name, f in fits.items():
         data = f"data/w3_{name}.dat"
         (d / data).write_text("".join(f"{max(n, 1)} {p}\n" for n, p in f["p50"].items()))
-        plots.append(f"{_q(data)} using 1:2 with linespoints lw 2 title {_q(name.replace('_', ' '))}")
+        plots.append(f"{_q(data)} using 1:2 with linespoints lw 2 title {_q(name)}")
         if name in ("select", "poll") and f["fit"]:
             a, b, r2 = f["fit"]
-            script.append(f"set label {_q(f'{name}: {b * 1000:.0f} ns per idle fd, R^2 = {r2:.3f}')} "
+            script.append(f"set label {_q(f'{name}: {b * 1000:.0f} ns per idle fd, R² = {r2:.3f}')} "
                           f"at graph 0.35, graph {y:.2f}")
             y -= 0.06
             plots.append(f"({a}) + ({b})*x with lines dt 2 lc rgb '#888888' "
@@ -88,14 +89,16 @@ def _bars(d: Path, name: str, title: str, ylabel: str, labels: list[str],
     """A clustered bar chart name.svg (data in data/name.dat): one cluster per row, one bar per
     label. A missing or non-positive value is drawn as no bar: below the range of a log axis (a
     column of NaN only would stop gnuplot: "No valid points")."""
-    missing = "1e-9" if log else "0"
+    missing = "1e-12" if log else "0"
     header = "server " + " ".join('"' + label + '"' for label in labels) + "\n"
     body = "".join(f"{server} " + " ".join(str(v if v and v > 0 else missing) for v in vals) + "\n"
                    for server, vals in rows)
     (d / "data" / f"{name}.dat").write_text(header + body)
     cols = ", ".join(f"{_q(f'data/{name}.dat')} using {i + 2}:xtic(1) title columnhead"
                      for i in range(len(labels)))
-    scale = ["set logscale y", "set yrange [0.1:*]"] if log else ["set yrange [0:*]"]
+    positive = [v for _, vals in rows for v in vals if v and v > 0]
+    low = min(positive) / 2 if positive else 0.1
+    scale = ["set logscale y", f"set yrange [{low:.3g}:*]"] if log else ["set yrange [0:*]"]
     return "\n".join([HEAD, f"set output {_q(name + '.svg')}", f"set title {_q(title)}",
                       "set style data histograms", "set style histogram clustered gap 1",
                       "set style fill solid 0.8 border -1", "set boxwidth 0.9",
@@ -118,7 +121,7 @@ def w2(summary: dict, d: Path) -> str | None:
     extra = []
     if floor:
         extra = [f"set arrow from graph 0, first {floor} to graph 1, first {floor} nohead dt 2 lw 2",
-                 f"set label 'rr\\_floor p50 {floor:.1f} µs' at graph 0.02, first {floor * 1.15}"]
+                 f"set label 'rr_floor p50 {floor:.1f} µs' at graph 0.02, first {floor * 1.15}"]
     return _bars(d, "w2_latency", "W2: 1-byte request/response, closed loop, 1 connection",
                  "RTT (µs, log)", ["p50", "p99", "p99.9"], rows, extra)
 
