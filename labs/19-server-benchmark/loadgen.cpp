@@ -4,6 +4,7 @@
 // Notes: the server sections (单进程服务器 ... epoll版本): their claims, measured
 // Usage: loadgen --workload W1|W2|W4|hold [--host H] [--port P] [--connections N] [--size S]
 //                [--duration-ms D] [--warmup-ms W] [--rate R] [--timeout-ms T] [--hold-ms H]
+//                [--pause-ms M]
 // Try:   ./echo_epoll --quiet &   then   ./loadgen --workload W2 --port 8088
 //        ./loadgen --workload hold --connections 1000 &   makes the next W2 run a W3 point
 // Output: a `measuring` line when the timed window opens, one RESULT line with key=value fields
@@ -50,7 +51,8 @@ constexpr int default_duration_ms = 3000;
 constexpr int default_warmup_ms = 500;
 constexpr int default_timeout_ms = 10'000;
 constexpr int default_hold_ms = 600'000;  // a holder whose driver died goes away by itself
-constexpr int connects_in_flight = 256;   // at most this many connect()s pending at once
+constexpr int default_pause_ms = 0;
+constexpr int connects_in_flight = 256;  // at most this many connect()s pending at once
 constexpr std::size_t max_samples = 4 << 20;
 constexpr std::int64_t retry_ns = 10'000'000;  // W4: a connect() that failed at once, retried
 constexpr int max_events = 256;
@@ -84,6 +86,10 @@ const std::array options{
                 "hold: release the connections after H ms even without SIGTERM "
                 "(default {})",
                 default_hold_ms},
+    lab::Option{"--pause-ms", "M",
+                "keep the connections open, idle, M ms after the RESULT line, while a "
+                "driver reads the server's /proc files (default {})",
+                default_pause_ms},
 };
 const lab::Program program{"loadgen", "Loads a TCP echo server and measures it.", options};
 
@@ -246,10 +252,17 @@ struct Window {
 
 struct Settings {
     lab::Address to;
-    int connections, duration_ms, warmup_ms, timeout_ms, hold_ms;
+    int connections, duration_ms, warmup_ms, timeout_ms, hold_ms, pause_ms;
     std::size_t size;
     long rate;
 };
+
+// After the RESULT line: the connections stay open and idle for --pause-ms, so that a thread or
+// a process per connection is still there when the driver reads the server's CPU time.
+void pause_after(const Settings& s) {
+    const timespec pause{s.pause_ms / 1000, (s.pause_ms % 1000) * 1'000'000L};
+    ::nanosleep(&pause, nullptr);  // a signal ends it early: the program exits anyway
+}
 
 // ---- W1: ping-pong throughput ------------------------------------------------------------------
 
@@ -331,6 +344,7 @@ int pingpong(const Settings& s) {
              " mib_s=", fixed(read / w.seconds() / (1 << 20)),
              " msgs_s=", fixed(read / static_cast<double>(s.size) / w.seconds()),
              " mismatches=0 client_cpu=", w.client_cpu());
+    pause_after(s);
     for (Session& c : sessions) {
         reset(c.fd);
     }
@@ -460,6 +474,7 @@ int request_response(const Settings& s) {
              " seconds=", fixed(w.seconds(), 3), " transactions=", done,
              " tps=", fixed(static_cast<double>(done) / w.seconds()), " ", percentiles(rtt),
              " mismatches=0 client_cpu=", cpu);
+    pause_after(s);
     for (Caller& c : callers) {
         reset(c.fd);
     }
@@ -551,6 +566,7 @@ int storm(const Settings& s) {
              " accepts_s=", fixed(static_cast<double>(accepted) / w.seconds()),
              " failures=", failures, " connect_p99_us=", fixed(p99 / 1000.0),
              " mismatches=0 client_cpu=", cpu);
+    pause_after(s);
     for (Connector& c : slots) {
         reset(c.fd);
     }
@@ -646,6 +662,7 @@ int serve(const lab::Args& args) {
         args.number("--warmup-ms", 0, 600'000, default_warmup_ms),
         args.number("--timeout-ms", 1, 3'600'000, default_timeout_ms),
         args.number("--hold-ms", 1, 86'400'000, default_hold_ms),
+        args.number("--pause-ms", 0, 60'000, default_pause_ms),
         args.number<std::size_t>("--size", 1, max_size,
                                  workload == "W1" ? default_w1_size : default_rr_size),
         args.number<long>("--rate", 0, 10'000'000, 0)};

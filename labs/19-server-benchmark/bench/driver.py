@@ -37,6 +37,7 @@ WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
 NA_THREAD_FORK = 10_000   # a thread or a process per connection: not run at this many
 SATURATED = 0.90          # loadgen's CPU share above which the client, not the server, limits
 NOISY_LOAD = 1.0          # 1-minute load average above which a point is flagged as noisy
+PAUSE_MS = 150            # loadgen keeps its connections this long after RESULT: /proc is read
 COLUMNS = ["round", "workload", "server", "kind", "model", "version", "connections", "idle", "size",
            "rate", "status", "reason", "tps", "mib_s", "msgs_s", "accepts_s", "failures", "p50_us",
            "p90_us", "p99_us", "p999_us", "max_us", "messages", "client_cpu", "client_saturated",
@@ -195,7 +196,7 @@ def run_loadgen(loadgen: Path, pgid: int, port: int, p: Point, mode: Mode,
     argv = [str(loadgen), "--workload", workload, "--port", str(port),
             "--connections", str(p.connections), "--size", str(p.size),
             "--duration-ms", str(mode.window_ms), "--warmup-ms", str(mode.warmup_ms),
-            "--timeout-ms", "20000"]
+            "--timeout-ms", "20000", "--pause-ms", str(PAUSE_MS)]
     if p.rate:
         argv += ["--rate", str(p.rate)]
     proc = subprocess.Popen(pinned(cpu, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -266,7 +267,7 @@ def bulk(ctx: Context, run: servers.Running, p: Point, row: dict[str, object]) -
     row.update(status="ok", mib_s=f"{mib_s:.1f}", msgs_s=f"{messages / got['seconds']:.1f}",
                messages=round(messages), server_cpu_us=round(cpu_us),
                server_cpu_us_per_msg=f"{cpu_us / messages:.3f}" if messages else "",
-               server_vcsw=after.vcsw - before.vcsw, server_processes=after.processes,
+               server_vcsw=after.vcsw_since(before), server_processes=after.processes,
                client_cpu=f"{end.get('cpu_utilization_percent', {}).get('host_total', 0) / 100:.2f}")
 
 
@@ -296,7 +297,7 @@ def sockperf(ctx: Context, run: servers.Running, p: Point, row: dict[str, object
     row.update(status="ok", tps=f"{int(valid[2]) / float(valid[1]):.1f}", p50_us=pct["50.000"],
                p90_us=pct.get("90.000", ""), p99_us=pct.get("99.000", ""),
                p999_us=pct.get("99.900", ""), max_us=top[1] if top else "", messages=messages,
-               server_cpu_us=round(cpu_us), server_vcsw=after.vcsw - before.vcsw,
+               server_cpu_us=round(cpu_us), server_vcsw=after.vcsw_since(before),
                server_processes=after.processes,
                server_cpu_us_per_msg=f"{cpu_us / messages:.3f}" if messages else "",
                reason="sockperf pp --full-rtt (its own client)")
@@ -328,7 +329,7 @@ def measure_point(ctx: Context, run: servers.Running, p: Point, row: dict[str, o
     messages = (float(fields["msgs_s"]) * seconds if "msgs_s" in fields
                 else float(fields.get("transactions", fields.get("accepted", 0))))
     cpu_us = (after.cpu_ns - before.cpu_ns) / 1000
-    vcsw = after.vcsw - before.vcsw
+    vcsw = after.vcsw_since(before)
     row.update(status="ok", messages=round(messages), server_cpu_us=round(cpu_us),
                server_vcsw=vcsw, server_processes=after.processes,
                client_saturated=int(float(fields.get("client_cpu", 0)) >= SATURATED))

@@ -1,10 +1,10 @@
 """What the driver reads about a server from /proc (proc(5)), and about the machine.
 
 A server is its whole process group: the driver starts each one as a session leader, and the
-children of a fork-per-connection server stay in its group. CPU time is taken from
-/proc/PID/task/TID/schedstat (nanoseconds on the CPU, per thread) of every live task of the
-group, plus the leader's cutime + cstime from /proc/PID/stat (clock ticks of children that
-have exited and were reaped: a fork server's W4 children live a few milliseconds each).
+children of a fork-per-connection server stay in its group. CPU time is summed over the group's
+processes (sample()), plus the leader's cutime + cstime from /proc/PID/stat (clock ticks of
+children that have exited and were reaped: a fork server's W4 children live a few milliseconds
+each).
 """
 from __future__ import annotations
 
@@ -44,20 +44,32 @@ def group(pgid: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Sample:
-    cpu_ns: int         # CPU time of the group so far
-    vcsw: int           # voluntary context switches of its live threads
+    cpu_ns: int                      # CPU time of the group so far
+    vcsw: dict[tuple[int, int], int]  # voluntary context switches of each live (pid, tid)
     processes: int
+
+    def vcsw_since(self, before: "Sample") -> int:
+        """Switches between the two samples, of the threads alive at the second one (a thread
+        that ended in between takes its count with it: /proc keeps no total)."""
+        return sum(n - before.vcsw.get(key, 0) for key, n in self.vcsw.items())
 
 
 def sample(pgid: int) -> Sample:
-    cpu, vcsw, pids = 0, 0, group(pgid)
+    """CPU time per process: the larger of its live threads' schedstat (ns, exact) and its
+    utime + stime of /proc/PID/stat (clock ticks, but counting threads that have ended too);
+    plus the leader's cutime + cstime (children reaped meanwhile)."""
+    cpu, vcsw, pids = 0, {}, group(pgid)
     for pid in pids:
-        for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
-            sched = _read(f"/proc/{pid}/task/{tid}/schedstat").split()
-            cpu += int(sched[0]) if sched else 0
+        tids = os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []
+        for tid in tids:
             for line in _read(f"/proc/{pid}/task/{tid}/status").splitlines():
                 if line.startswith("voluntary_ctxt_switches:"):
-                    vcsw += int(line.split()[1])
+                    vcsw[(pid, int(tid))] = int(line.split()[1])
+        exact = sum(int(v[0]) for tid in tids
+                    if (v := _read(f"/proc/{pid}/task/{tid}/schedstat").split()))
+        fields = _stat_fields(pid)  # utime, stime: fields 14 and 15 of stat(5), 11 and 12 here
+        ticks = (int(fields[11]) + int(fields[12])) * TICK_NS if len(fields) > 12 else 0
+        cpu += max(exact, ticks)
     fields = _stat_fields(pgid)
     if len(fields) > 14:  # cutime, cstime: fields 16 and 17 of stat(5), 13 and 14 here
         cpu += (int(fields[13]) + int(fields[14])) * TICK_NS

@@ -260,6 +260,80 @@ def goals_text(summary: dict) -> str:
 
 # ---- Markdown --------------------------------------------------------------------------------
 
+def glance(summary: dict) -> list[str]:
+    """The run at a glance: W1 by connections (one table per size), W2, W4 and W5 by server."""
+    table = summary["table"]
+    out: list[str] = []
+    sizes = sorted({c[3] for c in table if c[0] == "W1"})
+    for size in sizes:
+        cells = sorted((c for c in table if c[0] == "W1" and c[3] == size), key=lambda c: c[1])
+        names = sorted({e.server for c in cells for e in table[c]},
+                       key=lambda n: ({"lab": 0, "ceiling": 1, "peer": 2}.get(_kind(table, n), 3), n))
+        out += [f"W1 ping-pong, S = {size} B: MiB/s, median [min-max] of the rounds; in brackets "
+                "below it, the ratio to the best peer of each round, and the server's CPU µs per "
+                "message", "",
+                "| server | " + " | ".join(f"N={c[1]}" for c in cells) + " |",
+                "|---|" + "---|" * len(cells)]
+        for name in names:
+            row = []
+            for c in cells:
+                e = next((e for e in table[c] if e.server == name), None)
+                if e is None:
+                    row.append("")
+                elif not e.value:
+                    row.append("n/a" if e.status.startswith("n/a") else "failed")
+                else:
+                    extra = f" (÷peer {e.to_peer.median:.2f})" if e.to_peer else ""
+                    cpu = f", {e.cpu_per_msg.median:.0f} µs/msg" if e.cpu_per_msg else ""
+                    row.append(f"{e.value.text(0)}{extra}{cpu}")
+            out.append(f"| {name} | " + " | ".join(row) + " |")
+        out.append("")
+    rr = [("W2", 1, 0, 1, 0), ("W2", 1, 0, 14, 0), ("W2", 10, 0, 1, 0), ("W2", 1, 0, 1, 10_000)]
+    rr = [c for c in rr if c in table]
+    if rr:
+        out += ["W2 request/response: transactions/s ÷ rr_floor, and p50 / p99 in µs (medians)", "",
+                "| server | " + " | ".join(cell_name(c) for c in rr) + " | CPU µs/msg (1 B) |",
+                "|---|" + "---|" * (len(rr) + 1)]
+        names = sorted({e.server for c in rr for e in table[c]},
+                       key=lambda n: ({"lab": 0, "ceiling": 1, "peer": 2}.get(_kind(table, n), 3), n))
+        for name in names:
+            row, cpu = [], ""
+            for c in rr:
+                e = next((e for e in table[c] if e.server == name and e.value), None)
+                if e is None:
+                    row.append("")
+                    continue
+                ratio = f"{e.to_ceiling.median:.2f}×, " if e.to_ceiling else ""
+                row.append(f"{ratio}{e.p50.median:.0f} / {e.p99.median:.0f}" if e.p50 and e.p99
+                           else f"{e.value.median:.0f}")
+                if c == rr[0] and e.cpu_per_msg:
+                    cpu = f"{e.cpu_per_msg.median:.1f}"
+            out.append(f"| {name} | " + " | ".join(row) + f" | {cpu} |")
+        out.append("")
+    for w, title in (("W4", "W4 accept storm: accepts/s, median [min-max], ÷ the iterative server"),
+                     ("W5", "W5 bulk, iperf3 one stream: MiB/s")):
+        cells = sorted(c for c in table if c[0] == w)
+        if not cells:
+            continue
+        key = "C" if w == "W4" else "S"
+        out += [title, "", "| server | " + " | ".join(f"{key}={c[1] if w == 'W4' else c[3]}"
+                                                     for c in cells) + " |",
+                "|---|" + "---|" * len(cells)]
+        for name in sorted({e.server for c in cells for e in table[c] if e.value}):
+            row = []
+            for c in cells:
+                e = next((e for e in table[c] if e.server == name and e.value), None)
+                ratio = f" ({e.to_ceiling.median:.2f}×)" if e and e.to_ceiling and w == "W4" else ""
+                row.append(f"{e.value.text(0)}{ratio}" if e else "")
+            out.append(f"| {name} | " + " | ".join(row) + " |")
+        out.append("")
+    return out
+
+
+def _kind(table: dict, name: str) -> str:
+    return next((e.kind for entries in table.values() for e in entries if e.server == name), "")
+
+
 def markdown(summary: dict, machine: dict[str, str], mode: str, argv: list[str], seconds: float,
              missing: list[tuple[str, str]]) -> str:
     rows = summary["rows"]
@@ -287,6 +361,7 @@ def markdown(summary: dict, machine: dict[str, str], mode: str, argv: list[str],
             "| goal | what | target | measured | verdict |", "|---|---|---|---|---|"]
     out += [f"| {g['goal']} | {g['what']} | {g['target']} | {g['measured']} | {g['verdict']} |"
             for g in summary["goals"]]
+    out += ["", "## At a glance", ""] + glance(summary)
     out += ["", "## Idle connections (W3): p50 RTT against idle fds, least-squares line", "",
             "| server | p50 µs by idle connections | ns per idle fd | R² |", "|---|---|---|---|"]
     for name, f in summary["fits"].items():
