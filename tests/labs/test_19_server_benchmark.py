@@ -187,19 +187,24 @@ def probes_free_port() -> int:
         return s.getsockname()[1]  # nothing listens on it once closed
 
 
-@pytest.mark.parametrize("workload", ["W1", "W2"])
-@pytest.mark.hint("check every echoed byte against the byte sent at that offset: a mismatch prints "
-                  "`loadgen: echo mismatch on connection ...` on stderr, no RESULT line, and exits 1")
+@pytest.mark.parametrize("workload", ["W1", "W2", "hold"])
+@pytest.mark.hint("check every echoed byte against the byte sent at that offset (the probe byte each "
+                  "connection echoes first too): a mismatch prints `loadgen: echo mismatch on connection "
+                  "...` on stderr, no RESULT line, and exits 1")
 def test_a_server_that_changes_one_byte_voids_the_run(lab, tiny, workload):
-    server = tiny(mangle=flip_at(5000))
+    # The server's stream is the probe byte, then the workload's bytes: stream byte 5001 is the
+    # workload's byte 5000 (offsets count from after the probe); hold sends only the probe.
+    position, offset = (0, "0") if workload == "hold" else (5001, "5000")
+    server = tiny(mangle=flip_at(position))
     proc = lab.run(LOADGEN, "--workload", workload, "--port", server.port, "--size",
                    4096 if workload == "W1" else 16, *SHORT)
     assert proc.popen.returncode == C.status("loadgen_failed"), \
-        f"a server that flipped byte 5000 should make loadgen exit 1\n{proc.report()}"
+        f"a server that flipped one byte should make loadgen exit 1\n{proc.report()}"
     m = C["mismatch"].find(proc.stderr)
     assert m, f"expected `{C['mismatch'].template}` on stderr\n{proc.report()}"
-    assert (m["offset"], int(m["sent"], 16) ^ int(m["got"], 16)) == ("5000", 0xFF), m[0]
-    assert not proc.stdout.count("RESULT"), f"a void run prints no RESULT line\n{proc.report()}"
+    assert (m["offset"], int(m["sent"], 16) ^ int(m["got"], 16)) == (offset, 0xFF), m[0]
+    assert not proc.stdout.count("RESULT") and not C["holding"].find(proc.stdout), \
+        f"a void run prints no RESULT (or HOLDING) line\n{proc.report()}"
 
 
 @pytest.mark.hint("a connection the server closes while its echo is due voids the run: `loadgen: "
