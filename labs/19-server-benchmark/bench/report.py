@@ -166,8 +166,9 @@ def _verdict(value: float | None, target: float, higher_is_better: bool = True) 
         return "no data"
     if (value >= target) if higher_is_better else (value <= target):
         return "met"
-    gap = (target - value) / target if higher_is_better else (value - target) / target
-    return f"missed by {gap:.0%}"
+    if not higher_is_better:
+        return f"missed: {value:.2f}, above {target:.2f}"
+    return f"missed by {(target - value) / target:.0%}"
 
 
 def goals(table: dict, fits: dict) -> list[dict[str, str]]:
