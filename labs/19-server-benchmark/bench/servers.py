@@ -116,7 +116,7 @@ _SPECS: tuple[_Spec, ...] = (
           package="libevent-dev", note="bufferevents; libevent 2.1 reads at most 4096 B per call"),
     # `-F epoll` needs a feed file (without one, sockperf sr blocks in recvfrom() on one socket):
     # one line `T:host:port` per TCP listener, read here from stdin.
-    _Spec("sockperf", "peer", "epoll", None, "sockperf", ("sr", "-f", "/dev/stdin", "-F", "epoll"),
+    _Spec("sockperf", "peer", "epoll-lt", None, "sockperf", ("sr", "-f", "/dev/stdin", "-F", "epoll"),
           False, package="sockperf", protocol="sockperf", stdin="T:127.0.0.1:{port}\n",
           note="sockperf's own protocol (drive it with sockperf pp); reports half the RTT; "
           "listen backlog 10"),
@@ -229,7 +229,7 @@ def _tail(f: IO[bytes], limit: int = 2000) -> str:
     return ("..." + text[-limit:]) if len(text) > limit else (text or "(nothing)")
 
 
-def _listening_inodes(port: int) -> set[str]:
+def listening_inodes(port: int) -> set[str]:
     """Inodes of the TCP sockets listening on `port` (state 0A in /proc/net/tcp and tcp6)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -355,7 +355,7 @@ def _wait_ready(server: Server, proc: subprocess.Popen[bytes], port: int, out: I
             m = READY_RE.search(out.read())
             if m:
                 return int(m.group(2))
-        elif _listening_inodes(port) & _socket_inodes(proc.pid):
+        elif listening_inodes(port) & _socket_inodes(proc.pid):
             return port
         if proc.poll() is not None:
             raise _ExitedEarly(f"server {server.name} exited with status {proc.returncode} before "
