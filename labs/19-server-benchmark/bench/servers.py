@@ -15,7 +15,9 @@ one without (the external tools) is started on a free port we pick and is ready 
 a listening socket of its own (seen in /proc/net/tcp: no probe connection, which a one-shot tool
 would take for its client).
 Not every server speaks the same protocol: `protocol` is "echo" (raw bytes back, any size),
-"sockperf" (sockperf's own message format: drive it with `sockperf pp` or `sockperf tp`) or
+"sockperf" (sockperf's own message format: drive it with `sockperf pp` or `sockperf tp`, which
+in turn cannot drive a plain echo server: its client waits for a reply whose header sockperf's
+server has marked, and an echo sends the client's own header back) or
 "iperf3" (drive it with `iperf3 -c`). Stdlib only.
 """
 from __future__ import annotations
@@ -118,8 +120,9 @@ _SPECS: tuple[_Spec, ...] = (
     # one line `T:host:port` per TCP listener, read here from stdin.
     _Spec("sockperf", "peer", "epoll-lt", None, "sockperf", ("sr", "-f", "/dev/stdin", "-F", "epoll"),
           False, package="sockperf", protocol="sockperf", stdin="T:127.0.0.1:{port}\n",
-          note="sockperf's own protocol (drive it with sockperf pp); reports half the RTT; "
-          "listen backlog 10"),
+          note="sockperf's own protocol: only sockperf's client drives it (and that client cannot "
+          "drive a plain echo server: it waits for replies marked by sockperf's server); reports "
+          "half the RTT; listen backlog 10"),
     _Spec("socat", "peer", "fork", None, "socat",
           ("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay", "PIPE"), False,
           package="socat", note="a process per client, echoing through a pipe"),
