@@ -37,6 +37,7 @@ CATALOGUE = {s.name: s for s in S.catalogue(BUILD)}
 MISSING = dict(S.missing(BUILD))
 CEILINGS = ["rr_floor", "echo_minimal"]
 BOUNDED = ["echo_minimal", "asio", "libuv", "libevent", "python_selectors"]   # "at most 64 KiB"
+EXTERNAL = ["iperf3", "sockperf", "socat"]    # tools we start, not programs of ours
 CONCURRENT = 10
 BIG = 256 * 1024
 
@@ -187,6 +188,11 @@ def test_server_starts_serves_and_leaves_nothing(name):
         else:
             drive_with_tool(s, r)
         pid, port = r.pid, r.port
+    if name in EXTERNAL:
+        assert r.exit_status != -signal.SIGKILL, f"{name} needed SIGKILL: SIGTERM did not end it in 2 s"
+    else:
+        assert r.exit_status == 0, (f"{name} exited {r.exit_status} on SIGTERM, expected 0 "
+                                    "(the suite's contract)")
     left = S.group_members(pid)
     assert not left, f"{name}: processes of its group still exist after running() ended: {left}"
     assert not os.path.exists(f"/proc/{pid}"), f"{name}: pid {pid} still exists (a zombie not reaped?)"

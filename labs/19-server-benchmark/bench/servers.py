@@ -224,6 +224,7 @@ class Running:
     server: Server
     pid: int      # also its process group id
     port: int
+    exit_status: int | None = None   # set once running() has stopped it (-9: it needed SIGKILL)
 
 
 def _tail(f: IO[bytes], limit: int = 2000) -> str:
@@ -337,10 +338,12 @@ def running(server: Server, cpu: int | None = None, timeout: float = 10.0) -> It
             except BaseException:
                 _stop(proc)
                 raise
+            r = Running(server, proc.pid, port)
             try:
-                yield Running(server, proc.pid, port)
+                yield r
             finally:
                 _stop(proc)
+                r.exit_status = proc.returncode
             return
 
 

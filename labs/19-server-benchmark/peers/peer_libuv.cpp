@@ -88,7 +88,9 @@ void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
         delete[] buf->base;
         if (nread == UV_EOF) {  // its FIN: the queued echoes go first, then our FIN, then close
             uv_read_stop(s);
-            if (uv_shutdown(new uv_shutdown_t{}, s, on_shutdown) < 0) {
+            auto* req = new uv_shutdown_t{};
+            if (uv_shutdown(req, s, on_shutdown) < 0) {
+                delete req;
                 close_client(c);
             }
         } else if (nread < 0) {
