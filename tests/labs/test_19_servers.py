@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -277,3 +278,25 @@ def test_ceiling_stops_with_status_0_on_sigterm_and_serves_the_next_client(lab, 
     assert proc.wait_exit(5) == C.status(f"{name}-stopped"), proc.report()
     wait_for(f"port {proc.ready.port} to close", lambda: not listening(proc.ready.port), 2)
 
+
+
+def test_echo_minimal_out_of_fds_stops_with_an_emfile_line(lab):
+    """Its header's simplification: out of fds it stops (status 1, an [EMFILE] error line) instead
+    of spinning on a listener that stays readable."""
+    def few_fds() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
+    proc = lab.server("echo_minimal", "--port", 0, preexec=few_fds)
+    clients = []
+    try:
+        for _ in range(20):    # 11 fit beside fds 0-2, the listener and the epoll fd
+            try:
+                clients.append(socket.create_connection(proc.ready.address, timeout=scaled(5)))
+            except (ConnectionRefusedError, ConnectionResetError):
+                break          # it has stopped already (refused, or reset while queued)
+        status = proc.wait_exit(5)
+    finally:
+        for c in clients:
+            c.close()
+    assert status == C.status("echo_minimal-failed"), proc.report()
+    line = C["echo_minimal-error"].find(proc.stderr)
+    assert line and line["ename"] == "EMFILE", proc.report()
