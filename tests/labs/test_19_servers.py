@@ -269,12 +269,13 @@ def test_ceiling_cli_contract(lab, name):
     assert line and line["ename"] == "EADDRINUSE" and HINT.find(proc.stderr), proc.report()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("name", CEILINGS)
-def test_ceiling_stops_with_status_0_on_sigterm_and_serves_the_next_client(lab, name):
+def test_ceiling_stops_with_status_0_on_a_signal_and_serves_the_next_client(lab, name, sig):
     proc = lab.server(name, "--port", 0)
     for _ in range(2):    # one after the other: rr_floor serves the next once the first has left
         round_trips(name, proc.ready.port, 3)
-    proc.popen.send_signal(signal.SIGTERM)
+    proc.popen.send_signal(sig)
     assert proc.wait_exit(5) == C.status(f"{name}-stopped"), proc.report()
     wait_for(f"port {proc.ready.port} to close", lambda: not listening(proc.ready.port), 2)
 

@@ -15,10 +15,11 @@ one without (the external tools) is started on a free port we pick and is ready 
 a listening socket of its own (seen in /proc/net/tcp: no probe connection, which a one-shot tool
 would take for its client).
 Not every server speaks the same protocol: `protocol` is "echo" (raw bytes back, any size),
-"sockperf" (sockperf's own message format: drive it with `sockperf pp` or `sockperf tp`, which
-in turn cannot drive a plain echo server: its client waits for a reply whose header sockperf's
-server has marked, and an echo sends the client's own header back) or
-"iperf3" (drive it with `iperf3 -c`). Stdlib only.
+"sockperf" (drive it with `sockperf pp` or `sockperf tp` only; sockperf's client cannot drive a
+plain echo either: it waits for replies whose header sockperf's server has marked) or "iperf3"
+(drive it with `iperf3 -c`). build_dir is a build folder (build/dev, build/asan): the programs
+are in its bin/. After the block, Running.exit_status says how the server ended (0 for every
+program of ours on SIGTERM; -9 if it needed SIGKILL). Stdlib only.
 """
 from __future__ import annotations
 
