@@ -31,9 +31,9 @@ def reference_bin() -> Path:
 def reference(tmp_path_factory):
     """The one grading run of the reference build: this shard's labs (slow tests left out)."""
     out = tmp_path_factory.mktemp("reference")
-    result, proc = grade(reference_bin(), out / "result.json", "--labs", ",".join(MINE), "--gradescope", str(out / "results.json"),
-                         "--junit", str(out / "junit.xml"), "--markdown", str(out / "summary.md"),
-                         "--skip-slow", timeout=1800)
+    result, proc = grade(reference_bin(), out / "result.json", "--labs", ",".join(MINE),
+                         "--gradescope", str(out / "results.json"), "--junit", str(out / "junit.xml"),
+                         "--markdown", str(out / "summary.md"), "--skip-slow", timeout=1800)
     return out, result, proc
 
 

@@ -200,6 +200,38 @@ def test_server_starts_serves_and_leaves_nothing(name):
     assert not listening(port), f"{name}: something still listens on port {port}"
 
 
+NAGLE_STALL = 0.040   # Linux's shortest delayed ACK: what Nagle's algorithm makes a held segment wait
+PINGS = 21
+
+
+@pytest.mark.parametrize("name", [n for n in S.NAMES if n not in ("sockperf", "iperf3")])
+def test_a_16k_message_comes_back_without_waiting_for_a_delayed_ack(name):
+    """Echoed in pieces, a 16 KiB message must not wait for the client's delayed ACK (TCP_NODELAY,
+    lab::set_nodelay): with that wait every round trip takes 40 ms or more; without it a few ms.
+    The median of 21 round trips decides, so a busy machine's odd slow one does not."""
+    s = server(name)
+    message = bytes(range(256)) * 64
+    times = []
+    with S.running(s, timeout=10) as r:
+        with socket.create_connection(("127.0.0.1", r.port), timeout=scaled(5)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for i in range(PINGS):
+                t0 = time.monotonic()
+                sock.sendall(message)
+                back = bytearray()
+                while len(back) < len(message):
+                    chunk = sock.recv(len(message) - len(back))
+                    assert chunk, f"{name}: closed during round trip {i}"
+                    back += chunk
+                times.append(time.monotonic() - t0)
+                assert back == message, f"{name}: round trip {i} came back changed"
+    median = sorted(times)[PINGS // 2]
+    assert median < NAGLE_STALL / 2, (
+        f"{name}: a 16 KiB round trip took {median * 1000:.0f} ms (median of {PINGS}), expected under "
+        f"{NAGLE_STALL * 500:.0f} ms: each waits for the client's delayed ACK; set TCP_NODELAY on "
+        "every accepted connection")
+
+
 def test_running_names_a_server_that_exits_and_its_stderr():
     s = replace(server("rr_floor"), argv_template=(*server("rr_floor").argv_template, "--no-such"))
     with pytest.raises(RuntimeError) as failed:

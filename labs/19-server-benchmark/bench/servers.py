@@ -14,10 +14,10 @@ A server with a ready line is started on port 0 and its port read from `READY tc
 one without (the external tools) is started on a free port we pick and is ready once that port has
 a listening socket of its own (seen in /proc/net/tcp: no probe connection, which a one-shot tool
 would take for its client).
-The lab servers set no TCP_NODELAY and echo in recv()s of 1024 bytes: a message longer than one
-segment then waits for the client's delayed ACK (Nagle's algorithm, RFC 896). Measured with one
-connection, 16 KiB messages: about 25 round trips/s for every lab server (40 ms each) against
-thousands for echo_minimal and the peers, which all set TCP_NODELAY; 1 KiB messages are not held.
+Every server here sets TCP_NODELAY on its connections (the lab servers through lab::set_nodelay,
+common/echo.hpp). The lab servers echo in recv()s of 1024 bytes; without TCP_NODELAY a message
+longer than that waited for the client's delayed ACK (Nagle's algorithm, RFC 896), measured on
+one connection with 16 KiB messages: about 25 round trips/s (40 ms each) against thousands.
 Not every server speaks the same protocol: `protocol` is "echo" (raw bytes back, any size),
 "sockperf" (drive it with `sockperf pp` or `sockperf tp` only; sockperf's client cannot drive a
 plain echo either: it waits for replies whose header sockperf's server has marked) or "iperf3"
