@@ -660,7 +660,7 @@ int serve(const lab::Args& args) {
                                  workload == "W1" ? default_w1_size : default_rr_size),
         args.number<long>("--rate", 0, 10'000'000, 0)};
     if (!loopback(s.to)) {
-        throw lab::usage_error("loadgen sends only to loopback (127.0.0.0/8 or ::1), not " +
+        throw lab::usage_error("sends only to loopback (127.0.0.0/8 or ::1), not " +
                                lab::to_string(s.to));
     }
     if (s.rate > 0 && workload != "W2") {

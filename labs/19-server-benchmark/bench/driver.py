@@ -345,6 +345,12 @@ def value_of(row: dict[str, object]) -> str:
     return f"{row[key]} {unit}{extra}"
 
 
+# One progress line per point: "[ 12/738] round 1 epoll_lt W1 N=10 S=4096: 93.8 MiB/s  (load 4.72)
+# ETA 6m12s" (on one line).
+PROGRESS = re.compile(r"^\[ *(?P<done>\d+)/(?P<total>\d+)\] (?P<what>.+?): (?P<result>.+)  "
+                      r"\(load (?P<load>\S+)\)  ETA (?P<min>\d+)m(?P<sec>\d\d)s$", re.M)
+
+
 class Progress:
     def __init__(self, plan: list[tuple[int, servers.Server, Point]], mode: Mode):
         self.costs = [self.cost(p, mode) for _, _, p in plan]
