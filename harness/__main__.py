@@ -7,6 +7,7 @@
   points [--check]       the points of every test; --check: none missing (labs/points.toml)
   gradescope OUT.zip     pack the Gradescope autograder
   readme [--check]       README.md's reading-order table, made from labs/manifest.toml
+  bench [--quick]        lab 19's benchmark: every server model and peer, CSV + Markdown + SVG
 
 This is the only module of the core that reaches into harness.grading (the grader's tools):
 the verbs are the user interface of both halves.
@@ -24,6 +25,7 @@ VERBS = {
     "points": "harness.grading.points",
     "gradescope": "harness.grading.gradescope.pack",
     "readme": "harness.readme_table",
+    "bench": "harness.bench",
 }
 
 
