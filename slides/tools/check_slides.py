@@ -12,7 +12,8 @@ Source checks:
 - every fenced C++ block has `<!-- source: labs/NN-topic/file.cpp#tag -->` on the line above it
   (or `<!-- source: none -->` for code that is not from a lab), and its text equals the region
   between `// [slide:tag]` and `// [/slide:tag]` in that file (a diff is printed when not);
-  at most 12 lines, so it fits a slide (lines over 100 columns wrap: a warning);
+- every fenced block (C++, shell, output) has at most 12 lines of at most 99 columns, so it fits
+  a slide unshrunk;
 - no remote URL anywhere in a deck; every image exists, or is an .svg made from a .mmd/.dot/.gp
   file beside it;
 - diagrams tell the truth the tests assert: a Mermaid file with `%% scenario: NAME` notes the
@@ -26,7 +27,8 @@ an excerpt whose file or region does not exist yet is listed as PENDING, not fai
 leaves it alone; once the manifest marks the lab available, the excerpt must match.
 
 Built checks: each deck has .html and .pdf; the PDF has one page per slide; the HTML loads nothing
-from the network; no page shows text too small to read from the back of a room (shrunk code);
+from the network; no page shows text too small to read from the back of a room (shrunk code,
+or a diagram's SVG text once the slide has scaled the image);
 each page has text (pdftotext), shows its slide's heading and every Chinese character on the
 slide (a missing CJK font draws boxes).
 The checker ends with `slides: N passed, M failed` and exits 1 when anything failed.
@@ -40,16 +42,28 @@ import re
 import subprocess
 import sys
 import tomllib
+import unicodedata
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 EXCERPT_LINES = 12
-EXCERPT_COLUMNS = 100
+# The theme's code is 20px DejaVu Sans Mono in a 1220px-wide block: 99 columns fit. A longer line
+# makes Marp shrink the whole block (or the theme wraps it): every fenced block, C++ or shell
+# output, stays within 99 columns (a CJK character counts as two).
+CODE_COLUMNS = 99
 SLIDES_PER_DECK = (8, 15)
 # The smallest text a page may show, as pdftotext's word-box height in points (the page is
 # 960 x 540 pt). Code at the theme's 20px is about 17.5; Marp shrinks a block that does not
 # fit, and below 12 (text under about 14px on a 720p projector) it is no longer readable.
 SMALLEST_TEXT_PT = 12.0
 WORD_BOX = re.compile(r'<word xMin="[\d.]+" yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)">([^<]*)</word>')
+# How the theme (themes/socklab.css) places an image: 1280px slide less 2 x 30px padding, and
+# `section img { max-width: 100%; max-height: 520px }`. A diagram's text, scaled with it, must be
+# as large as SMALLEST_TEXT_PT too (pdftotext does not see text inside an image).
+IMAGE_BOX = (1220.0, 520.0)
+SMALLEST_IMAGE_TEXT_PX = SMALLEST_TEXT_PT / 0.75  # the page's 960 pt are the slide's 1280 px
+IMAGE_SIZE = re.compile(r"\b(w|h|width|height):(\d+(?:\.\d+)?)(?:px)?\b")
+IMAGE_ALT = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)")
 SOURCE = re.compile(r"^<!--\s*source:\s*(\S+)\s*-->\s*$")
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
 CODE_LANGS = {"c", "cpp", "c++", "h", "hpp", "cc"}
@@ -117,6 +131,11 @@ def code_blocks(lines: list[str]) -> list[tuple[int, int, str, str | None]]:
     return blocks
 
 
+def columns(line: str) -> int:
+    """The width of a line in a monospace font: CJK (wide) characters take two columns."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+
 def dedent(lines: list[str]) -> list[str]:
     lines = [line.rstrip() for line in lines]
     indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
@@ -163,18 +182,19 @@ def check_deck(root: Path, deck: Path, rep: Report, fix: bool, pending: bool = F
     changed = False
     for start, end, lang, src in reversed(code_blocks(lines)):
         where = f"{name}:{start}"
+        body_lines = lines[start:end]
+        if lang != "mermaid":  # shell sessions and output too: they are on the slide as well
+            rep.ok(len(body_lines) <= EXCERPT_LINES, f"{where}: at most {EXCERPT_LINES} code lines",
+                   f"  {len(body_lines)} lines: choose a smaller region, trim the output or split the slide")
+            wide = [(columns(line), line) for line in body_lines if columns(line) > CODE_COLUMNS]
+            rep.ok(not wide, f"{where}: code lines fit in {CODE_COLUMNS} columns",
+                   "\n".join(f"  {n} columns: {line}" for n, line in wide)
+                   + "\n  (break the command with \\, trim the output, or format the source and --fix)")
         if lang not in CODE_LANGS:
             continue
         if not rep.ok(src is not None, f"{where}: a {lang} block names its source",
                       "  put <!-- source: labs/NN-topic/FILE#tag --> on the line above the fence"):
             continue
-        body_lines = lines[start:end]
-        rep.ok(len(body_lines) <= EXCERPT_LINES, f"{where}: at most {EXCERPT_LINES} code lines",
-               f"  {len(body_lines)} lines: choose a smaller region")
-        wide = [line for line in body_lines if len(line) > EXCERPT_COLUMNS]
-        if wide:  # the theme wraps them; clang-format (column limit 100) makes the source fit
-            print(f"WARN {where}: {len(wide)} code line(s) over {EXCERPT_COLUMNS} columns wrap on the slide "
-                  "(format the source with clang-format, then --fix)")
         if src == "none":
             continue
         want, why = region(root, src)
@@ -345,6 +365,71 @@ def words(text: str) -> set[str]:
     return set(re.findall(r"[A-Za-z0-9_]{3,}|[\u4e00-\u9fff]", text))
 
 
+def length(value: str | None) -> float | None:
+    m = re.match(r"\s*([\d.]+)\s*(px|pt)?\s*$", value or "")
+    return float(m[1]) * (4 / 3 if m[2] == "pt" else 1) if m else None
+
+
+def svg_text(svg: Path) -> tuple[float, float, float, float, list[tuple[float, str]]]:
+    """(viewBox width, height, natural width, height in px, [(font px, text)]) of an SVG file."""
+    tree = ET.parse(svg).getroot()
+    box = [float(v) for v in re.split(r"[\s,]+", tree.get("viewBox", "").strip()) if v] or None
+    width, height = length(tree.get("width")), length(tree.get("height"))
+    vw, vh = (box[2], box[3]) if box and len(box) == 4 else (width or 0.0, height or 0.0)
+    css = "".join(e.text or "" for e in tree.iter() if e.tag.endswith("style"))
+    root_css = re.search(r"#[\w-]+\s*\{[^}]*?font-size:\s*([\d.]+)px", css)
+    parents = {child: parent for parent in tree.iter() for child in parent}
+
+    def font(e: ET.Element | None) -> float:
+        while e is not None:
+            m = re.search(r"font-size:\s*([\d.]+)(px|pt)?", e.get("style", ""))
+            size = length(m[1] + (m[2] or "px")) if m else length(e.get("font-size"))
+            if size:
+                return size
+            e = parents.get(e)
+        return float(root_css[1]) if root_css else 16.0  # CSS `medium`
+
+    texts = [(font(e), "".join(e.itertext()).strip()) for e in tree.iter()
+             if e.tag.split("}")[-1] == "text" and "".join(e.itertext()).strip()]
+    return vw, vh, width or vw, height or vh, texts
+
+
+def image_scale(alt: str, vw: float, vh: float, nat_w: float, nat_h: float) -> float:
+    """How much the slide scales an image of this viewBox, given Marp's `h:N`/`w:N` in its alt."""
+    given = {k[0]: float(v) for k, v in IMAGE_SIZE.findall(alt)}
+    max_w, max_h = IMAGE_BOX
+    if "h" in given and "w" in given:
+        w, h = min(given["w"], max_w), min(given["h"], max_h)
+    elif "h" in given:
+        h = min(given["h"], max_h)
+        w = min(h * nat_w / nat_h, max_w)
+    elif "w" in given:
+        w = min(given["w"], max_w)
+        h = min(w * nat_h / nat_w, max_h)
+    else:
+        w, h = nat_w, nat_h
+        if w > max_w or h > max_h:
+            w, h = min(max_w, max_h * nat_w / nat_h), min(max_h, max_w * nat_h / nat_w)
+    return min(w / vw, h / vh)  # an SVG keeps its aspect ratio (preserveAspectRatio meet)
+
+
+def check_images(stem: str, deck_text: str, built: Path, rep: Report) -> None:
+    for alt, ref in IMAGE_ALT.findall(deck_text):
+        image = built / ref
+        if not rep.ok(image.is_file(), f"{stem}: image {ref} was built") or image.suffix != ".svg":
+            continue
+        vw, vh, nat_w, nat_h, texts = svg_text(image)
+        if not texts or not vw or not vh:
+            continue
+        scale = image_scale(alt, vw, vh, nat_w, nat_h)
+        size, sample = min(texts)
+        rep.ok(size * scale >= SMALLEST_IMAGE_TEXT_PX - 0.05,
+               f"{stem}: {ref}'s text is at least {SMALLEST_IMAGE_TEXT_PX:.0f}px on the slide",
+               f"  {size:g}px text scaled by {scale:.2f} is {size * scale:.1f}px, e.g. {sample!r}: "
+               "too small to read from the back of a room: larger fonts in the diagram source, "
+               "fewer or shorter labels, or a larger h: on the slide")
+
+
 def check_built(root: Path, built: Path, rep: Report) -> None:
     for deck in sorted(root.glob("slides/[0-9][0-9]-*.md")):
         stem = deck.stem
@@ -379,8 +464,7 @@ def check_built(root: Path, built: Path, rep: Report) -> None:
             hanzi = set(re.findall(r"[\u4e00-\u9fff]", slide)) - set(text)
             rep.ok(not hanzi, f"{stem}: page {number} renders its Chinese text",
                    f"  missing from the page: {''.join(sorted(hanzi))} (apt-get install fonts-wqy-microhei)")
-        for ref in IMAGE.findall(deck.read_text(encoding="utf-8")):
-            rep.ok((built / ref).is_file(), f"{stem}: image {ref} was built")
+        check_images(stem, deck.read_text(encoding="utf-8"), built, rep)
 
 
 def main() -> int:
