@@ -40,6 +40,15 @@ start=$SECONDS
 rm -rf "$out/diagrams" && mkdir -p "$out/diagrams"
 cp "$here"/diagrams/* "$out/diagrams/"
 cp "$here"/[0-9][0-9]-*.md "$out/"
+# An image a deck takes from a lab (`../labs/NN-topic/results/...svg`, committed by the lab) is
+# copied to OUT/labs/..., and the deck's copy points there, so the HTML in OUT finds it too.
+rm -rf "$out/labs"
+for deck in "$out"/[0-9][0-9]-*.md; do
+  { grep -o '](\.\./labs/[^) ]*' "$deck" || true; } | cut -c11- | while read -r ref; do
+    mkdir -p "$out/labs/$(dirname "$ref")" && cp "$here/../labs/$ref" "$out/labs/$ref"
+  done
+  sed -i 's#](\.\./labs/#](labs/#g' "$deck"
+done
 cd "$out/diagrams"
 
 shopt -s nullglob

@@ -415,7 +415,7 @@ def image_scale(alt: str, vw: float, vh: float, nat_w: float, nat_h: float) -> f
 
 def check_images(stem: str, deck_text: str, built: Path, rep: Report) -> None:
     for alt, ref in IMAGE_ALT.findall(deck_text):
-        image = built / ref
+        image = built / ref.removeprefix("../")  # build.sh copies ../labs/... images to labs/...
         if not rep.ok(image.is_file(), f"{stem}: image {ref} was built") or image.suffix != ".svg":
             continue
         vw, vh, nat_w, nat_h, texts = svg_text(image)
