@@ -29,8 +29,9 @@ leaves it alone; once the manifest marks the lab available, the excerpt must mat
 Built checks: each deck has .html and .pdf; the PDF has one page per slide; the HTML loads nothing
 from the network; no page shows text too small to read from the back of a room (shrunk code,
 or a diagram's SVG text once the slide has scaled the image);
-each page has text (pdftotext), shows its slide's heading and every Chinese character on the
-slide (a missing CJK font draws boxes).
+each page has text (pdftotext), shows its slide's heading, every word of the slide's Markdown
+(Marp clips what runs off the bottom or the right edge) and every Chinese character on the slide
+(a missing CJK font draws boxes).
 The checker ends with `slides: N passed, M failed` and exits 1 when anything failed.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ import sys
 import tomllib
 import unicodedata
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 EXCERPT_LINES = 12
@@ -365,6 +367,20 @@ def words(text: str) -> set[str]:
     return set(re.findall(r"[A-Za-z0-9_]{3,}|[\u4e00-\u9fff]", text))
 
 
+def tokens(text: str) -> Counter:
+    """Every word of two or more letters or digits, and every hanzi, counted. A hyphen inside a
+    word is dropped first: pdftotext joins `signal-` and `safety` across a line break."""
+    return Counter(re.findall(r"[A-Za-z0-9]{2,}|[\u4e00-\u9fff]", re.sub(r"(?<=\w)-\s*(?=\w)", "", text)))
+
+
+def slide_text(slide: str) -> Counter:
+    """The words a slide's Markdown puts on the page: no comments, image or link targets, fences."""
+    text = re.sub(r"<!--.*?-->", " ", slide, flags=re.S)
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return tokens(re.sub(r"^(```+|~~~+)[\w+-]*", " ", text, flags=re.M))
+
+
 def length(value: str | None) -> float | None:
     m = re.match(r"\s*([\d.]+)\s*(px|pt)?\s*$", value or "")
     return float(m[1]) * (4 / 3 if m[2] == "pt" else 1) if m else None
@@ -460,6 +476,11 @@ def check_built(root: Path, built: Path, rep: Report) -> None:
             ok = len(got) >= 3 and (not expect or len(expect & got) >= max(1, len(expect) // 2))
             rep.ok(ok, f"{stem}: page {number} shows text and its heading",
                    f"  heading words {sorted(expect)}\n  page text: {text.strip()[:200]!r}")
+            # Marp clips what does not fit: text past the bottom or the right edge is not drawn.
+            cut = slide_text(slide) - tokens(text)
+            rep.ok(not cut, f"{stem}: page {number} shows all of its slide's text",
+                   f"  missing from the page: {' '.join(sorted(cut.elements())[:12])}: cut off at the "
+                   "bottom or the right edge: split the slide or shorten it")
             # A character the fonts lack is drawn as a box and drops out of the text layer.
             hanzi = set(re.findall(r"[\u4e00-\u9fff]", slide)) - set(text)
             rep.ok(not hanzi, f"{stem}: page {number} renders its Chinese text",
