@@ -14,6 +14,8 @@ Source checks:
   between `// [slide:tag]` and `// [/slide:tag]` in that file (a diff is printed when not);
 - every fenced block (C++, shell, output) has at most 12 lines of at most 99 columns, so it fits
   a slide unshrunk;
+- a paragraph or list item never goes on in the next source line mid-sentence (Marp breaks the
+  slide's line at every newline);
 - no remote URL anywhere in a deck; every image exists, or is an .svg made from a .mmd/.dot/.gp
   file beside it;
 - diagrams tell the truth the tests assert: a Mermaid file with `%% scenario: NAME` notes the
@@ -75,6 +77,10 @@ REMOTE = re.compile(r"\b(?:https?|ftp)://", re.I)
 DIAGRAM_NOTE = re.compile(r"^<!--\s*diagram:\s*(\S+)\s*-->\s*$")
 STATE_NOTE = re.compile(r"^\s*Note (?:over|left of|right of) (\w+)\s*:\s*([A-Z_0-9]+)\b")
 RENDERED_FROM = (".mmd", ".dot", ".gp")
+# Marp breaks a line at every newline of a paragraph: a line that ends mid-sentence and goes on in
+# the next source line makes a ragged break on the slide ("holding only" / "the ready fds").
+NEW_BLOCK = re.compile(r"^\s*(?:[-*+] |\d+\. |\||#|!\[|<!--|```|~~~|---\s*$|$)")
+MID_SENTENCE = re.compile(r"[\w,;(]$")
 
 
 class Report:
@@ -181,6 +187,19 @@ def check_deck(root: Path, deck: Path, rep: Report, fix: bool, pending: bool = F
            "\n".join(f"  {line}" for line in text.splitlines() if REMOTE.search(line)))
 
     lines = text.split("\n")
+    fence, first = None, len(text[:len(text) - len(body)].split("\n")) - 1
+    for i in range(first, len(lines) - 1):
+        m = FENCE.match(lines[i])
+        if m and (fence is None or m[1].startswith(fence)):
+            fence = None if fence else m[1]
+            continue
+        line, after = lines[i].rstrip(), lines[i + 1]
+        if fence or not line or (NEW_BLOCK.match(line) and not re.match(r"\s*(?:[-*+] |\d+\. )", line)):
+            continue
+        rep.ok(NEW_BLOCK.match(after) is not None or not MID_SENTENCE.search(line),
+               f"{name}:{i + 1}: the sentence goes on in the same source line",
+               f"  {line.strip()[-50:]!r} / {after.strip()[:50]!r}: Marp breaks the line here; "
+               "join the two lines")
     changed = False
     for start, end, lang, src in reversed(code_blocks(lines)):
         where = f"{name}:{start}"
