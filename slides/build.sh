@@ -3,7 +3,8 @@
 # Usage: slides/build.sh OUT        (cmake --build --preset dev --target slides runs it)
 # Diagrams are rendered first into OUT/diagrams: every .mmd with one browser, .dot with Graphviz,
 # .gp with gnuplot; a lab plot a deck shows (../labs/...svg) is copied, redrawn from its .gp if
-# that is committed too. Then Marp makes the HTML decks (one file each, keyboard navigation) and the PDFs.
+# that is committed too. Then Marp makes the HTML decks (one file each, keyboard navigation) and
+# the PDFs.
 # Needs: Debian chromium, poppler-utils, graphviz, gnuplot-nox, fonts-wqy-microhei, and `npm ci`
 # in slides/ (the lockfile pins @marp-team/marp-cli and @mermaid-js/mermaid-cli). Nothing is
 # fetched from the network.
