@@ -52,8 +52,9 @@ for deck in "$out"/[0-9][0-9]-*.md; do
     # A plot whose gnuplot script is committed beside it is drawn again for the slide: the same
     # script and data on a terminal the size of the slide's image box, in the slide's type size.
     if [ -f "$gp" ]; then
+      slide_term="set terminal svg size 1220,470 noenhanced font 'DejaVu Sans,18' background '#ffffff'"
       (cd "$(dirname "$gp")" && sed '/^set terminal/d; /^set output/d' "$gp" |
-        gnuplot -e "set terminal svg size 1220,470 noenhanced font 'DejaVu Sans,18' background '#ffffff'; set output '$out/labs/$ref'" -)
+        gnuplot -e "$slide_term; set output '$out/labs/$ref'" -)
     fi
   done
   sed -i 's#](\.\./labs/#](labs/#g' "$deck"
@@ -68,7 +69,8 @@ fi
 for f in *.dot; do dot -Tsvg -o "${f%.dot}.svg" "$f"; done
 for f in *.gp; do
   # `root`: the repository, for a plot of a lab's committed data (diagrams/bench-*.gp)
-  gnuplot -e "set terminal svg size 800,440 font 'DejaVu Sans,20' background '#ffffff'; set output '${f%.gp}.svg'; root='$here/..'" "$f"
+  gnuplot -e "set terminal svg size 800,440 font 'DejaVu Sans,20' background '#ffffff'" \
+          -e "set output '${f%.gp}.svg'; root='$here/..'" "$f"
 done
 echo "slides: diagrams rendered in $((SECONDS - start)) s"
 
