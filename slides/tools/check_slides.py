@@ -5,6 +5,7 @@ Usage:
   check_slides.py --root SRC            check the sources (no build, no browser needed)
   check_slides.py --root SRC --fix      first copy every excerpt (and README diagram) from its source
   check_slides.py --root SRC --built D  check the built decks in D (slides/build.sh D made them)
+  check_slides.py --self-test           show that the layout checks fail on decks made to break them
 
 Source checks:
 - every lab that labs/manifest.toml marks "available" has slides/NN-topic.md with `marp: true`
@@ -507,12 +508,47 @@ def check_built(root: Path, built: Path, rep: Report) -> None:
         check_images(stem, deck.read_text(encoding="utf-8"), built, rep)
 
 
+def self_test() -> int:
+    """Each layout check fails on a deck or an image made to break it (so none can pass vacuously)."""
+    import contextlib
+    import io
+    import tempfile
+    bad = ["---", "marp: true", "---", "", "# Too much", "", "```text"] + [f"line {i}" for i in range(13)] + [
+        "x" * 100, "```", "", "a sentence that goes on", "in the next source line.", ""]
+    small = ('<svg xmlns="http://www.w3.org/2000/svg" width="960" height="600" viewBox="0 0 960 600">'
+             '<g font-size="11.00"><text x="10" y="20">MiB/s</text></g></svg>')
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "slides").mkdir()
+        deck = root / "slides/99-bad.md"
+        deck.write_text("\n".join(bad), encoding="utf-8")
+        (root / "slides/small.svg").write_text(small, encoding="utf-8")
+        rep = Report()
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            check_deck(root, deck, rep, fix=False)
+            check_images("99-bad", "![h:470](small.svg)", root / "slides", rep)
+        said = out.getvalue()
+        for what in ("at most 12 code lines", f"code lines fit in {CODE_COLUMNS} columns",
+                     "the sentence goes on in the same source line", "text is at least"):
+            failed = [line for line in said.splitlines() if line.startswith("FAIL") and what in line]
+            results.append((what, bool(failed)))
+    cut = slide_text("# Cut\n\n- one line\n- two lines\n- three lines") - tokens("Cut\none line\ntwo lines")
+    results.append(("shows all of its slide's text", cut == Counter({"three": 1, "lines": 1})))
+    for what, failed in results:
+        print(f"{'ok' if failed else 'FAIL'} self-test: the check '{what}' fails on a bad input")
+    return 0 if all(failed for _, failed in results) else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
     ap.add_argument("--built", type=Path, help="check the decks slides/build.sh built here")
     ap.add_argument("--fix", action="store_true", help="copy excerpts and README diagrams from their sources")
+    ap.add_argument("--self-test", action="store_true", help="show that the layout checks fail on bad input")
     args = ap.parse_args()
+    if args.self_test:
+        return self_test()
     rep = Report()
     root = args.root.resolve()
     if args.built:
