@@ -175,6 +175,14 @@ inline std::uint16_t port_of(int fd) {
     return lab::host_port(lab::local_address(fd)).second;
 }
 
+// One more client, connected and never accepted: with backlog 0 the accept queue is now full.
+inline lab::Fd fill_accept_queue(const Connection& c) {
+    const lab::Address server = lab::local_address(c.listener.get());
+    lab::Fd first(lab::check(::socket(server.family(), SOCK_STREAM, 0), "socket"));
+    lab::check(::connect(first.get(), server.get(), server.len), "connect");
+    return first;
+}
+
 // A listener (bound, listen(backlog)) and an unconnected client, in a private network
 // namespace.
 inline Connection prepare(const std::string& host, std::uint16_t port, int backlog) {

@@ -1,12 +1,10 @@
-// tcp_states.cpp: drive real TCP connections through opening and closing scenarios and print, after
-//                 every step, the state of both ends as the kernel reports it.
+// tcp_states.cpp: TCP connections driven through open/close scenarios; both ends' states per step.
 // Notes: 十种状态
 // Usage: tcp_states [--scenario NAME|all] [--host H] [--port P]
 // Try:   ./tcp_states --scenario simultaneous-close      (./tcp_states --help lists the scenarios)
 // Observe: eleven states, from getsockopt(TCP_INFO) or /proc/net/tcp; only the active closer waits.
-// Simplifications: both ends live in this one process, each scenario in a private network namespace
-//          (only lo) where nftables holds back chosen segments so that the short-lived states last.
-//          That plumbing and the command line are in tcp_probe.hpp; this file is the scenarios.
+// Simplifications: both ends in this one process; each scenario in a private network namespace
+//          (only lo) where nftables holds segments back; plumbing and CLI live in tcp_probe.hpp.
 // See also: tcp(7) TCP_INFO, TCP_DEFER_ACCEPT; RFC 793 3.2; include/net/tcp_states.h; lab 10.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,9 +24,8 @@ namespace {
 using probe::Connection, probe::End, probe::Start, probe::step, probe::no_change, probe::quick;
 using probe::retransmission, probe::fin_only, probe::any_segment, probe::program, probe::notes_port;
 
-// close(2) raw: the call the lesson is about (the Fd gives up its fd, so it closes nothing more).
 void close_end(End& end) {
-    lab::check(::close(end.fd.release()), "close");
+    lab::check(::close(end.fd.release()), "close");  // close(2) raw; the Fd gives its fd up
 }
 
 // One peer closes, then the other. Held-back segments make FIN_WAIT1 and LAST_ACK visible.
@@ -43,18 +40,15 @@ void orderly_close(Connection& c) {
     close_end(active);
     step(c, one + " close(): FIN sent; held back on its way, so " + one + " waits for its ACK");
     probe::release();
-    step(c, "FIN retransmitted, gets through: " + other + " ACKs it (CLOSE_WAIT before recv())",
-         retransmission);
+    step(c, "the FIN, retransmitted, gets through: " + other + " ACKs it", retransmission);
     probe::hold(active.local, any_segment);
     close_end(passive);
     step(c, other + " close(): its FIN reaches " + one + "; " + one + "'s last ACK is held back");
     probe::release();
-    const std::string last_ack = other + " retransmits its FIN, " + one + " ACKs again";
-    step(c, last_ack + ": only " + one + " stays in TIME_WAIT", retransmission);
+    step(c, other + " retransmits its FIN; only " + one + " stays in TIME_WAIT", retransmission);
 }
 
-// Both close before either FIN is ACKed: hold the server's FIN back so that the client's FIN
-// overtakes it.
+// Both close before either FIN is ACKed: the server's FIN is held back, the client's overtakes it.
 void simultaneous_close(Connection& c) {
     // SOLUTION: hold the server's FIN; close server, then client; release it; step() each
     // [slide:simultaneous]
@@ -82,9 +76,7 @@ void unread_data_reset(Connection& c) {
 }
 
 void half_close(Connection& c) {
-    // SOLUTION: close only the client's sending direction (FIN goes; it can still receive)
     lab::check(::shutdown(c.client.fd.get(), SHUT_WR), "shutdown(SHUT_WR)");
-    // END
     step(c, "client shutdown(SHUT_WR): FIN sent, the client can still receive");
     std::array<char, 64> buf{};
     const auto eof = lab::check(::recv(c.server.fd.get(), buf.data(), buf.size(), 0), "recv");
@@ -100,8 +92,7 @@ void half_close(Connection& c) {
     step(c, "client close(): the TIME_WAIT entry outlives the fd", no_change);
 }
 
-// The FIN goes when the socket's *last* descriptor is closed: after dup(2), close() of one of the
-// two fds releases only that fd (close(2)), and nothing is sent.
+// The FIN goes when the last fd closes (close(2)): closing one of two dup(2) copies sends nothing.
 void dup_close(Connection& c) {
     const int copy = lab::check(::dup(c.client.fd.get()), "dup");
     close_end(c.client);
@@ -112,9 +103,7 @@ void dup_close(Connection& c) {
 
 // Opening. Backlog 0 holds one connection: a second client's SYN is dropped while it is full.
 void syn_sent(Connection& c) {
-    const lab::Address server = lab::local_address(c.listener.get());
-    lab::Fd first(lab::check(::socket(server.family(), SOCK_STREAM, 0), "socket"));
-    lab::check(::connect(first.get(), server.get(), server.len), "connect");
+    const lab::Fd first = probe::fill_accept_queue(c);
     probe::connect_client(c, probe::Connect::in_background);
     step(c, "another client fills the accept queue (backlog 0); connect(): SYN dropped");
     lab::Fd taken(lab::check(::accept(c.listener.get(), nullptr, nullptr), "accept"));
@@ -123,10 +112,9 @@ void syn_sent(Connection& c) {
 
 void syn_recv(Connection& c) {
     // SOLUTION: set TCP_DEFER_ACCEPT (5 s) on the listener: half-open until data arrives
-    const int seconds = 5;
-    lab::check(
-        ::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds),
-        "setsockopt(TCP_DEFER_ACCEPT)");
+    const int secs = 5;
+    lab::check(::setsockopt(c.listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs),
+               "setsockopt(TCP_DEFER_ACCEPT)");
     // END
     probe::connect_client(c, probe::Connect::wait);
     step(c, "connect() returns; TCP_DEFER_ACCEPT: the server keeps its end until data");
@@ -136,7 +124,6 @@ void syn_recv(Connection& c) {
     step(c, "accept() returns it", no_change);
 }
 
-// Each scenario: its name, what it does, the listener's backlog, whether it starts connected.
 constexpr std::array<probe::Scenario, 8> scenarios{{
     {.name = "client-closes-first", .run = orderly_close<Closer::client>},
     {.name = "server-closes-first", .run = orderly_close<Closer::server>},

@@ -92,6 +92,7 @@ int serve(const lab::Args& args) {
     for (;;) {
         lab::Address peer;
         lab::Fd conn(lab::check(::accept(listener.get(), peer.get(), &peer.len), "accept"));
+        lab::set_nodelay(conn.get());  // each echo leaves at once (lab 19)
         const std::string who = lab::to_string(peer);
         lab::say("accepted ", who);
         // [/slide:accept-loop]

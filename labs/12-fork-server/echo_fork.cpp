@@ -174,6 +174,7 @@ int serve(const lab::Args& args) {
             continue;
         }
         lab::Fd conn(lab::check(fd, "accept"));
+        lab::set_nodelay(conn.get());  // each echo leaves at once (lab 19)
         const std::string who = lab::to_string(peer);
         const auto slot = std::find_if(children.begin(), children.end(),
                                        [](const auto& s) { return s.load() == 0; });

@@ -123,6 +123,7 @@ int serve(const lab::Args& args) {
             continue;
         }
         lab::Fd conn(lab::check(accepted, "accept"));
+        lab::set_nodelay(conn.get());  // each echo leaves at once (lab 19)
         const int fd = conn.get();
         const std::string who = lab::to_string(peer);
         lab::say("accepted ", who);

@@ -137,6 +137,7 @@ int serve(const lab::Args& args) {
         // [slide:accept4]
         const int fd = ::accept4(listener.get(), peer.get(), &peer.len, accept_flags);
         if (fd >= 0) {
+            lab::set_nodelay(fd);  // each echo leaves at once (lab 19)
             clients.push_back(Client{lab::Fd(fd), lab::to_string(peer), {}});
             lab::say("accepted ", clients.back().who);
             if (show) {

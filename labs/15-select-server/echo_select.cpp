@@ -28,6 +28,7 @@
 #include <system_error>
 #include <vector>
 
+#include "echo.hpp"  // lab::set_nodelay
 #include "lab.hpp"
 
 namespace {
@@ -94,6 +95,7 @@ struct Server {
             return;
         }
         lab::Fd conn(lab::check(fd, "accept4"));
+        lab::set_nodelay(conn.get());  // each echo leaves at once (lab 19)
         const std::string who = lab::to_string(peer);
         if (fd >= FD_SETSIZE) {  // FD_SET() on it would write past the fd_set (select(2) BUGS)
             lab::say("refused ", who, ": fd ", fd, " >= FD_SETSIZE (", FD_SETSIZE,

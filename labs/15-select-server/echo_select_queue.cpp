@@ -29,6 +29,7 @@
 #include <system_error>
 #include <vector>
 
+#include "echo.hpp"  // lab::set_nodelay
 #include "lab.hpp"
 
 namespace {
@@ -105,6 +106,7 @@ struct Server {
             return;
         }
         lab::Fd conn(lab::check(fd, "accept4"));
+        lab::set_nodelay(conn.get());  // each echo leaves at once (lab 19)
         const std::string who = lab::to_string(peer);
         // [slide:refuse]
         if (fd >= FD_SETSIZE) {  // FD_SET() on it is undefined: it would write past the fd_set

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "echo.hpp"  // lab::set_nodelay
 #include "lab.hpp"
 
 namespace {
@@ -109,6 +110,7 @@ struct Server {
             return;
         }
         lab::Fd conn(lab::check(fd, "accept4"));
+        lab::set_nodelay(conn.get());  // each echo leaves at once (lab 19)
         watch(EPOLL_CTL_ADD, conn.get(), EPOLLIN);
         const std::string who = lab::to_string(peer);
         lab::say("accepted ", who);

@@ -27,6 +27,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "echo.hpp"  // lab::set_nodelay
 #include "lab.hpp"
 
 namespace {
@@ -120,6 +121,7 @@ struct Server {
                 continue;
             }
             lab::Fd conn(lab::check(fd, "accept4"));
+            lab::set_nodelay(conn.get());  // each echo leaves at once (lab 19)
             const std::string who = lab::to_string(peer);
             if (full) {
                 conn.reset();  // it sees EOF at once, instead of waiting in the queue

@@ -107,6 +107,27 @@ def test_one_socket_two_threads(lab):
         assert data == "from the sending thread".encode() and source[1] == proc.ready.port
 
 
+def test_sendto_goes_while_the_other_thread_sleeps_in_recvfrom(lab, steps):
+    """--wake shutdown: the receiver sleeps in recvfrom() itself (no poll). Lines typed meanwhile
+    still leave at once, each sent while that thread stays asleep: the sleeping receive holds
+    nothing the sender needs."""
+    with UdpClient(bind_port=0) as peer:
+        proc = chat(lab, peer.local_port, "--wake", "shutdown")
+        with steps.step("the receiving thread sleeps in recvfrom(), not in poll()"):
+            wait_blocked_in(proc, "wait_for_more_packets")
+        for i in range(3):
+            with steps.step(f"type line {i}: the peer gets it while the receiver sleeps on"):
+                proc.send_line(f"sent past a sleeping recvfrom {i}")
+                data, source = peer.recv(timeout=5)
+                assert data == f"sent past a sleeping recvfrom {i}".encode(), data
+                assert source[1] == proc.ready.port
+                assert probes.blocked_in(proc.pid, "wait_for_more_packets"), (
+                    f"the receiver left recvfrom() though no datagram came: {probes.wchans(proc.pid)}")
+        with steps.step("a datagram for the chat wakes the receiver, which prints it"):
+            peer.send_to("back to you", ("127.0.0.1", proc.ready.port))
+            assert received(proc, 1) == [(peer.local_port, "back to you")]
+
+
 @pytest.mark.hint("at stdin EOF the sender must wake the receiving thread (eventfd + poll, or shutdown): "
                   "close() does not wake a blocked recvfrom, and the program cannot exit while a joinable "
                   "thread still runs")

@@ -180,6 +180,26 @@ def test_line_split_across_sends_and_lines_merged_in_one_send(lab, server, steps
             assert client.recv_until(b"2\n") == b"1\n2\n"
 
 
+@pytest.mark.hint("keep the line buffer per connection (a member of the reader, not a static): bytes a "
+                  "client left unfinished must not reach the next client's first line")
+def test_unfinished_line_of_one_client_never_reaches_the_next(lab, server, steps):
+    """A buffer shared by connections (UNP's static readline) would hand the bytes the first
+    client left after its last newline to the second client's first line."""
+    with TcpClient("127.0.0.1", server.ready.port, timeout=5) as first:
+        with steps.step("client 1 sends a line and the start of another, then closes"):
+            first.send(b"first\nleft behind")
+            heard(server, "first")
+            server.send_line("ok")
+            assert first.recv_until(b"\n") == b"ok\n"
+    with steps.step("the server reports client 1's close in the middle of a line"):
+        m = server.expect(C["client_closed"])
+        assert m[3] == " in the middle of a line", f"got {m[0]!r}\n{server.report()}"
+    with TcpClient("127.0.0.1", server.ready.port, timeout=5) as second:
+        with steps.step("client 2's first line arrives alone, without client 1's leftover bytes"):
+            second.send(b"second\n")
+            heard(server, "second")
+
+
 def test_fin_from_shutdown_is_recv_zero_too(lab, server):
     with TcpClient("127.0.0.1", server.ready.port, timeout=5) as client:
         client.shutdown_write()
