@@ -2,7 +2,9 @@
 # build.sh: build every deck (slides/NN-topic.md) to OUT/NN-topic.html and OUT/NN-topic.pdf, offline.
 # Usage: slides/build.sh OUT        (cmake --build --preset dev --target slides runs it)
 # Diagrams are rendered first into OUT/diagrams: every .mmd with one browser, .dot with Graphviz,
-# .gp with gnuplot. Then Marp makes the HTML decks (one file each, keyboard navigation) and the PDFs.
+# .gp with gnuplot; a lab plot a deck shows (../labs/...svg) is copied, redrawn from its .gp if
+# that is committed too. Then Marp makes the HTML decks (one file each, keyboard navigation) and
+# the PDFs.
 # Needs: Debian chromium, poppler-utils, graphviz, gnuplot-nox, fonts-wqy-microhei, and `npm ci`
 # in slides/ (the lockfile pins @marp-team/marp-cli and @mermaid-js/mermaid-cli). Nothing is
 # fetched from the network.
@@ -40,6 +42,23 @@ start=$SECONDS
 rm -rf "$out/diagrams" && mkdir -p "$out/diagrams"
 cp "$here"/diagrams/* "$out/diagrams/"
 cp "$here"/[0-9][0-9]-*.md "$out/"
+# An image a deck takes from a lab (`../labs/NN-topic/results/...svg`, committed by the lab) is
+# copied to OUT/labs/..., and the deck's copy points there, so the HTML in OUT finds it too.
+rm -rf "$out/labs"
+for deck in "$out"/[0-9][0-9]-*.md; do
+  { grep -o '](\.\./labs/[^) ]*' "$deck" || true; } | cut -c11- | while read -r ref; do
+    mkdir -p "$out/labs/$(dirname "$ref")" && cp "$here/../labs/$ref" "$out/labs/$ref"
+    gp="$here/../labs/${ref%.svg}.gp"
+    # A plot whose gnuplot script is committed beside it is drawn again for the slide: the same
+    # script and data on a terminal the size of the slide's image box, in the slide's type size.
+    if [ -f "$gp" ]; then
+      slide_term="set terminal svg size 1220,470 noenhanced font 'DejaVu Sans,18' background '#ffffff'"
+      (cd "$(dirname "$gp")" && sed '/^set terminal/d; /^set output/d' "$gp" |
+        gnuplot -e "$slide_term; set output '$out/labs/$ref'" -)
+    fi
+  done
+  sed -i 's#](\.\./labs/#](labs/#g' "$deck"
+done
 cd "$out/diagrams"
 
 shopt -s nullglob
@@ -49,7 +68,9 @@ if [ ${#mmd[@]} -gt 0 ]; then
 fi
 for f in *.dot; do dot -Tsvg -o "${f%.dot}.svg" "$f"; done
 for f in *.gp; do
-  gnuplot -e "set terminal svg size 800,440 font 'DejaVu Sans,20' background '#ffffff'; set output '${f%.gp}.svg'" "$f"
+  # `root`: the repository, for a plot of a lab's committed data (diagrams/bench-*.gp)
+  gnuplot -e "set terminal svg size 800,440 font 'DejaVu Sans,20' background '#ffffff'" \
+          -e "set output '${f%.gp}.svg'; root='$here/..'" "$f"
 done
 echo "slides: diagrams rendered in $((SECONDS - start)) s"
 

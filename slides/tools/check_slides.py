@@ -5,6 +5,7 @@ Usage:
   check_slides.py --root SRC            check the sources (no build, no browser needed)
   check_slides.py --root SRC --fix      first copy every excerpt (and README diagram) from its source
   check_slides.py --root SRC --built D  check the built decks in D (slides/build.sh D made them)
+  check_slides.py --self-test           show that the layout checks fail on decks made to break them
 
 Source checks:
 - every lab that labs/manifest.toml marks "available" has slides/NN-topic.md with `marp: true`
@@ -12,7 +13,10 @@ Source checks:
 - every fenced C++ block has `<!-- source: labs/NN-topic/file.cpp#tag -->` on the line above it
   (or `<!-- source: none -->` for code that is not from a lab), and its text equals the region
   between `// [slide:tag]` and `// [/slide:tag]` in that file (a diff is printed when not);
-  at most 12 lines, so it fits a slide (lines over 100 columns wrap: a warning);
+- every fenced block (C++, shell, output) has at most 12 lines of at most 99 columns, so it fits
+  a slide unshrunk;
+- a paragraph or list item never goes on in the next source line mid-sentence (Marp breaks the
+  slide's line at every newline);
 - no remote URL anywhere in a deck; every image exists, or is an .svg made from a .mmd/.dot/.gp
   file beside it;
 - diagrams tell the truth the tests assert: a Mermaid file with `%% scenario: NAME` notes the
@@ -26,9 +30,11 @@ an excerpt whose file or region does not exist yet is listed as PENDING, not fai
 leaves it alone; once the manifest marks the lab available, the excerpt must match.
 
 Built checks: each deck has .html and .pdf; the PDF has one page per slide; the HTML loads nothing
-from the network; no page shows text too small to read from the back of a room (shrunk code);
-each page has text (pdftotext), shows its slide's heading and every Chinese character on the
-slide (a missing CJK font draws boxes).
+from the network; no page shows text too small to read from the back of a room (shrunk code,
+or a diagram's SVG text once the slide has scaled the image);
+each page has text (pdftotext), shows its slide's heading, every word of the slide's Markdown
+(Marp clips what runs off the bottom or the right edge) and every Chinese character on the slide
+(a missing CJK font draws boxes).
 The checker ends with `slides: N passed, M failed` and exits 1 when anything failed.
 """
 from __future__ import annotations
@@ -40,16 +46,29 @@ import re
 import subprocess
 import sys
 import tomllib
+import unicodedata
+import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 EXCERPT_LINES = 12
-EXCERPT_COLUMNS = 100
+# The theme's code is 20px DejaVu Sans Mono in a 1220px-wide block: 99 columns fit. A longer line
+# makes Marp shrink the whole block (or the theme wraps it): every fenced block, C++ or shell
+# output, stays within 99 columns (a CJK character counts as two).
+CODE_COLUMNS = 99
 SLIDES_PER_DECK = (8, 15)
 # The smallest text a page may show, as pdftotext's word-box height in points (the page is
 # 960 x 540 pt). Code at the theme's 20px is about 17.5; Marp shrinks a block that does not
 # fit, and below 12 (text under about 14px on a 720p projector) it is no longer readable.
 SMALLEST_TEXT_PT = 12.0
 WORD_BOX = re.compile(r'<word xMin="[\d.]+" yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)">([^<]*)</word>')
+# How the theme (themes/socklab.css) places an image: 1280px slide less 2 x 30px padding, and
+# `section img { max-width: 100%; max-height: 520px }`. A diagram's text, scaled with it, must be
+# as large as SMALLEST_TEXT_PT too (pdftotext does not see text inside an image).
+IMAGE_BOX = (1220.0, 520.0)
+SMALLEST_IMAGE_TEXT_PX = SMALLEST_TEXT_PT / 0.75  # the page's 960 pt are the slide's 1280 px
+IMAGE_SIZE = re.compile(r"\b(w|h|width|height):(\d+(?:\.\d+)?)(?:px)?\b")
+IMAGE_ALT = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)")
 SOURCE = re.compile(r"^<!--\s*source:\s*(\S+)\s*-->\s*$")
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
 CODE_LANGS = {"c", "cpp", "c++", "h", "hpp", "cc"}
@@ -59,6 +78,10 @@ REMOTE = re.compile(r"\b(?:https?|ftp)://", re.I)
 DIAGRAM_NOTE = re.compile(r"^<!--\s*diagram:\s*(\S+)\s*-->\s*$")
 STATE_NOTE = re.compile(r"^\s*Note (?:over|left of|right of) (\w+)\s*:\s*([A-Z_0-9]+)\b")
 RENDERED_FROM = (".mmd", ".dot", ".gp")
+# Marp breaks a line at every newline of a paragraph: a line that ends mid-sentence and goes on in
+# the next source line makes a ragged break on the slide ("holding only" / "the ready fds").
+NEW_BLOCK = re.compile(r"^\s*(?:[-*+] |\d+\. |\||#|!\[|<!--|```|~~~|---\s*$|$)")
+MID_SENTENCE = re.compile(r"[\w,;(]$")
 
 
 class Report:
@@ -117,6 +140,11 @@ def code_blocks(lines: list[str]) -> list[tuple[int, int, str, str | None]]:
     return blocks
 
 
+def columns(line: str) -> int:
+    """The width of a line in a monospace font: CJK (wide) characters take two columns."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+
 def dedent(lines: list[str]) -> list[str]:
     lines = [line.rstrip() for line in lines]
     indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
@@ -160,21 +188,35 @@ def check_deck(root: Path, deck: Path, rep: Report, fix: bool, pending: bool = F
            "\n".join(f"  {line}" for line in text.splitlines() if REMOTE.search(line)))
 
     lines = text.split("\n")
+    fence, first = None, len(text[:len(text) - len(body)].split("\n")) - 1
+    for i in range(first, len(lines) - 1):
+        m = FENCE.match(lines[i])
+        if m and (fence is None or m[1].startswith(fence)):
+            fence = None if fence else m[1]
+            continue
+        line, after = lines[i].rstrip(), lines[i + 1]
+        if fence or not line or (NEW_BLOCK.match(line) and not re.match(r"\s*(?:[-*+] |\d+\. )", line)):
+            continue
+        rep.ok(NEW_BLOCK.match(after) is not None or not MID_SENTENCE.search(line),
+               f"{name}:{i + 1}: the sentence goes on in the same source line",
+               f"  {line.strip()[-50:]!r} / {after.strip()[:50]!r}: Marp breaks the line here; "
+               "join the two lines")
     changed = False
     for start, end, lang, src in reversed(code_blocks(lines)):
         where = f"{name}:{start}"
+        body_lines = lines[start:end]
+        if lang != "mermaid":  # shell sessions and output too: they are on the slide as well
+            rep.ok(len(body_lines) <= EXCERPT_LINES, f"{where}: at most {EXCERPT_LINES} code lines",
+                   f"  {len(body_lines)} lines: choose a smaller region, trim the output or split the slide")
+            wide = [(columns(line), line) for line in body_lines if columns(line) > CODE_COLUMNS]
+            rep.ok(not wide, f"{where}: code lines fit in {CODE_COLUMNS} columns",
+                   "\n".join(f"  {n} columns: {line}" for n, line in wide)
+                   + "\n  (break the command with \\, trim the output, or format the source and --fix)")
         if lang not in CODE_LANGS:
             continue
         if not rep.ok(src is not None, f"{where}: a {lang} block names its source",
                       "  put <!-- source: labs/NN-topic/FILE#tag --> on the line above the fence"):
             continue
-        body_lines = lines[start:end]
-        rep.ok(len(body_lines) <= EXCERPT_LINES, f"{where}: at most {EXCERPT_LINES} code lines",
-               f"  {len(body_lines)} lines: choose a smaller region")
-        wide = [line for line in body_lines if len(line) > EXCERPT_COLUMNS]
-        if wide:  # the theme wraps them; clang-format (column limit 100) makes the source fit
-            print(f"WARN {where}: {len(wide)} code line(s) over {EXCERPT_COLUMNS} columns wrap on the slide "
-                  "(format the source with clang-format, then --fix)")
         if src == "none":
             continue
         want, why = region(root, src)
@@ -345,6 +387,85 @@ def words(text: str) -> set[str]:
     return set(re.findall(r"[A-Za-z0-9_]{3,}|[\u4e00-\u9fff]", text))
 
 
+def tokens(text: str) -> Counter:
+    """Every word of two or more letters or digits, and every hanzi, counted. A hyphen inside a
+    word is dropped first: pdftotext joins `signal-` and `safety` across a line break."""
+    return Counter(re.findall(r"[A-Za-z0-9]{2,}|[\u4e00-\u9fff]", re.sub(r"(?<=\w)-\s*(?=\w)", "", text)))
+
+
+def slide_text(slide: str) -> Counter:
+    """The words a slide's Markdown puts on the page: no comments, image or link targets, fences."""
+    text = re.sub(r"<!--.*?-->", " ", slide, flags=re.S)
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return tokens(re.sub(r"^(```+|~~~+)[\w+-]*", " ", text, flags=re.M))
+
+
+def length(value: str | None) -> float | None:
+    m = re.match(r"\s*([\d.]+)\s*(px|pt)?\s*$", value or "")
+    return float(m[1]) * (4 / 3 if m[2] == "pt" else 1) if m else None
+
+
+def svg_text(svg: Path) -> tuple[float, float, float, float, list[tuple[float, str]]]:
+    """(viewBox width, height, natural width, height in px, [(font px, text)]) of an SVG file."""
+    tree = ET.parse(svg).getroot()
+    box = [float(v) for v in re.split(r"[\s,]+", tree.get("viewBox", "").strip()) if v] or None
+    width, height = length(tree.get("width")), length(tree.get("height"))
+    vw, vh = (box[2], box[3]) if box and len(box) == 4 else (width or 0.0, height or 0.0)
+    css = "".join(e.text or "" for e in tree.iter() if e.tag.endswith("style"))
+    root_css = re.search(r"#[\w-]+\s*\{[^}]*?font-size:\s*([\d.]+)px", css)
+    parents = {child: parent for parent in tree.iter() for child in parent}
+
+    def font(e: ET.Element | None) -> float:
+        while e is not None:
+            m = re.search(r"font-size:\s*([\d.]+)(px|pt)?", e.get("style", ""))
+            size = length(m[1] + (m[2] or "px")) if m else length(e.get("font-size"))
+            if size:
+                return size
+            e = parents.get(e)
+        return float(root_css[1]) if root_css else 16.0  # CSS `medium`
+
+    texts = [(font(e), "".join(e.itertext()).strip()) for e in tree.iter()
+             if e.tag.split("}")[-1] == "text" and "".join(e.itertext()).strip()]
+    return vw, vh, width or vw, height or vh, texts
+
+
+def image_scale(alt: str, vw: float, vh: float, nat_w: float, nat_h: float) -> float:
+    """How much the slide scales an image of this viewBox, given Marp's `h:N`/`w:N` in its alt."""
+    given = {k[0]: float(v) for k, v in IMAGE_SIZE.findall(alt)}
+    max_w, max_h = IMAGE_BOX
+    if "h" in given and "w" in given:
+        w, h = min(given["w"], max_w), min(given["h"], max_h)
+    elif "h" in given:
+        h = min(given["h"], max_h)
+        w = min(h * nat_w / nat_h, max_w)
+    elif "w" in given:
+        w = min(given["w"], max_w)
+        h = min(w * nat_h / nat_w, max_h)
+    else:
+        w, h = nat_w, nat_h
+        if w > max_w or h > max_h:
+            w, h = min(max_w, max_h * nat_w / nat_h), min(max_h, max_w * nat_h / nat_w)
+    return min(w / vw, h / vh)  # an SVG keeps its aspect ratio (preserveAspectRatio meet)
+
+
+def check_images(stem: str, deck_text: str, built: Path, rep: Report) -> None:
+    for alt, ref in IMAGE_ALT.findall(deck_text):
+        image = built / ref.removeprefix("../")  # build.sh copies ../labs/... images to labs/...
+        if not rep.ok(image.is_file(), f"{stem}: image {ref} was built") or image.suffix != ".svg":
+            continue
+        vw, vh, nat_w, nat_h, texts = svg_text(image)
+        if not texts or not vw or not vh:
+            continue
+        scale = image_scale(alt, vw, vh, nat_w, nat_h)
+        size, sample = min(texts)
+        rep.ok(size * scale >= SMALLEST_IMAGE_TEXT_PX - 0.05,
+               f"{stem}: {ref}'s text is at least {SMALLEST_IMAGE_TEXT_PX:.0f}px on the slide",
+               f"  {size:g}px text scaled by {scale:.2f} is {size * scale:.1f}px, e.g. {sample!r}: "
+               "too small to read from the back of a room: larger fonts in the diagram source, "
+               "fewer or shorter labels, or a larger h: on the slide")
+
+
 def check_built(root: Path, built: Path, rep: Report) -> None:
     for deck in sorted(root.glob("slides/[0-9][0-9]-*.md")):
         stem = deck.stem
@@ -375,12 +496,50 @@ def check_built(root: Path, built: Path, rep: Report) -> None:
             ok = len(got) >= 3 and (not expect or len(expect & got) >= max(1, len(expect) // 2))
             rep.ok(ok, f"{stem}: page {number} shows text and its heading",
                    f"  heading words {sorted(expect)}\n  page text: {text.strip()[:200]!r}")
+            # Marp clips what does not fit: text past the bottom or the right edge is not drawn.
+            # (In reading order, not -layout: a table's wrapped cell stays in one piece.)
+            drawn = tool("pdftotext", "-f", str(number), "-l", str(number), str(pdf), "-")
+            cut = slide_text(slide) - tokens(drawn)
+            rep.ok(not cut, f"{stem}: page {number} shows all of its slide's text",
+                   f"  missing from the page: {' '.join(sorted(cut.elements())[:12])}: cut off at the "
+                   "bottom or the right edge: split the slide or shorten it")
             # A character the fonts lack is drawn as a box and drops out of the text layer.
             hanzi = set(re.findall(r"[\u4e00-\u9fff]", slide)) - set(text)
             rep.ok(not hanzi, f"{stem}: page {number} renders its Chinese text",
                    f"  missing from the page: {''.join(sorted(hanzi))} (apt-get install fonts-wqy-microhei)")
-        for ref in IMAGE.findall(deck.read_text(encoding="utf-8")):
-            rep.ok((built / ref).is_file(), f"{stem}: image {ref} was built")
+        check_images(stem, deck.read_text(encoding="utf-8"), built, rep)
+
+
+def self_test() -> int:
+    """Each layout check fails on a deck or an image made to break it (so none can pass vacuously)."""
+    import contextlib
+    import io
+    import tempfile
+    bad = ["---", "marp: true", "---", "", "# Too much", "", "```text"] + [f"line {i}" for i in range(13)] + [
+        "x" * 100, "```", "", "a sentence that goes on", "in the next source line.", ""]
+    small = ('<svg xmlns="http://www.w3.org/2000/svg" width="960" height="600" viewBox="0 0 960 600">'
+             '<g font-size="11.00"><text x="10" y="20">MiB/s</text></g></svg>')
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "slides").mkdir()
+        deck = root / "slides/99-bad.md"
+        deck.write_text("\n".join(bad), encoding="utf-8")
+        (root / "slides/small.svg").write_text(small, encoding="utf-8")
+        rep = Report()
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            check_deck(root, deck, rep, fix=False)
+            check_images("99-bad", "![h:470](small.svg)", root / "slides", rep)
+        said = out.getvalue()
+        for what in ("at most 12 code lines", f"code lines fit in {CODE_COLUMNS} columns",
+                     "the sentence goes on in the same source line", "text is at least"):
+            failed = [line for line in said.splitlines() if line.startswith("FAIL") and what in line]
+            results.append((what, bool(failed)))
+    cut = slide_text("# Cut\n\n- one line\n- two lines\n- three lines") - tokens("Cut\none line\ntwo lines")
+    results.append(("shows all of its slide's text", cut == Counter({"three": 1, "lines": 1})))
+    for what, failed in results:
+        print(f"{'ok' if failed else 'FAIL'} self-test: the check '{what}' fails on a bad input")
+    return 0 if all(failed for _, failed in results) else 1
 
 
 def main() -> int:
@@ -388,7 +547,10 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
     ap.add_argument("--built", type=Path, help="check the decks slides/build.sh built here")
     ap.add_argument("--fix", action="store_true", help="copy excerpts and README diagrams from their sources")
+    ap.add_argument("--self-test", action="store_true", help="show that the layout checks fail on bad input")
     args = ap.parse_args()
+    if args.self_test:
+        return self_test()
     rep = Report()
     root = args.root.resolve()
     if args.built:
