@@ -448,12 +448,14 @@ int request_response(const Settings& s) {
     }
     Window w(s.warmup_ms, s.duration_ms);
     for (std::int64_t t = now_ns(); w.tick(t, s.duration_ms); t = now_ns()) {
+        // [slide:open-loop]
         for (std::size_t i = 0; i < callers.size(); ++i) {  // idle callers take the due requests
             if (!callers[i].busy && (period == 0 || next_due <= t)) {
                 start(callers[i], i, period == 0 ? now_ns() : next_due);
                 next_due += period;
             }
         }
+        // [/slide:open-loop]
         const std::int64_t wait = period > 0 ? std::min(w.left(t), next_due - t) : w.left(t);
         for (const epoll_event& e : loop.wait(wait)) {
             Caller& c = callers[e.data.u64];
@@ -481,11 +483,13 @@ int request_response(const Settings& s) {
             if ((c.got += got) < s.size) {
                 continue;
             }
+            // [slide:rtt-sample]
             const std::int64_t end = now_ns();
             if (w.counting && end < w.close && rtt.size() < max_samples) {
                 rtt.push_back(end - c.started);
                 ++done;
             }
+            // [/slide:rtt-sample]
             c.busy = false;
             ++c.seq;
             if (period == 0) {
