@@ -1,15 +1,16 @@
 // echo_epoll.cpp: a TCP echo server on one epoll loop, level- or edge-triggered, with every
 //                 socket non-blocking and a bounded output buffer per client.
 // Notes: epoll版本 (its ET server, done right) and 触发机制 (LT vs ET)
-// Usage: echo_epoll [--mode lt|et] [--host H] [--port P] [--high-water BYTES] [--quiet]
+// Usage: echo_epoll [--mode lt|et] [--host H] [--port P] [--high-water BYTES] [--read-size BYTES]
+//          [--quiet]
 // Try:   ./echo_epoll --mode et &   then   nc 127.0.0.1 8088   in two or three shells at once
 // Observe: /proc/PID/fdinfo/3 (the epoll fd): `events: 2019` for an idle client (EPOLLIN|EPOLLERR|
 //          EPOLLHUP|EPOLLRDHUP; 80002019 with --mode et), 4 (EPOLLOUT) only while an echo waits;
 //          strace -e trace=epoll_wait,recvfrom ./echo_epoll --mode et: recv() until EAGAIN.
-// Simplifications: recv() of 1024 bytes (the notes' size): LT reads once per event and is told
-//          again while bytes are left; ET reads until EAGAIN, because it is told only of new
-//          arrivals. No cap on one client's turn: one that sends and reads as fast as we echo
-//          keeps an ET drain going (epoll(7), "starvation"). No idle timeout.
+// Simplifications: recv() of 1024 bytes (the notes' size; --read-size sets it): LT reads once per
+//          event and is told again while bytes are left; ET reads until EAGAIN, because it is told
+//          only of new arrivals. No cap on one client's turn: one that sends and reads as fast as
+//          we echo keeps an ET drain going (epoll(7), "starvation"). No idle timeout.
 // Length: about 180 lines of code (266 with comments, blank lines and lone closing braces),
 //          over the suite's 150 because the drain, the EPOLLOUT rule, the high-water mark and the
 //          fd reserve only make sense together, and splitting them would hide how they interact.
@@ -26,6 +27,7 @@
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
+#include <vector>
 
 #include "echo.hpp"  // lab::set_nodelay
 #include "lab.hpp"
@@ -36,7 +38,8 @@ constexpr std::string_view default_host = "127.0.0.1";  // the notes bind 'local
 constexpr std::uint16_t notes_port = 8088;              // epoll版本 binds 8088
 constexpr int notes_backlog = 1000;                     // and calls listen(1000)
 constexpr std::size_t notes_bufsize = 1024;             // and recv(1024)
-constexpr std::size_t default_high_water = 16 << 10;    // bytes waiting for a client, at most
+constexpr std::size_t max_read_size = 1 << 20;
+constexpr std::size_t default_high_water = 16 << 10;  // bytes waiting for a client, at most
 constexpr int max_events = 64;
 constexpr std::size_t shown_bytes = 64;  // bytes of each receive the log shows
 const std::string host_help = "address to listen on (default " + std::string(default_host) + ")";
@@ -45,11 +48,15 @@ const std::string port_help =
 const std::string water_help = "stop reading a client while this many of its bytes wait to go "
                                "back (default " +
                                std::to_string(default_high_water) + ")";
+const std::string read_help = "bytes one recv() asks for (default " +
+                              std::to_string(notes_bufsize) +
+                              ", the notes'; lab 19 measures 65536)";
 const std::array options{
     lab::Option{"--mode", "lt|et", "level-triggered (the default) or edge-triggered (EPOLLET)"},
     lab::Option{"--host", "H", host_help},
     lab::Option{"--port", "P", port_help},
     lab::Option{"--high-water", "BYTES", water_help},
+    lab::Option{"--read-size", "BYTES", read_help},
     lab::Option{"--quiet", "", "no line per receive (accepts and closes are still logged)"},
 };
 const lab::Program program{"echo_epoll", "Echoes every TCP client, all in one epoll loop.",
@@ -74,6 +81,7 @@ struct Server {
     lab::Fd ep, listener;
     bool et, quiet;
     std::size_t high_water;
+    std::vector<char> buf;                // one recv()'s bytes: --read-size of them
     std::unordered_map<int, Conn> conns;  // one state per open fd, erased when the fd is closed
     std::array<lab::Fd, 2> reserve{};     // fds held back for the moment accept4() finds none
     bool full = false;                    // out of fds: new clients are closed at once
@@ -159,9 +167,8 @@ struct Server {
     // Read and echo: each receive is logged (unless --quiet), appended to c.out and flushed;
     // recv() 0 sets c.eof. Stop at the high-water mark: the bytes then stay in the kernel, the
     // client's window closes and TCP holds it back, whatever it sends.
-    void read_from(Conn& c) const {
-        // SOLUTION: while reading(c): recv() up to 1024 bytes (LT once, ET until EAGAIN)
-        std::array<char, notes_bufsize> buf{};
+    void read_from(Conn& c) {
+        // SOLUTION: while reading(c): recv() up to buf.size() bytes (LT once, ET until EAGAIN)
         do {
             if (!reading(c)) {
                 return;
@@ -225,12 +232,14 @@ int serve(const lab::Args& args) {
     }
     const lab::Address here =
         lab::resolve(args.get("--host", default_host), args.port(notes_port), SOCK_STREAM);
-    Server s{lab::Fd(lab::check(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
-             lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM | SOCK_NONBLOCK, 0), "socket")),
-             mode == "et",
-             args.flag("--quiet"),
-             args.number<std::size_t>("--high-water", 1, std::size_t{1} << 30, default_high_water),
-             {}};
+    Server s{
+        lab::Fd(lab::check(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
+        lab::Fd(lab::check(::socket(here.family(), SOCK_STREAM | SOCK_NONBLOCK, 0), "socket")),
+        mode == "et",
+        args.flag("--quiet"),
+        args.number<std::size_t>("--high-water", 1, std::size_t{1} << 30, default_high_water),
+        std::vector<char>(args.number<std::size_t>("--read-size", 1, max_read_size, notes_bufsize)),
+        {}};
     // SO_REUSEADDR, before bind(): a restart must be able to bind while connections of the last
     // run wait in TIME_WAIT (lab 10). A running server still makes bind() fail (EADDRINUSE).
     const int on = 1;

@@ -185,6 +185,24 @@ def test_3000_bytes_in_one_send_come_back_whole(lab, steps, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_read_size_sets_what_one_recv_asks_for(lab, steps, mode):
+    """--read-size 65536: the 3000 bytes of one send() are no longer cut into 1024-byte reads
+    (lab 19 measures what the larger reads save)."""
+    server = echo_server(lab, mode, "--read-size", 65536)
+    payload = bytes(range(256)) * 11 + b"e" * 184
+    with steps.step("3000 bytes in one send(), echoed"):
+        with TcpClient("127.0.0.1", server.ready.port) as c:
+            c.send(payload)
+            echoed = c.recv_exactly(3000, timeout=3)
+            peer = f"127.0.0.1:{c.local_port}"
+        assert echoed == payload, "the 3000 bytes came back changed"
+    with steps.step("the log shows a read of more than 1024 bytes, the reads adding up to 3000"):
+        wait_line(server, "closed", lambda m: m["peer"] == peer)
+        sizes = [int(m["n"]) for m in matches(server, "recv") if m["peer"] == peer]
+        assert sizes and max(sizes) > 1024 and sum(sizes) == 3000, f"logged reads {sizes}"
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.limit(30)
 @pytest.mark.hint("in ET mode accept until accept4() fails with EAGAIN: clients that connect together are "
                   "one event on the listener")
@@ -458,7 +476,7 @@ def test_restart_during_time_wait_works_with_so_reuseaddr(lab, steps):
 def test_cli_contract(lab):
     with occupy_tcp() as port:
         assert_cli_contract(lab, ECHO, port)
-    for bad in (["--mode", "edge"], ["--high-water", "0"], ["--high-water", "lots"]):
+    for bad in (["--mode", "edge"], ["--high-water", "0"], ["--high-water", "lots"], ["--read-size", "0"]):
         proc = lab.run(ECHO, *bad, "--port", 0)
         assert proc.popen.returncode == C.status("echo_usage") and USAGE.find(proc.stderr), proc.report()
 
