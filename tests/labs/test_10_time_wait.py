@@ -58,9 +58,12 @@ def closed(port: int, client_port: int) -> bool:
                if {s.local[1], s.remote[1]} == {port, client_port})
 
 
-def time_wait_on(port: int) -> list:
-    """TIME_WAIT entries whose local port is `port` (the side that waits is the one with that port)."""
-    return [s for s in tcp_sockets(port) if s.state == "TIME_WAIT" and s.local[1] == port]
+def time_wait_on(port: int, peer: int) -> list:
+    """TIME_WAIT entries of the connection between local port `port` and remote port `peer` (the
+    side that waits is the one with that local port). Both ports: with the suite running in
+    parallel, another connection may have the same ephemeral port towards another server."""
+    return [s for s in tcp_sockets(port) if s.state == "TIME_WAIT" and s.local[1] == port
+            and s.remote[1] == peer]
 
 
 def restart(lab, port: int, *args: str, host: str = "127.0.0.1"):
@@ -82,8 +85,9 @@ def assert_eaddrinuse(proc) -> None:
 
 def test_server_that_closed_first_leaves_time_wait_on_its_port(lab):
     port, client_port = serve_one(lab)
-    assert time_wait_on(port), f"expected a TIME_WAIT entry on the server's port {port}: {tcp_sockets(port)}"
-    assert not time_wait_on(client_port), "the client was the passive closer: no TIME_WAIT on its port"
+    assert time_wait_on(port, client_port), (
+        f"expected a TIME_WAIT entry on the server's port {port}: {tcp_sockets(port)}")
+    assert not time_wait_on(client_port, port), "the client was the passive closer: no TIME_WAIT on its port"
 
 
 @pytest.mark.hint("without SO_REUSEADDR a restart while TIME_WAIT remains must fail with EADDRINUSE (exit 1"
@@ -123,8 +127,8 @@ def test_reuseaddr_does_not_remove_time_wait(lab):
 
 def test_passive_closer_restarts_without_reuseaddr(lab):
     port, client_port = serve_one(lab, client_first=True)
-    assert not time_wait_on(port), f"the server closed second: no TIME_WAIT on its port {port}"
-    assert time_wait_on(client_port), f"the client closed first: TIME_WAIT on its port {client_port}"
+    assert not time_wait_on(port, client_port), f"the server closed second: no TIME_WAIT on its port {port}"
+    assert time_wait_on(client_port, port), f"the client closed first: TIME_WAIT on its port {client_port}"
     ok, proc = restart(lab, port)
     assert ok, (f"nothing of the old server waits on port {port}, so a plain restart must bind\n"
                 f"{proc.report()}")
