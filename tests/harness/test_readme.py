@@ -59,3 +59,15 @@ def test_claims_tables_name_tests_that_exist():
         for name in named:
             assert re.search(rf"^def {name}\(", spec, re.M), (
                 f"lab {lab.id}: README cites {name}, which {lab.spec.name} lacks")
+
+
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_every_image_a_readme_shows_is_committed_beside_it():
+    """A README's plots and diagrams (lab 19's results, the state diagrams) are files in the
+    repository, found from the README's own folder: never a remote URL, never a missing file."""
+    readmes = [REPO / "README.md", *sorted((REPO / "labs").glob("*/README.md"))]
+    bad = [f"{r.relative_to(REPO)}: {target}" for r in readmes for target in IMAGE.findall(r.read_text())
+           if "://" in target or not (r.parent / target).is_file()]
+    assert not bad, "images that do not resolve:\n" + "\n".join(bad)
