@@ -357,15 +357,21 @@ def _read_exactly(server: Server, c: TcpClient, n: int, timeout: float, chunk: i
                   on_progress: Callable[[int], None] | None = None,
                   pause: Callable[[int], float] | None = None) -> bytes:
     """Read n bytes in recv()s of at most `chunk`; after each, on_progress(bytes so far) and a
-    sleep of pause(bytes so far) seconds."""
+    sleep of pause(bytes so far) seconds. A stall fails it: `timeout` seconds without a byte
+    (a busy machine slows an echo down, it does not stop it), and at most 4 x `timeout` in all
+    (the test's wall-clock limit bounds it too)."""
     buf = bytearray()
-    deadline = time.monotonic() + scaled(timeout)
+    stall = scaled(timeout)
+    last = time.monotonic()
+    end = last + 4 * stall
     while len(buf) < n:
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = min(last + stall, end) - now
         if left <= 0:
             server.assert_alive()
+            quiet = f"no byte for {now - last:.1f}s" if now - last >= stall else f"{4 * stall:g}s in all"
             raise AssertionError(
-                f"expected {n} bytes of echo within {scaled(timeout):g}s, received {len(buf)}.\n"
+                f"expected {n} bytes of echo, received {len(buf)} ({quiet}).\n"
                 "Hint: the echo "
                 "stalled: a short send() not retried, EAGAIN taken as 'done', or bytes dropped when the "
                 "client reads slowly")
@@ -388,6 +394,7 @@ def _read_exactly(server: Server, c: TcpClient, n: int, timeout: float, chunk: i
             on_progress(len(buf))
         if pause and (s := pause(len(buf))):
             time.sleep(s)
+        last = time.monotonic()
     return bytes(buf)
 
 
