@@ -1,8 +1,8 @@
 """The grader on the reference programs: full points on every available lab, and the reports of
 that run (Gradescope, JUnit, Markdown) valid and complete.
 
-Grading every lab is the suite's longest job, so CTest runs this file as four entries side by
-side (SHARDS 4 in tests/CMakeLists.txt): SOCKLAB_SHARD=i/n grades every n-th available lab from
+Grading every lab is the suite's longest job, so CTest runs this file as three entries side by
+side (SHARDS 3 in tests/CMakeLists.txt): SOCKLAB_SHARD=i/n grades every n-th available lab from
 the i-th on. Run by hand without it, it grades them all."""
 from __future__ import annotations
 
