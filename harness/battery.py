@@ -65,13 +65,12 @@ import select
 import signal
 import socket
 import struct
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from . import probes
-from .clients import ClientTimeout, TcpClient
+from .clients import ClientTimeout, Sender, TcpClient
 from .contract import occupy_tcp
 from .output import ERROR, HINT, Line, contract
 from .process import LabProcess
@@ -332,34 +331,15 @@ def start(lab, model: Model, *args: str, preexec: Callable[[], None] | None = No
 
 # ---------------------------------------------------------------- helpers for the scenarios
 
-class _Pump:
-    """A sender thread: sendall(data) on a client while the test reads; the error, if any, kept."""
-
-    def __init__(self, client: TcpClient, data: bytes, then_shutdown: bool = False) -> None:
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(client, data, then_shutdown), daemon=True)
-        self.thread.start()
-
-    def _run(self, client: TcpClient, data: bytes, then_shutdown: bool) -> None:
-        try:
-            client.sock.settimeout(None)
-            client.sock.sendall(data)
-            if then_shutdown:
-                client.shutdown_write()
-        except BaseException as e:  # noqa: BLE001 (reported by the test)
-            self.error = e
-
-    def join(self, timeout: float) -> None:
-        self.thread.join(scaled(timeout))
-
-
 def _read_exactly(server: Server, c: TcpClient, n: int, timeout: float, chunk: int = 65536,
                   on_progress: Callable[[int], None] | None = None,
-                  pause: Callable[[int], float] | None = None) -> bytes:
+                  pause: Callable[[int], float] | None = None,
+                  sender: Sender | None = None) -> bytes:
     """Read n bytes in recv()s of at most `chunk`; after each, on_progress(bytes so far) and a
     sleep of pause(bytes so far) seconds. A stall fails it: `timeout` seconds without a byte
     (a busy machine slows an echo down, it does not stop it), and at most 4 x `timeout` in all
-    (the test's wall-clock limit bounds it too)."""
+    (the test's wall-clock limit bounds it too). `sender`, the client's background send of the
+    same bytes, is named in the failure: a server that stopped reading stops the sender too."""
     buf = bytearray()
     stall = scaled(timeout)
     last = time.monotonic()
@@ -370,8 +350,9 @@ def _read_exactly(server: Server, c: TcpClient, n: int, timeout: float, chunk: i
         if left <= 0:
             server.assert_alive()
             quiet = f"no byte for {now - last:.1f}s" if now - last >= stall else f"{4 * stall:g}s in all"
+            sending = f"; the client {sender.describe()}" if sender else ""
             raise AssertionError(
-                f"expected {n} bytes of echo, received {len(buf)} ({quiet}).\n"
+                f"expected {n} bytes of echo, received {len(buf)} ({quiet}{sending}).\n"
                 "Hint: the echo "
                 "stalled: a short send() not retried, EAGAIN taken as 'done', or bytes dropped when the "
                 "client reads slowly")
@@ -570,9 +551,9 @@ def check_echo_64k(lab, model: Model, steps: Steps) -> None:
     with steps.step("64 KiB in one sendall, echoed byte-exact"):
         data = _pattern(64 << 10, 64)
         with server.client() as c:
-            pump = _Pump(c, data)
-            got = _read_exactly(server, c, len(data), timeout=10)
-            pump.join(5)
+            sender = c.send_in_background(data)
+            got = _read_exactly(server, c, len(data), timeout=10, sender=sender)
+            sender.join(5)
         _assert_same(got, data, "64 KiB")
     server.assert_settled(steps)
 
@@ -599,9 +580,9 @@ def check_echo_16m_slow_reader(lab, model: Model, steps: Steps) -> None:
 
     with steps.step("16 MiB, client SO_RCVBUF 4 KiB, reading 4 KiB per recv() with pauses"):
         with server.client(rcvbuf=4096) as c:
-            pump = _Pump(c, data)
-            got = _read_exactly(server, c, len(data), timeout=60, chunk=4096, pause=pause)
-            pump.join(5)
+            sender = c.send_in_background(data)
+            got = _read_exactly(server, c, len(data), timeout=60, chunk=4096, pause=pause, sender=sender)
+            sender.join(5)
         _assert_same(got, data, "16 MiB through a slow reader")
     if stalled and not model.spins:
         assert stalled[0] < IDLE_MAX, (
@@ -618,9 +599,9 @@ def check_half_close_200k(lab, model: Model, steps: Steps) -> None:
     data = _pattern(200_000, 200)
     with steps.step("send 200 kB, shutdown(SHUT_WR), read the echo to EOF"):
         with server.client() as c:
-            pump = _Pump(c, data, then_shutdown=True)
-            got = _read_exactly(server, c, len(data), timeout=10)
-            pump.join(5)
+            sender = c.send_in_background(data, then_shutdown=True)
+            got = _read_exactly(server, c, len(data), timeout=10, sender=sender)
+            sender.join(5)
             try:
                 rest = c.recv_until_eof(timeout=3)
             except ClientTimeout:
@@ -770,9 +751,10 @@ def check_sigstop_sigcont(lab, model: Model, steps: Steps) -> None:
 
     with steps.step("4 MiB echo, SIGSTOP 0.2 s SIGCONT at 1, 2 and 3 MiB"):
         with server.client(rcvbuf=65536) as c:
-            pump = _Pump(c, data)
-            got = _read_exactly(server, c, len(data), timeout=30, on_progress=stop_and_continue)
-            pump.join(5)
+            sender = c.send_in_background(data)
+            got = _read_exactly(server, c, len(data), timeout=30, on_progress=stop_and_continue,
+                                sender=sender)
+            sender.join(5)
         assert len(stops) == 3, f"expected to stop the server three times in the echo, it was {len(stops)}"
         _assert_same(got, data, "4 MiB across three stops")
     server.assert_settled(steps)
@@ -832,9 +814,9 @@ def check_ipv6(lab, model: Model, steps: Steps) -> None:
     with steps.step("64 KiB over IPv6"):
         data = _pattern(64 << 10, 6)
         with server.client() as c:
-            pump = _Pump(c, data)
-            got = _read_exactly(server, c, len(data), timeout=10)
-            pump.join(5)
+            sender = c.send_in_background(data)
+            got = _read_exactly(server, c, len(data), timeout=10, sender=sender)
+            sender.join(5)
         _assert_same(got, data, "64 KiB over IPv6")
     server.assert_settled(steps)
 

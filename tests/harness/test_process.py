@@ -208,3 +208,45 @@ def test_client_timeouts_carry_what_was_received():
         assert "b'partial'" in str(err.value)
         conn.close()
     listener.close()
+
+
+def _sink() -> tuple[socket.socket, TcpClient, socket.socket]:
+    """A listener, a TcpClient connected to it, and the accepted end (which reads only when told)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = TcpClient("127.0.0.1", listener.getsockname()[1], timeout=5)
+    conn, _ = listener.accept()
+    return listener, client, conn
+
+
+def test_a_background_send_outlives_the_readers_short_timeouts():
+    # The bug this guards against: a sendall() in a thread takes the socket's timeout at its start
+    # as its deadline, and the reading thread's settimeout(0.05) would end an 8 MiB send early.
+    data = os.urandom(8 << 20)
+    listener, c, conn = _sink()
+    with listener, conn, c:
+        sender = c.send_in_background(data)
+        for _ in range(20):                 # 1 s of short timeouts while the peer does not read
+            c.sock.settimeout(0.05)
+            with pytest.raises(socket.timeout):
+                c.sock.recv(1)
+        got = bytearray()
+        conn.settimeout(10)
+        while len(got) < len(data) and (chunk := conn.recv(1 << 20)):
+            got += chunk
+        sender.join(5)
+        assert sender.error is None and sender.done, sender.describe()
+        assert bytes(got) == data, f"the peer received {len(got)} of {len(data)} bytes"
+
+
+def test_closing_a_client_stops_its_background_send_and_the_connection():
+    listener, c, conn = _sink()
+    with listener, conn:
+        sender = c.send_in_background(os.urandom(32 << 20))
+        time.sleep(0.2)                     # the buffers fill up: the sender waits for POLLOUT
+        c.close()
+        assert sender.done and isinstance(sender.error, InterruptedError), sender.describe()
+        conn.settimeout(5)
+        while conn.recv(1 << 20):           # the connection ends (EOF) instead of staying open
+            pass

@@ -10,7 +10,6 @@ import os
 import resource
 import signal
 import statistics
-import threading
 import time
 
 import pytest
@@ -87,8 +86,7 @@ def test_echo_is_byte_exact_even_into_a_small_receive_buffer(lab):
     with TcpClient("127.0.0.1", server.ready.port, timeout=20, rcvbuf=4096) as c:
         c.send(b"x")
         assert c.recv_exactly(1) == b"x"
-        sender = threading.Thread(target=c.send, args=(payload,), daemon=True)
-        sender.start()
+        sender = c.send_in_background(payload)
         echoed = c.recv_exactly(len(payload), timeout=20)
         sender.join(5)
         assert echoed == payload, "the echo differs from what was sent"

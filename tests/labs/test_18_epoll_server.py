@@ -13,7 +13,6 @@ import re
 import signal
 import socket
 import struct
-import threading
 import time
 
 import pytest
@@ -270,8 +269,7 @@ def test_epollout_is_watched_only_while_an_echo_waits(lab, steps, mode):
             assert_idle("an idle client")
         with steps.step("the client stops reading 16 MiB of echo: EPOLLOUT is on, the server waits"):
             data = os.urandom(16 << 20)
-            sender = threading.Thread(target=c.sock.sendall, args=(data,), daemon=True)
-            sender.start()
+            sender = c.send_in_background(data)
             try:
                 wait_for("EPOLLOUT on the stuck client", lambda: mask_of(server, c) & OUT, 5)
             except AssertionError:
@@ -370,11 +368,7 @@ def test_half_closed_client_gets_every_byte_then_eof_even_while_paused(lab, step
     data = os.urandom(16 << 20)  # more than the kernel's buffers hold
     with TcpClient("127.0.0.1", server.ready.port) as c:
         with steps.step("16 MiB, then shutdown(SHUT_WR), not reading: the server pauses reading"):
-            def upload() -> None:
-                c.sock.sendall(data)
-                c.shutdown_write()
-            sender = threading.Thread(target=upload, daemon=True)
-            sender.start()
+            sender = c.send_in_background(data, then_shutdown=True)
             wait_for("the client paused at the high-water mark",
                      lambda: not registered(server.pid).get(server_fd(server, c), IN) & IN, 5)
             time.sleep(0.5)
@@ -527,8 +521,7 @@ def test_10000_idle_connections_while_an_active_client_still_echoes(lab, steps, 
         with steps.step("an active client: 1 MiB echoed byte-exact, a small echo at once"):
             data = os.urandom(1 << 20)
             with TcpClient("127.0.0.1", server.ready.port) as c:
-                sender = threading.Thread(target=c.send, args=(data,), daemon=True)
-                sender.start()
+                sender = c.send_in_background(data)
                 assert c.recv_exactly(len(data), timeout=10) == data, "the 1 MiB echo differs"
                 sender.join(5)
                 t0 = time.monotonic()
