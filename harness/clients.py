@@ -44,6 +44,16 @@ class TcpClient:
         self.sock.connect((host, port))
         self._senders: list[Sender] = []
 
+    @classmethod
+    def adopt(cls, sock: socket.socket, timeout: float = 5.0) -> "TcpClient":
+        """A TcpClient over a connected socket the test already has (an accepted one, say)."""
+        client = cls.__new__(cls)
+        client.sock = sock
+        client.timeout = scaled(timeout)
+        client.sock.settimeout(client.timeout)
+        client._senders = []
+        return client
+
     @property
     def local_port(self) -> int:
         return self.sock.getsockname()[1]

@@ -339,9 +339,7 @@ def test_duplex_peer_reset_is_reported_exit_one(lab):
         ls.settimeout(10)
         duplex = lab.start("tcp_chat_duplex", "--port", ls.getsockname()[1])
         conn, _ = ls.accept()
-        peer = TcpClient.__new__(TcpClient)
-        peer.sock = conn
-        peer.reset()
+        TcpClient.adopt(conn).reset()
     # stdin stays open: a reset connection can carry nothing more, so the chat must end by itself
     assert duplex.wait_exit(10) == C.status("reset"), (
         "after the peer's RST the chat should exit 1 at once, not wait for stdin\n" + duplex.report())
