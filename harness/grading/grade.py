@@ -37,7 +37,7 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
           hidden: Path | None = None, hidden_visibility: str = "after_due_date", repeat: int = 1,
           lab_timeout: float = 600.0, flaky_credit: bool = False, werror: bool = False,
           limits_: Limits | None = None, skip_slow: bool = False, first_failure: bool = False,
-          progress=None) -> Submission:
+          progress=None, records: Path | None = None) -> Submission:
     """Grade one submission; never raises for anything the submission does."""
     t0 = time.monotonic()
     default_name = path.resolve().parent.name if path.resolve().name == "bin" else path.resolve().name
@@ -72,7 +72,7 @@ def grade(path: Path, *, student: str | None = None, labs: str | None = None, ke
                             hidden_visibility=hidden_visibility, keyword=keyword, repeat=repeat,
                             timeout=lab_timeout, flaky_credit=flaky_credit, skip_slow=skip_slow,
                             first_failure=first_failure,
-                            progress=progress)
+                            progress=progress, records=records)
             killed = sandbox.kill_all()
             if killed:
                 res.error = (res.error + "\n" if res.error else "") + \
@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.add_argument("-q", "--quiet", action="store_true", help="no table, only the total")
     p.add_argument("--autolab", action="store_true", help="print Autolab's scores JSON as the last line")
+    p.add_argument("--records", type=Path, metavar="DIR",
+                   help="score the records a CTest run of the specs left in DIR (labNN-ENTRY.jsonl, one "
+                        "per entry) instead of running them: the suite's self-test of the reference "
+                        "build does this, so the dev workflow runs each spec once")
     args = p.parse_args(argv)
     if not args.submission.exists():
         p.error(f"{args.submission} does not exist")
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 hidden=args.hidden, hidden_visibility=args.hidden_visibility, repeat=max(1, args.repeat),
                 lab_timeout=args.lab_timeout, flaky_credit=args.flaky_credit, werror=args.werror,
                 limits_=limits_from(args), skip_slow=args.skip_slow, first_failure=args.first_failure,
-                progress=progress)
+                progress=progress, records=args.records)
     write_reports(sub, args)
     auto = args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     color = args.color == "always" or auto

@@ -1,6 +1,8 @@
 """pytest plugin of the grader: streams one JSON line per test to $SOCKLAB_GRADE_OUT.
 
-Loaded with `-p harness.grading.grade_plugin` by runner.py in the pytest run of one lab. Lines:
+Loaded with `-p harness.grading.grade_plugin` by runner.py in the pytest run of one lab, and by the
+suite's CTest entries of the lab specs, whose records the reference self-test scores
+(`harness grade --records`, runner.recorded_runs). Lines:
   {"event": "collected", "id", "doc", "markers"}     (every collected test, before any runs)
   {"event": "start", "id"}                           (flushed at once: a hang is still attributed)
   {"event": "result", "id", "outcome", "duration", "message", "longrepr", "sections",
@@ -38,8 +40,9 @@ def _emit(obj: dict[str, Any]) -> None:
     global _file
     if not _OUT:
         return
-    if _file is None:
-        _file = open(_OUT, "a", buffering=1)
+    if _file is None:   # one pytest run per file: the runner's temporary one, or a CTest entry's record
+        os.makedirs(os.path.dirname(_OUT) or ".", exist_ok=True)
+        _file = open(_OUT, "w", buffering=1)
     _file.write(json.dumps(obj) + "\n")
     _file.flush()
 

@@ -9,7 +9,7 @@ from .. import manifest
 from ..rlimits import Limits
 from .points import Points, func_and_case
 from .results import FAILED, FLAKY, PASSED, SKIPPED, LabResult, Run, TestResult
-from .runner import PROBE_SPEC, run_lab_once
+from .runner import PROBE_SPEC, recorded_runs, run_lab_once
 from .selection import hidden_files, in_hidden
 
 
@@ -51,7 +51,8 @@ def _combine(test: TestResult, runs: list[tuple[dict | None, str]], flaky_credit
 def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: Limits | None, pts: Points, *, hidden: Path | None,
               hidden_visibility: str, keyword: str | None, repeat: int, timeout: float,
               flaky_credit: bool, skip_slow: bool = False, first_failure: bool = False,
-              progress=None) -> LabResult:
+              progress=None, records: Path | None = None) -> LabResult:
+    """Run and score one lab; with `records`, score the runs a CTest run recorded there instead."""
     result = LabResult(lab.id, lab.title)
     files = [lab.spec] if lab.spec.exists() else []
     hfiles = hidden_files(hidden, lab.id)
@@ -69,26 +70,30 @@ def grade_lab(lab: manifest.Lab, bin_dir: Path, lim: Limits | None, pts: Points,
     for r in range(repeat):
         if progress:
             progress(f"lab {lab.id}" + (f" run {r + 1}/{repeat}" if repeat > 1 else ""))
-        records, note = run_lab_once(lab, files, bin_dir, lim, keyword=keyword, timeout=timeout,
-                                     skip_slow=skip_slow, first_failure=first_failure)
-        if note:
-            notes.append(note)
+        if records is not None:
+            runs = recorded_runs(records, lab, files)
+        else:
+            runs = [run_lab_once(lab, files, bin_dir, lim, keyword=keyword, timeout=timeout,
+                                 skip_slow=skip_slow, first_failure=first_failure)]
         got: dict[str, tuple[dict | None, str]] = {}
-        started = None
-        for rec in records:
-            if rec["event"] == "collected":
-                if rec["id"] not in docs:
-                    order.append(rec["id"])
-                    docs[rec["id"]] = rec.get("doc", "")
-                    paths[rec["id"]] = rec.get("path", "")
-            elif rec["event"] == "start":
-                started = rec["id"]
-            elif rec["event"] == "result":
-                got[rec["id"]] = (rec, "")
-                started = None
-        if started is not None:
-            first = note.splitlines()[0] if note else ""
-            got[started] = (None, f"this test hung and the lab's run was stopped: {first}")
+        for recs, note in runs:
+            if note:
+                notes.append(note)
+            started = None
+            for rec in recs:
+                if rec["event"] == "collected":
+                    if rec["id"] not in docs:
+                        order.append(rec["id"])
+                        docs[rec["id"]] = rec.get("doc", "")
+                        paths[rec["id"]] = rec.get("path", "")
+                elif rec["event"] == "start":
+                    started = rec["id"]
+                elif rec["event"] == "result":
+                    got[rec["id"]] = (rec, "")
+                    started = None
+            if started is not None:
+                first = note.splitlines()[0] if note else ""
+                got[started] = (None, f"this test hung and the lab's run was stopped: {first}")
         per_run.append(got)
     result.error = "\n".join(dict.fromkeys(notes))
     # Count the cases of every function (for splitting a parametrized test's points).

@@ -90,3 +90,26 @@ def test_hidden_tests_repeat_and_one_test_by_name(tmp_path):
     assert validate_gradescope(gs) == []
     flaky = [t for t in gs["tests"] if "flaky" in t["tags"]]
     assert len(flaky) == 1 and flaky[0]["status"] == "failed" and "passed 1 of 2 runs" in flaky[0]["output"]
+
+
+def test_records_are_scored_as_recorded_and_a_lab_without_records_fails(tmp_path):
+    """`grade --records DIR` (how the suite's self-test scores the reference) takes each lab's tests
+    from the records its CTest entries left: a passed test scores, one that started and never
+    finished fails as hung, another file's tests do not count, and a lab with no record fails."""
+    spec = "tests/labs/test_01_socket_basics.py::"
+    passed, hung = (spec + "test_prints_domain_type_protocol_as_the_kernel_reports",
+                    spec + "test_fds_are_small_ints_the_kernel_lists_as_sockets")
+    lines = [{"event": "collected", "id": passed}, {"event": "collected", "id": hung},
+             {"event": "collected", "id": "tests/labs/test_19_servers.py::test_other"},
+             {"event": "start", "id": passed},
+             {"event": "result", "id": passed, "outcome": "passed", "duration": 0.1},
+             {"event": "start", "id": hung}]
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "lab01-lab01_socket_basics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    result, proc = grade(bin_dir(), tmp_path / "r.json", "--labs", "01,02", "--records", str(records),
+                         timeout=60)
+    lab01, lab02 = result["labs"]
+    assert {t["id"]: t["status"] for t in lab01["tests"]} == {passed: "passed", hung: "failed"}, proc.stdout
+    assert lab01["score"] == 2 and lab01["max_score"] == 4, proc.stdout
+    assert "no records of lab 02" in lab02["error"] and lab02["score"] == 0, proc.stdout

@@ -1,9 +1,13 @@
 """The grader on the reference programs: full points on every available lab, and the reports of
 that run (Gradescope, JUnit, Markdown) valid and complete.
 
-Grading every lab is the suite's longest job, so CTest runs this file as three entries side by
-side (SHARDS 3 in tests/CMakeLists.txt): SOCKLAB_SHARD=i/n grades every n-th available lab from
-the i-th on. Run by hand without it, it grades them all."""
+Under CTest it scores the records of this run's own lab and probe entries (SOCKLAB_RECORDS, set
+with NEEDS_RECORDS in tests/CMakeLists.txt: the entry runs after them), with the grader's
+`--records`: the same scoring, points, hints and reports as a grading run, without running every
+spec a second time. Run by hand (`pytest tests/harness/test_grade_reference.py`), it grades the
+reference build for real, every lab, under the grader's limits. The grader's own runs (limits,
+sandbox, builds) are tested end to end by test_grade.py, test_handout.py, test_limits.py and
+test_python_labs.py."""
 from __future__ import annotations
 
 import json
@@ -19,8 +23,7 @@ from harness.programs import bin_dir
 from harness.grading.reports import validate_gradescope
 
 AVAILABLE = [l.id for l in manifest.load() if l.available]
-SHARD, SHARDS = map(int, os.environ.get("SOCKLAB_SHARD", "1/1").split("/"))
-MINE = AVAILABLE[SHARD - 1::SHARDS]
+RECORDS = os.environ.get("SOCKLAB_RECORDS")
 
 
 def reference_bin() -> Path:
@@ -29,9 +32,11 @@ def reference_bin() -> Path:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The one grading run of the reference build: this shard's labs (slow tests left out)."""
+    """The one grading of the reference build (slow tests left out): of this CTest run's records,
+    or a real one."""
     out = tmp_path_factory.mktemp("reference")
-    result, proc = grade(reference_bin(), out / "result.json", "--labs", ",".join(MINE),
+    records = ["--records", RECORDS] if RECORDS else []
+    result, proc = grade(reference_bin(), out / "result.json", "--labs", ",".join(AVAILABLE), *records,
                          "--gradescope", str(out / "results.json"), "--junit", str(out / "junit.xml"),
                          "--markdown", str(out / "summary.md"), "--skip-slow", timeout=1800)
     return out, result, proc
@@ -40,7 +45,7 @@ def reference(tmp_path_factory):
 @pytest.mark.limit(1800)
 def test_reference_scores_full_points_on_every_available_lab(reference):
     out, result, proc = reference
-    assert [l["id"] for l in result["labs"]] == MINE
+    assert [l["id"] for l in result["labs"]] == AVAILABLE
     bad = [f"{t['id']}: {t['status']} {t['hint'] or t['message']}" for t in every_test(result)
            if t["status"] != "passed" and not skipped_for_root(t)]
     assert not bad, "\n".join(bad) + "\n" + proc.stdout[-4000:]
@@ -68,6 +73,6 @@ def test_junit_is_well_formed_with_one_suite_per_lab(reference):
     root = ET.parse(out / "junit.xml").getroot()
     assert root.tag == "testsuites"
     suites = root.findall("testsuite")
-    assert [s.get("name").split()[0] for s in suites] == [f"lab{l}" for l in MINE]
+    assert [s.get("name").split()[0] for s in suites] == [f"lab{l}" for l in AVAILABLE]
     assert int(root.get("tests")) == len(every_test(result)) and root.get("failures") == "0"
     assert (out / "summary.md").read_text().startswith("## socklab:")
