@@ -366,6 +366,8 @@ def test_sigterm_with_clients_connected_exits_zero(lab):
             c.close()
 
 
+@pytest.mark.hint("set SO_REUSEADDR on the listener before bind(): then a restart binds the port while the "
+                  "old connection's TIME_WAIT remains, and serves as the first run did")
 def test_reuseaddr_lets_a_restart_bind_while_time_wait_remains(lab):
     server = start(lab)
     port = server.ready.port
@@ -378,7 +380,9 @@ def test_reuseaddr_lets_a_restart_bind_while_time_wait_remains(lab):
     wait_for("TIME_WAIT on the server's port",
              lambda: any(s.state == "TIME_WAIT" and s.local[1] == port for s in probes.tcp_sockets(port)))
     again = lab.server("echo_nonblock", "--port", port)
-    assert again.ready.port == port and served(port)
+    assert again.ready.port == port, (
+        f"expected the restarted server on port {port}, its ready line says {again.ready.port}")
+    assert served(port), f"expected the restarted server on port {port} to echo a client, it did not"
 
 
 def test_cli_contract(lab):
