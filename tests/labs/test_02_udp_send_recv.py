@@ -164,13 +164,18 @@ def test_sendto_without_receiver_succeeds(lab):
     assert [int(m[1]) for m in C["sent"].findall(sender.stdout)] == [13], sender.report()
 
 
+@pytest.mark.hint("the receiver is one socket, bound to --host (127.0.0.1 by default, never the wildcard) "
+                  "and the port it prints, with no peer: bind() it, never connect() it")
 def test_receiver_is_one_unconnected_socket_on_its_port(lab, receiver):
     """What `ss -uanp` shows, read from /proc/net/udp: 127.0.0.1:PORT, no peer, state 07 (UNCONN)."""
     inodes = {int(t[8:-1]) for t in probes.fd_targets(receiver.pid) if t.startswith("socket:")}
-    assert len(inodes) == 1, receiver.report()
+    assert len(inodes) == 1, f"expected the receiver to hold one socket, it holds {len(inodes)}"
     rows = [line.split() for line in open("/proc/net/udp").read().splitlines()[1:]]
     mine = [(r[1], r[2], r[3]) for r in rows if int(r[9]) in inodes]
-    assert mine == [(f"0100007F:{receiver.ready.port:04X}", "00000000:0000", "07")], mine
+    want = (f"0100007F:{receiver.ready.port:04X}", "00000000:0000", "07")
+    assert mine == [want], (
+        f"expected /proc/net/udp to list its socket as local 127.0.0.1:{receiver.ready.port}, no peer, "
+        f"state 07 (UNCONN), it lists (local, peer, state) {mine}")
 
 
 @pytest.mark.hint("--count N: exit with status 0 after N datagrams")

@@ -244,18 +244,24 @@ def base_row(ctx: Context, rnd: int, server: servers.Server, p: Point) -> dict[s
     return row
 
 
+def run_tool(ctx: Context, run: servers.Running, argv: list[str],
+             timeout: float) -> tuple[subprocess.CompletedProcess, measure.Sample, measure.Sample]:
+    """An outside client tool, pinned to the client CPU, and the server sampled before and after."""
+    before = measure.sample(run.pid)
+    try:
+        done = subprocess.run(pinned(ctx.client_cpu, argv), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise PointFailed(f"{argv[0]} {argv[1]} did not finish in time") from None
+    return done, before, measure.sample(run.pid)
+
+
 def bulk(ctx: Context, run: servers.Running, p: Point, row: dict[str, object]) -> None:
     """W5: one iperf3 stream of p.size-byte writes for the window; MiB/s the receiver counted."""
     seconds = max(1, round(ctx.mode.window_ms / 1000))
     argv = ["iperf3", "-c", "127.0.0.1", "-p", str(run.port), "-t", str(seconds), "-l", str(p.size),
             "-J"]
-    before = measure.sample(run.pid)
-    try:
-        done = subprocess.run(pinned(ctx.client_cpu, argv), capture_output=True, text=True,
-                              timeout=seconds + 20)
-    except subprocess.TimeoutExpired:
-        raise PointFailed("iperf3 -c did not finish in time") from None
-    after = measure.sample(run.pid)
+    done, before, after = run_tool(ctx, run, argv, seconds + 20)
     try:
         end = json.loads(done.stdout)["end"]
         got = end["sum_received"]
@@ -277,13 +283,7 @@ def sockperf(ctx: Context, run: servers.Running, p: Point, row: dict[str, object
     seconds = max(1, round(ctx.mode.window_ms / 1000))
     argv = ["sockperf", "pp", "--tcp", "-i", "127.0.0.1", "-p", str(run.port), "-t", str(seconds),
             "-m", str(p.size), "--full-rtt"]
-    before = measure.sample(run.pid)
-    try:
-        done = subprocess.run(pinned(ctx.client_cpu, argv), capture_output=True, text=True,
-                              timeout=seconds + 20)
-    except subprocess.TimeoutExpired:
-        raise PointFailed("sockperf pp did not finish in time") from None
-    after = measure.sample(run.pid)
+    done, before, after = run_tool(ctx, run, argv, seconds + 20)
     text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
     valid = re.search(r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=\d+; "
                       r"ReceivedMessages=(\d+)", text)
