@@ -123,6 +123,11 @@ def test_echo_is_byte_exact_and_logged(lab):
     wait_line(server, "closed", lambda m: m["peer"] == peer)
 
 
+def recv_data(server, peer: str) -> str:
+    """The data of every recv line the server has printed for one peer, joined."""
+    return "".join(m["data"] for m in matches(server, "recv") if m["peer"] == peer)
+
+
 @pytest.mark.hint("one thread, one poll() loop: every client in the array, each logged by its own address")
 def test_interleaved_clients_in_one_thread(lab):
     server = start(lab)
@@ -135,7 +140,12 @@ def test_interleaved_clients_in_one_thread(lab):
                 got = clients[i].recv_until(b"\n")
                 assert got == f"r{round_}c{i}\n".encode(), f"expected client {i}'s own line back, got {got!r}"
         for i, c in enumerate(clients):
-            text = "".join(m["data"] for m in matches(server, "recv") if m["peer"] == peer_of(c))
+            peer = peer_of(c)
+            mine = [f"r{r}c{i}\\n" for r in range(3)]
+            # an echo can come back before its recv line has come through the pipe: wait for them
+            wait_for(f"client {i}'s three lines in the recv lines of {peer}",
+                     lambda: all(line in recv_data(server, peer) for line in mine), 5, fail=False)
+            text = recv_data(server, peer)
             assert f"c{i}\\n" in text and all(f"c{k}" not in text for k in range(4) if k != i), (
                 f"expected client {i}'s recv lines to carry only its own data, they carry {text!r}")
         threads = probes.thread_count(server.pid)
