@@ -725,6 +725,10 @@ def check_emfile(lab, model: Model, steps: Steps) -> None:
         for s in socks:
             s.close()
     with steps.step("all 40 leave; a new client is served"):
+        # A client whose handshake ACK the full accept queue dropped is connected on its side only;
+        # its data and FIN reach the server on TCP's backed-off retransmissions, seconds later.
+        wait_for("every client's FIN acknowledged (no client socket left in FIN_WAIT1)",
+                 lambda: not _unacked_fins(server.port), timeout=30, fail=False)
         pid = server.proc.pid
         wait_for("the server's fd count back to its baseline (or the server gone)",
                  lambda: server.proc.popen.poll() is not None or probes.fd_count(pid) <= server.base.fds,
@@ -732,6 +736,11 @@ def check_emfile(lab, model: Model, steps: Steps) -> None:
         server.assert_alive()
         server.echo(b"after EMFILE\n", timeout=10)
     server.assert_settled(steps)
+
+
+def _unacked_fins(port: int) -> list[probes.TcpSocket]:
+    """Client sockets of `port` whose FIN the server's kernel has not acknowledged yet."""
+    return [s for s in probes.tcp_sockets(port) if s.remote[1] == port and s.state == "FIN_WAIT1"]
 
 
 def check_sigstop_sigcont(lab, model: Model, steps: Steps) -> None:
