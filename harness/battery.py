@@ -244,7 +244,7 @@ class Server:
         return 0
 
     def _close_wait(self) -> list[probes.TcpSocket]:
-        rows = probes.tcp_sockets(self.port)
+        rows = probes.tcp_sockets(self.port, host=self.host)
         return [s for s in rows if s.state == "CLOSE_WAIT" and s.local[1] == self.port]
 
     def idle_cpu(self, window: float = CPU_WINDOW) -> float:
@@ -728,7 +728,7 @@ def check_emfile(lab, model: Model, steps: Steps) -> None:
         # A client whose handshake ACK the full accept queue dropped is connected on its side only;
         # its data and FIN reach the server on TCP's backed-off retransmissions, seconds later.
         wait_for("every client's FIN acknowledged (no client socket left in FIN_WAIT1)",
-                 lambda: not _unacked_fins(server.port), timeout=30, fail=False)
+                 lambda: not _unacked_fins(server.host, server.port), timeout=30, fail=False)
         pid = server.proc.pid
         wait_for("the server's fd count back to its baseline (or the server gone)",
                  lambda: server.proc.popen.poll() is not None or probes.fd_count(pid) <= server.base.fds,
@@ -738,9 +738,10 @@ def check_emfile(lab, model: Model, steps: Steps) -> None:
     server.assert_settled(steps)
 
 
-def _unacked_fins(port: int) -> list[probes.TcpSocket]:
-    """Client sockets of `port` whose FIN the server's kernel has not acknowledged yet."""
-    return [s for s in probes.tcp_sockets(port) if s.remote[1] == port and s.state == "FIN_WAIT1"]
+def _unacked_fins(host: str, port: int) -> list[probes.TcpSocket]:
+    """Client sockets of (host, port) whose FIN the server's kernel has not acknowledged yet."""
+    rows = probes.tcp_sockets(port, host=host)
+    return [s for s in rows if s.remote[1] == port and s.state == "FIN_WAIT1"]
 
 
 def check_sigstop_sigcont(lab, model: Model, steps: Steps) -> None:
@@ -803,7 +804,7 @@ def check_port_in_use(lab, model: Model, steps: Steps) -> None:
 def check_default_bind_loopback(lab, model: Model, steps: Steps) -> None:
     """Without --host the server listens on 127.0.0.1, never on the wildcard address."""
     server = start(lab, model)
-    rows = [s for s in probes.tcp_sockets(server.port) if s.state == "LISTEN" and s.local[1] == server.port]
+    rows = [s for s in probes.tcp_sockets(server.port, host=server.host) if s.state == "LISTEN" and s.local[1] == server.port]
     local = [s.local[0] for s in rows]
     assert server.host == "127.0.0.1" and local == ["127.0.0.1"], (
         f"expected one listener on 127.0.0.1 (ready line says {server.host}, /proc/net/tcp lists {local}).\n"
@@ -815,7 +816,7 @@ def check_default_bind_loopback(lab, model: Model, steps: Steps) -> None:
 def check_ipv6(lab, model: Model, steps: Steps) -> None:
     """--host ::1: the server listens on ::1 and echoes over IPv6."""
     server = start(lab, model, "--host", "::1")
-    rows = [s for s in probes.tcp_sockets(server.port) if s.state == "LISTEN" and s.local[1] == server.port]
+    rows = [s for s in probes.tcp_sockets(server.port, host=server.host) if s.state == "LISTEN" and s.local[1] == server.port]
     assert server.host == "::1" and [s.local[0] for s in rows] == ["::1"], (
         f"expected one listener on ::1 (ready line says {server.host}, /proc lists "
         f"{[s.local[0] for s in rows]}).\nHint: create the socket with the family getaddrinfo() returns "
@@ -866,7 +867,7 @@ def check_sigterm_with_clients(lab, model: Model, steps: Steps) -> None:
                     f"(pids {left[:8]}).\nHint: on SIGTERM end the children too (forward the signal to each "
                     "child, or have them watch the parent); a child that outlives the server keeps its "
                     "clients and any listener copy") from None
-            listening = [s for s in probes.tcp_sockets(server.port) if s.state == "LISTEN"]
+            listening = [s for s in probes.tcp_sockets(server.port, host=server.host) if s.state == "LISTEN"]
             assert not listening, (
                 f"expected no listener on port {server.port} after the server exited, found "
                 f"{len(listening)}.\nHint: a child still holds a copy of the listening socket: close it in "

@@ -201,8 +201,17 @@ def _listen_backlogs(pid: int | None) -> dict[tuple[str, int], int]:
     return backlogs
 
 
-def tcp_sockets(port: int | None = None, pid: int | None = None) -> list[TcpSocket]:
-    """TCP sockets of the network namespace (of pid, if given) whose local or remote port is `port`."""
+def _plain(addr: tuple[str, int]) -> tuple[str, int]:
+    """An IPv4-mapped IPv6 address (a dual-stack socket's view of 127.0.0.1) as plain IPv4."""
+    return (addr[0].removeprefix("::ffff:") if addr[0].startswith("::ffff:") and "." in addr[0] else addr[0],
+            addr[1])
+
+
+def tcp_sockets(port: int | None = None, pid: int | None = None, host: str | None = None) -> list[TcpSocket]:
+    """TCP sockets of the network namespace (of pid, if given) whose local or remote port is `port`.
+    With `host`, only those whose local or remote end is exactly (host, port): the same port number
+    may be in use on another address (::1, 127.0.0.2) by some other program at the same time. A
+    wildcard host (0.0.0.0, ::) filters on the port alone."""
     base = f"/proc/{pid}/net" if pid else "/proc/net"
     out = []
     for name in ("tcp", "tcp6"):
@@ -215,6 +224,8 @@ def tcp_sockets(port: int | None = None, pid: int | None = None) -> list[TcpSock
             local, remote = _decode(f[1]), _decode(f[2])
             if port is not None and port not in (local[1], remote[1]):
                 continue
+            if host not in (None, "0.0.0.0", "::") and (host, port) not in (_plain(local), _plain(remote)):
+                continue
             tx, rx = (int(x, 16) for x in f[4].split(":"))
             out.append(TcpSocket(local, remote, TCP_STATES.get(int(f[3], 16), f[3]), int(f[9]), tx, rx))
     if any(s.state == "LISTEN" for s in out):
@@ -224,9 +235,10 @@ def tcp_sockets(port: int | None = None, pid: int | None = None) -> list[TcpSock
     return out
 
 
-def tcp_states(port: int, pid: int | None = None) -> Counter[str]:
-    """How many sockets on `port` are in each state, e.g. Counter({'TIME_WAIT': 1, 'LISTEN': 1})."""
-    return Counter(s.state for s in tcp_sockets(port, pid))
+def tcp_states(port: int, pid: int | None = None, host: str | None = None) -> Counter[str]:
+    """How many sockets on `port` (at `host`, if given) are in each state, e.g.
+    Counter({'TIME_WAIT': 1, 'LISTEN': 1})."""
+    return Counter(s.state for s in tcp_sockets(port, pid, host))
 
 
 def listen_overflows() -> int:
@@ -277,7 +289,7 @@ def snapshot(proc: Any) -> str:
                  f"{thread_count(pid)} threads, {len(children(pid))} children, "
                  f"{len(zombies(pid))} zombies, VmRSS {rss_kib(pid)} KiB"]
         if proc.ready is not None and proc.ready.proto == "tcp":
-            states = tcp_states(proc.ready.port)
+            states = tcp_states(proc.ready.port, host=proc.ready.host)
             lines.append(f"  TCP sockets on port {proc.ready.port}: " +
                          (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"))
         return "\n".join(lines)

@@ -164,14 +164,22 @@ def test_probes_see_fds_threads_and_tcp_states():
     listener.listen(7)
     port = listener.getsockname()[1]
     assert probes.fd_count(me) == fds + 1
-    rows = [s for s in probes.tcp_sockets(port) if s.state == "LISTEN"]
+    here = "127.0.0.1"
+    rows = [s for s in probes.tcp_sockets(port, host=here) if s.state == "LISTEN"]
     assert len(rows) == 1 and rows[0].send_q == 7 and rows[0].recv_q == 0
     client = socket.create_connection(("127.0.0.1", port))
     deadline = time.monotonic() + 2
-    while probes.tcp_sockets(port)[0].recv_q == 0 and time.monotonic() < deadline:
+    while probes.tcp_sockets(port, host=here)[0].recv_q == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert [s.recv_q for s in probes.tcp_sockets(port) if s.state == "LISTEN"] == [1]
-    assert probes.tcp_states(port)["ESTABLISHED"] == 2  # the client's end and the queued server end
+    assert [s.recv_q for s in probes.tcp_sockets(port, host=here) if s.state == "LISTEN"] == [1]
+    # the client's end and the queued server end
+    assert probes.tcp_states(port, host=here) == {"LISTEN": 1, "ESTABLISHED": 2}
+    with socket.socket() as other:  # the same port number on another address: some other program's
+        other.bind(("127.0.0.2", port))
+        other.listen(1)
+        assert probes.tcp_states(port)["LISTEN"] == 2
+        assert probes.tcp_states(port, host=here) == {"LISTEN": 1, "ESTABLISHED": 2}
+        assert probes.tcp_states(port, host="127.0.0.2") == {"LISTEN": 1}
     threads = probes.thread_count(me)
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)

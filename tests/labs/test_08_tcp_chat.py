@@ -36,11 +36,13 @@ def stays_silent(proc, seconds: float = QUIET) -> bool:
 
 def conn_states(port: int) -> dict[tuple[int, int], probes.TcpSocket]:
     """Connection sockets touching `port`, keyed by (local port, remote port)."""
-    return {(s.local[1], s.remote[1]): s for s in probes.tcp_sockets(port) if s.state != "LISTEN"}
+    rows = probes.tcp_sockets(port, host="127.0.0.1")
+    return {(s.local[1], s.remote[1]): s for s in rows if s.state != "LISTEN"}
 
 
 def listener(port: int) -> probes.TcpSocket:
-    return next(s for s in probes.tcp_sockets(port) if s.state == "LISTEN" and s.local[1] == port)
+    rows = probes.tcp_sockets(port, host="127.0.0.1")
+    return next(s for s in rows if s.state == "LISTEN" and s.local[1] == port)
 
 
 def client_port(client) -> int:

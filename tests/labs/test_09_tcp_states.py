@@ -175,7 +175,7 @@ def test_ipv6_loopback_gives_the_same_simultaneous_close(lab):
 def test_scenarios_stay_in_a_private_namespace(lab):
     port = free_tcp_port()
     run_states(lab, "--port", str(port), "--scenario", "server-closes-first")
-    left = tcp_sockets(port)
+    left = tcp_sockets(port, host="127.0.0.1")
     assert not left, (f"the scenario ran on port {port} inside its own network namespace, so this "
                       "namespace should have no socket on it (a TIME_WAIT here means it ran on the "
                       f"host): {left}")

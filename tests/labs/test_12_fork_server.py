@@ -180,7 +180,7 @@ def test_parent_keeps_conn_grows_one_fd_per_client_until_emfile(lab, steps):
     assert server.popen.poll() is None, "out of fds the server pauses, it does not die\n" + server.report()
     # Each finished client's socket waits in CLOSE_WAIT, held by the parent; so does the last one,
     # still in the accept queue, which the client has closed too.
-    states = probes.tcp_states(port)
+    states = probes.tcp_states(port, host="127.0.0.1")
     assert states.get("CLOSE_WAIT", 0) == served + 1, \
         f"every finished client should sit in CLOSE_WAIT: {dict(states)}"
 

@@ -215,7 +215,7 @@ def test_clean_close_leaves_no_close_wait_and_no_busy_loop(lab, prog):
             c.send("bye")
             c.recv_exactly(3)
     wait_for("three closed lines", lambda: len(matches(server, "closed")) == 3, 5)
-    states = probes.tcp_states(port)
+    states = probes.tcp_states(port, host="127.0.0.1")
     assert states.get("CLOSE_WAIT", 0) == 0, (
         f"expected no socket left in CLOSE_WAIT after the clients closed, the port's states are {states}")
     fds = probes.fd_count(server.pid)
@@ -266,7 +266,7 @@ def test_notes_close_bug_spins_and_leaks_close_wait(lab, steps):
             c.recv_exactly(1)
         wait_line(fixed, "closed")
         fixed_running, fixed_share = spin_evidence(fixed.pid)
-        left = probes.tcp_states(fixed.ready.port).get("CLOSE_WAIT", 0)
+        left = probes.tcp_states(fixed.ready.port, host="127.0.0.1").get("CLOSE_WAIT", 0)
         assert fixed_share < 0.10 and left == 0, (
             f"expected the fixed server idle with no CLOSE_WAIT, it used {fixed_share:.0%} with {left} left")
     with steps.step("--notes-close-bug: the same client; the server never sleeps again"):
@@ -275,7 +275,7 @@ def test_notes_close_bug_spins_and_leaks_close_wait(lab, steps):
             c.send("x")
             c.recv_exactly(1)
         wait_for("the client's socket in CLOSE_WAIT on the server",
-                 lambda: probes.tcp_states(buggy.ready.port).get("CLOSE_WAIT", 0) == 1, 5)
+                 lambda: probes.tcp_states(buggy.ready.port, host="127.0.0.1").get("CLOSE_WAIT", 0) == 1, 5)
         running, share = spin_evidence(buggy.pid)
         assert running > 0.8 and share > fixed_share + 0.02, (
             f"expected a busy loop: the server runnable in {running:.0%} of the samples, using "

@@ -175,7 +175,7 @@ def test_clean_close_leaves_no_close_wait_and_no_busy_loop(lab):
             c.send("bye")
             c.recv_exactly(3)
     wait_for("three closed lines", lambda: len(matches(server, "closed")) == 3, 5)
-    states = probes.tcp_states(port)
+    states = probes.tcp_states(port, host="127.0.0.1")
     assert states.get("CLOSE_WAIT", 0) == 0, (
         f"expected no socket left in CLOSE_WAIT after the clients closed, the port's states are {states}")
     fds = probes.fd_count(server.pid)

@@ -549,7 +549,8 @@ def test_clean_close_leaves_no_close_wait_and_no_registration(lab):
             c.send("bye")
             c.recv_exactly(3)
     wait_for("three closed lines", lambda: len(matches(server, "closed")) == 3, 5)
-    assert probes.tcp_states(port).get("CLOSE_WAIT", 0) == 0, probes.tcp_states(port)
+    states = probes.tcp_states(port, host="127.0.0.1")
+    assert states.get("CLOSE_WAIT", 0) == 0, states
     assert probes.fd_count(server.pid) == baseline and len(registered_fds(server)) == 1
 
 

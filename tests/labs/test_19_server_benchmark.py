@@ -225,13 +225,14 @@ def test_a_server_that_closes_early_or_is_not_there_fails_the_run(lab, tiny):
                   "to ...`, stay idle until SIGTERM, then reset every one and print the released line")
 def test_hold_keeps_n_idle_connections_until_sigterm_and_leaves_none(lab):
     server = echo(lab)
-    port, n = server.ready.port, 300
+    host, port, n = server.ready.host, server.ready.port, 300
     hold = lab.start(LOADGEN, "--workload", "hold", "--port", port, "--connections", n)
     m = hold.expect(C["holding"], timeout=15)
     assert int(m["n"]) == n, m[0]
 
     def established() -> int:
-        return sum(1 for s in probes.tcp_sockets(port) if s.state == "ESTABLISHED" and s.remote[1] == port)
+        rows = probes.tcp_sockets(port, host=host)
+        return sum(1 for s in rows if s.state == "ESTABLISHED" and s.remote[1] == port)
     assert established() == n, f"expected {n} client connections to port {port}, found {established()}"
     before = probes.cpu_share(hold.pid, 0.5)
     assert before < 0.2, f"the holder should sleep while it holds, not spin ({before:.0%} of a CPU)"
@@ -239,7 +240,7 @@ def test_hold_keeps_n_idle_connections_until_sigterm_and_leaves_none(lab):
     assert hold.popen.wait(10) == C.status("loadgen_done"), hold.report()
     hold.expect(C["released"], timeout=5)   # its output may still be on its way through the pipe
     wait_for(f"no connection to port {port} left (ESTABLISHED or TIME_WAIT)",
-             lambda: not any(s for s in probes.tcp_sockets(port) if s.state != "LISTEN"), 5)
+             lambda: not any(s for s in probes.tcp_sockets(port, host=host) if s.state != "LISTEN"), 5)
 
 
 # ---- the driver ------------------------------------------------------------------------------

@@ -148,9 +148,9 @@ def _probe_close_wait(lab, steps, probe):
     server = start(lab, probe)
     with steps.step("20 clients connect, talk and close first"):
         traffic(probe, server, 20)
-    port = server.ready.port
-    settle(lambda: probes.tcp_states(port).get("CLOSE_WAIT", 0) == 0, 2)
-    states = probes.tcp_states(port)
+    host, port = server.ready.host, server.ready.port
+    settle(lambda: probes.tcp_states(port, host=host).get("CLOSE_WAIT", 0) == 0, 2)
+    states = probes.tcp_states(port, host=host)
     assert states.get("CLOSE_WAIT", 0) == 0, (
         f"expected no CLOSE_WAIT on port {port}, found {dict(states)}.\n"
         "Hint: when recv() returns 0 the client has closed: close() that connection")
@@ -345,7 +345,7 @@ def _probe_clean_shutdown(lab, steps, probe):
     left = [p for p in kids if probes.alive(p)]
     port = server.ready.port
     held = udp_socket_row(port) if probe.proto == "udp" else \
-        [s for s in probes.tcp_sockets(port) if s.state == "LISTEN"]
+        [s for s in probes.tcp_sockets(port, host=server.ready.host) if s.state == "LISTEN"]
     assert not left and not held, (f"after exit: {len(left)} children still running, port {port} "
                                    f"{'still bound' if held else 'released'}.\n"
                                    "Hint: children must end with the server (and no copy of the socket may "
