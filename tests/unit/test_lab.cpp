@@ -1,5 +1,4 @@
 // test_lab.cpp: doctest unit tests of common/lab.hpp, always on real fds (pipe, socketpair).
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
