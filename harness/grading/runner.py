@@ -57,13 +57,8 @@ def run_lab_once(lab: manifest.Lab, files: list[Path], bin_dir: Path, lim: Limit
         console, _ = proc.communicate()
     kill_group(proc.pid)  # anything of that run still in its session
     text = console.decode("utf-8", "replace")
-    records = []
     try:
-        for line in out.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
+        records = read_records(out)
     finally:
         out.unlink(missing_ok=True)
     if proc.returncode not in (0, 1, 5) and not note:  # 5: nothing collected
@@ -83,18 +78,22 @@ def recorded_runs(folder: Path, lab: manifest.Lab, files: list[Path]) -> list[tu
     keep = {str(f.relative_to(REPO)) if f.is_relative_to(REPO) else str(f) for f in files}
     runs = []
     for path in sorted(folder.glob(f"lab{lab.id}-*.jsonl")):
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if rec.get("id", "").split("::")[0] in keep:
-                records.append(rec)
-        runs.append((records, ""))
+        runs.append(([r for r in read_records(path) if r.get("id", "").split("::")[0] in keep], ""))
     if not runs:
         return [([], f"no records of lab {lab.id} in {folder}: its CTest entries did not run")]
     return runs
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records grade_plugin.py streamed to `path`, one JSON object a line; a line cut short (a
+    run stopped while it wrote) is left out."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return records
 
 
 def kill_group(pgid: int) -> None:
