@@ -468,7 +468,7 @@ def _fill_server(server: "Server", s: socket.socket, seconds: float) -> bool:
     members: list[int] = []
     sent = 0
     while time.monotonic() < end:
-        if not _delivered(s, 0.05):
+        if not _delivered(s, scaled(0.05)):
             return False   # its receive window closed first: a FIN could not arrive now
         if sent and (not members or sent % (64 << 10) == 0):
             members = server.group()  # again now and then: a fork server's child comes later
