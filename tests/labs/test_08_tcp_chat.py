@@ -297,10 +297,16 @@ def test_duplex_half_close_keeps_other_direction(pair, steps):
         a.expect(C["sent_fin"])
         b.expect(C["peer_fin"])
     with steps.step("half-closed: A in FIN_WAIT2, B in CLOSE_WAIT"):
+        peer = int(C["duplex_accepted"].find(a.stdout)[2])   # B's port, from A's accepted line
+
         def states() -> dict[str, str]:
-            return {"A" if s.local[1] == port else "B": s.state for s in conn_states(port).values()}
-        wait_for(f"A FIN_WAIT2 and B CLOSE_WAIT (now {states()})",
-                 lambda: states() == {"A": "FIN_WAIT2", "B": "CLOSE_WAIT"}, timeout=5)
+            """The two ends of this connection only: an earlier connection to another program that
+            had the same port may still be in TIME_WAIT beside it."""
+            rows = conn_states(port)
+            ends = {"A": (port, peer), "B": (peer, port)}
+            return {who: rows[key].state for who, key in ends.items() if key in rows}
+        wait_for("A FIN_WAIT2 and B CLOSE_WAIT", lambda: states() == {"A": "FIN_WAIT2", "B": "CLOSE_WAIT"},
+                 timeout=5, evidence=lambda: f"now {states()}")
     with steps.step("B's lines still reach A"):
         b.send_line("still works")
         heard(a, "still works")
