@@ -801,10 +801,18 @@ def check_port_in_use(lab, model: Model, steps: Steps) -> None:
         f"Hint: add the hint line {hint.template!r} ({hint.where})")
 
 
+def _own_listeners(server: "Server") -> list[probes.TcpSocket]:
+    """The server's listening sockets on its port, whatever their address (its own fds: another
+    program may listen on the same port number at another address)."""
+    mine = probes.socket_inodes(server.proc.pid)
+    return [s for s in probes.tcp_sockets(server.port)
+            if s.state == "LISTEN" and s.local[1] == server.port and s.inode in mine]
+
+
 def check_default_bind_loopback(lab, model: Model, steps: Steps) -> None:
     """Without --host the server listens on 127.0.0.1, never on the wildcard address."""
     server = start(lab, model)
-    rows = [s for s in probes.tcp_sockets(server.port, host=server.host) if s.state == "LISTEN" and s.local[1] == server.port]
+    rows = _own_listeners(server)
     local = [s.local[0] for s in rows]
     assert server.host == "127.0.0.1" and local == ["127.0.0.1"], (
         f"expected one listener on 127.0.0.1 (ready line says {server.host}, /proc/net/tcp lists {local}).\n"
@@ -816,7 +824,7 @@ def check_default_bind_loopback(lab, model: Model, steps: Steps) -> None:
 def check_ipv6(lab, model: Model, steps: Steps) -> None:
     """--host ::1: the server listens on ::1 and echoes over IPv6."""
     server = start(lab, model, "--host", "::1")
-    rows = [s for s in probes.tcp_sockets(server.port, host=server.host) if s.state == "LISTEN" and s.local[1] == server.port]
+    rows = _own_listeners(server)
     assert server.host == "::1" and [s.local[0] for s in rows] == ["::1"], (
         f"expected one listener on ::1 (ready line says {server.host}, /proc lists "
         f"{[s.local[0] for s in rows]}).\nHint: create the socket with the family getaddrinfo() returns "
